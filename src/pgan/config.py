@@ -1,0 +1,206 @@
+"""Typed configuration: dataclasses, YAML recipes and dotted command-line overrides.
+
+The library never needs this module: every builder takes plain arguments. The
+config is the thin layer the CLI and recipes use.
+
+A recipe is a YAML file whose sections mirror :class:`Config`; ``_base_: x.yaml``
+(relative to the recipe) inherits another recipe. Overrides are ``section.key=value``
+strings whose value is parsed as YAML (``optim.lr=3e-4``, ``loss.terms=[ce,f]``).
+Unknown keys and wrongly typed values raise :class:`PganError` naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pgan.errors import PganError
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "synth"  # a name in pgan.data.datasets.DATASETS
+    root: str = "data/synth"
+    part_file: str | None = None  # part-box file; default <root>/parts_gt.jsonl
+    missing_parts: str = "error"  # "error" or "empty" for images the part file lacks
+    input_size: tuple[int, int] = (224, 224)  # (H, W), the paper's size
+    num_parts: int = 8  # D
+    p: int = 16  # identities per batch
+    k: int = 4  # images per identity
+    cache_images: bool = False  # decode every image once into RAM
+    workers: int = 2  # DataLoader workers (without cache) / decoding threads (with cache)
+    flip_p: float = 0.5
+    erase_p: float = 0.5
+
+
+@dataclass
+class ModelConfig:
+    variant: str = "pgan"  # baseline | grid | nopam | pgan
+    backbone: str = "resnet50"
+    pretrained: bool = True  # ImageNet weights; false = random initialisation
+    last_stride: int = 1
+    frozen_stages: int = 0  # freeze the first N backbone stages (a CPU-budget knob; 0 in the paper)
+    reduced_dim: int = 256  # C'; the retrieval feature is 2C'
+    temperature: float = 10.0  # PAM softmax temperature (authors' code)
+    retrieval: str = "fb"  # "fb" (F_fb) or "concat" (F_fb, F_g, F_p)
+
+
+@dataclass
+class LossConfig:
+    lambda_ce: float = 2.0  # the paper's lambda (authors used 1.0 for VehicleID)
+    margin: float = 0.3
+    label_smoothing: float = 0.0  # the authors' code uses none
+    terms: tuple[str, ...] = ("ce", "f", "g", "p")
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1.75e-4
+    weight_decay: float = 5e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    epochs: int = 130
+    warmup_epochs: float = 10.0  # linear warm-up from warmup_factor x lr (authors' code)
+    warmup_factor: float = 0.01
+    milestones: tuple[float, ...] = (30, 50, 70, 90, 110, 130)  # lr x gamma at each (authors' code)
+    gamma: float = 0.5
+
+
+@dataclass
+class RunConfig:
+    out_dir: str = "runs/default"
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    amp: bool = True  # mixed precision, used on CUDA only
+    eval_every: int = 0  # evaluate every N epochs (0: only after the last)
+    flip_test: bool = False  # average features of the image and its mirror at test time
+    progress: bool = True
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict:
+        return _plain(asdict(self))
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check ``value`` against a field type (with int->float and list->tuple coercion)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for arg in typing.get_args(tp):
+            if arg is type(None):
+                if value is None:
+                    return None
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except PganError as exc:
+                errors.append(str(exc))
+        raise PganError(errors[0] if errors else f"{where}: bad value {value!r}")
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise PganError(f"{where}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], where) for v in value)
+        if len(value) != len(args):
+            raise PganError(f"{where}: expected {len(args)} values, got {list(value)!r}")
+        return tuple(_coerce(v, a, where) for v, a in zip(value, args))
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is bool and not isinstance(value, bool):
+        raise PganError(f"{where}: expected true or false, got {value!r}")
+    if tp is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise PganError(f"{where}: expected an integer, got {value!r}")
+    if tp in (float, str) and not isinstance(value, tp):
+        raise PganError(f"{where}: expected a {tp.__name__}, got {value!r}")
+    return value
+
+
+def _merge(cfg: Config, data: dict, source: str) -> None:
+    if not isinstance(data, dict):
+        raise PganError(f"{source}: a recipe must be a mapping of sections")
+    sections = {f.name for f in dataclasses.fields(Config)}
+    for section, values in data.items():
+        if section not in sections:
+            raise PganError(f"{source}: unknown section {section!r}; valid: {', '.join(sorted(sections))}")
+        if not isinstance(values, dict):
+            raise PganError(f"{source}: section {section!r} must be a mapping")
+        for key, value in values.items():
+            set_value(cfg, f"{section}.{key}", value, source)
+
+
+def set_value(cfg: Config, dotted: str, value: Any, source: str = "override") -> None:
+    """Set ``section.key`` with type checking, e.g. ``set_value(cfg, "optim.lr", 1e-3)``."""
+    parts = dotted.split(".")
+    if len(parts) != 2:
+        raise PganError(f"{source}: key {dotted!r} must look like section.key")
+    section, key = parts
+    if not hasattr(cfg, section) or not dataclasses.is_dataclass(getattr(cfg, section)):
+        raise PganError(f"{source}: unknown section {section!r} in {dotted!r}")
+    obj = getattr(cfg, section)
+    hints = typing.get_type_hints(type(obj))
+    if key not in hints:
+        raise PganError(f"{source}: unknown key {dotted!r}; valid keys in {section}: {', '.join(sorted(hints))}")
+    setattr(obj, key, _coerce(value, hints[key], f"{source}: {dotted}"))
+
+
+def _load_yaml(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[dict, str]]:
+    if not path.is_file():
+        raise PganError(f"config file {path} does not exist")
+    if path.resolve() in seen:
+        raise PganError(f"{path}: _base_ chain loops back on itself")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise PganError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise PganError(f"{path}: a recipe must be a mapping of sections")
+    layers: list[tuple[dict, str]] = []
+    base = data.pop("_base_", None)
+    if base is not None:
+        layers += _load_yaml(path.parent / base, seen + (path.resolve(),))
+    layers.append((data, str(path)))
+    return layers
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Defaults, then the recipe (and its ``_base_`` chain), then ``section.key=value`` overrides."""
+    cfg = Config()
+    if path is not None:
+        for data, source in _load_yaml(Path(path)):
+            _merge(cfg, data, source)
+    for item in overrides:
+        if "=" not in item:
+            raise PganError(f"override {item!r} must look like section.key=value")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        set_value(cfg, key.strip(), value, "override")
+    return cfg
+
+
+def dump_config(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

@@ -1,0 +1,99 @@
+"""The torch ``Dataset`` of images + part masks fed to training and feature extraction.
+
+Images are decoded, converted to RGB and resized to the network's input size.
+With ``cache=True`` every image is decoded once up front into a ``uint8``
+tensor (fast epochs on small data sets such as the synthetic benchmark);
+corrupt images are then dropped with one counted warning. Without the cache a
+corrupt image is an error naming the file.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from pgan.data.records import ImageRecord
+from pgan.data.transforms import JointTransform
+from pgan.errors import PganError
+from pgan.parts.sources import PartSource
+
+log = logging.getLogger(__name__)
+
+
+def load_image(path, size: tuple[int, int]) -> torch.Tensor:
+    """``uint8 (3, H, W)`` RGB at ``size = (H, W)``; raises PganError for an unreadable file."""
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB").resize((size[1], size[0]), Image.BILINEAR)
+            arr = np.asarray(im, dtype=np.uint8)
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise PganError(f"cannot read image {path}: {exc}") from None
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+
+
+class ReidImageDataset(Dataset):
+    """Items are dicts: ``image (3,H,W) float``, ``masks (D,h,w)`` (when a part source
+    is given), ``pid``, ``camid``, ``index``."""
+
+    def __init__(self, records: list[ImageRecord], input_size: tuple[int, int],
+                 feat_size: tuple[int, int] | None = None, parts: PartSource | None = None,
+                 train: bool = False, cache: bool = False, flip_p: float = 0.5, erase_p: float = 0.5,
+                 progress: bool = True, workers: int = 2) -> None:
+        if parts is not None and feat_size is None:
+            raise ValueError("feat_size is needed to build part masks")
+        self.records = list(records)
+        self.input_size = input_size
+        self.feat_size = feat_size
+        self.parts = parts
+        self.transform = JointTransform(train, flip_p, erase_p)
+        if parts is not None:
+            parts.check_coverage(r.key for r in self.records)
+        self.cache: torch.Tensor | None = None
+        self.dropped: list[ImageRecord] = []
+        if cache:
+            self._fill_cache(progress, workers)
+
+    def _fill_cache(self, progress: bool, workers: int) -> None:
+        def load(rec: ImageRecord):
+            try:
+                return load_image(rec.path, self.input_size)
+            except PganError:
+                return None
+
+        with ThreadPoolExecutor(max(1, workers)) as pool:
+            images = list(tqdm(pool.map(load, self.records), total=len(self.records), disable=not progress,
+                               desc="decoding images", leave=False))
+        keep = [i for i, im in enumerate(images) if im is not None]
+        self.dropped = [self.records[i] for i in range(len(images)) if images[i] is None]
+        if self.dropped:
+            log.warning("skipped %d unreadable images (first: %s)", len(self.dropped), self.dropped[0].path)
+        if not keep:
+            raise PganError("no readable images in this split")
+        self.records = [self.records[i] for i in keep]
+        self.cache = torch.stack([images[i] for i in keep])
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def pids(self) -> list[int]:
+        return [r.pid for r in self.records]
+
+    def __getitem__(self, index: int) -> dict:
+        rec = self.records[index]
+        image = self.cache[index] if self.cache is not None else load_image(rec.path, self.input_size)
+        masks = None
+        if self.parts is not None:
+            fh, fw = self.feat_size
+            masks = torch.from_numpy(self.parts.masks_for(rec.key, fh, fw))
+        image, masks = self.transform(image, masks)
+        item = {"image": image, "pid": rec.pid, "camid": rec.camid, "index": index}
+        if masks is not None:
+            item["masks"] = masks
+        return item

@@ -1,0 +1,214 @@
+"""From a :class:`pgan.config.Config` to objects, and the two jobs the CLI runs: train and evaluate.
+
+Everything here is plain Python on top of the library: ``train(cfg)`` is what
+``pgan train`` calls, ``evaluate_checkpoint(path)`` what ``pgan eval`` calls.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from pgan.config import Config, dump_config
+from pgan.data.datasets import read_dataset
+from pgan.data.image_dataset import ReidImageDataset
+from pgan.data.records import ReidDataset, relabel
+from pgan.data.sampler import IdentityBatchSampler
+from pgan.engine.checkpoint import load_checkpoint, unwrap
+from pgan.engine.extract import extract_features
+from pgan.engine.schedule import lr_factor
+from pgan.engine.trainer import Trainer
+from pgan.errors import PganError
+from pgan.losses.combined import PganLoss
+from pgan.models.backbones import build_backbone
+from pgan.models.network import VARIANTS, ReidNet
+from pgan.parts.sources import BoxFileParts, PartSource
+from pgan.utils.atomic import atomic_write_json, atomic_write_text
+from pgan.utils.seeding import seed_everything
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise PganError(f"run.device={name} but no CUDA device is visible; set run.device=cpu (or auto)")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise PganError(f"run.device must be auto, cpu or cuda[:N], got {name!r}")
+    return torch.device(name)
+
+
+def build_part_source(cfg: Config) -> PartSource | None:
+    """The part source the variant needs (None for baseline and grid)."""
+    if cfg.model.variant not in VARIANTS:
+        from pgan.errors import unknown_name
+        raise unknown_name("variant", cfg.model.variant, list(VARIANTS))
+    spec = VARIANTS[cfg.model.variant]
+    if not spec.uses_parts or spec.grid:
+        return None
+    part_file = cfg.data.part_file or str(Path(cfg.data.root) / "parts_gt.jsonl")
+    return BoxFileParts(part_file, cfg.data.num_parts, missing=cfg.data.missing_parts)
+
+
+def feature_size(backbone: torch.nn.Module, input_size: tuple[int, int]) -> tuple[int, int]:
+    with torch.no_grad():
+        was = backbone.training
+        backbone.eval()
+        fh, fw = backbone(torch.zeros(1, 3, *input_size)).shape[-2:]
+        backbone.train(was)
+    return int(fh), int(fw)
+
+
+def build_network(cfg: Config, num_classes: int, pretrained: bool | None = None) -> ReidNet:
+    m = cfg.model
+    backbone = build_backbone(m.backbone, m.pretrained if pretrained is None else pretrained,
+                              m.last_stride, m.frozen_stages)
+    return ReidNet(backbone, num_classes, variant=m.variant, reduced_dim=m.reduced_dim,
+                   num_parts=cfg.data.num_parts, temperature=m.temperature, retrieval=m.retrieval)
+
+
+@dataclass
+class EvalSets:
+    query: ReidImageDataset
+    gallery: ReidImageDataset
+
+
+def build_eval_sets(cfg: Config, ds: ReidDataset, parts: PartSource | None, feat: tuple[int, int]) -> EvalSets:
+    d = cfg.data
+    common = dict(input_size=tuple(d.input_size), feat_size=feat, parts=parts, train=False,
+                  cache=d.cache_images, progress=cfg.run.progress, workers=d.workers)
+    return EvalSets(ReidImageDataset(ds.query, **common), ReidImageDataset(ds.gallery, **common))
+
+
+def _loader(dataset: ReidImageDataset, cfg: Config, **kwargs) -> DataLoader:
+    workers = 0 if dataset.cache is not None else cfg.data.workers
+    return DataLoader(dataset, num_workers=workers, persistent_workers=workers > 0, **kwargs)
+
+
+def evaluate_sets(model: torch.nn.Module, sets: EvalSets, cfg: Config, device: torch.device) -> dict:
+    """Retrieval metrics (fractions) of ``model`` on query vs gallery, with the dataset's protocol."""
+    from pgan.evaluation import evaluate_features
+
+    kw = dict(batch_size=64, shuffle=False)
+    q = extract_features(unwrap(model), _loader(sets.query, cfg, **kw), device, cfg.run.flip_test,
+                         cfg.run.progress, "query features")
+    g = extract_features(unwrap(model), _loader(sets.gallery, cfg, **kw), device, cfg.run.flip_test,
+                         cfg.run.progress, "gallery features")
+    remove_same_camera = cfg.data.dataset not in ("vric", "vehicleid")
+    res = evaluate_features(q.feats, g.feats, q.pids, g.pids, q.camids, g.camids,
+                            remove_same_camera=remove_same_camera)
+    return res.to_dict()
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def write_run_info(run_dir: Path, cfg: Config) -> None:
+    atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+    atomic_write_json(run_dir / "run_info.json", {
+        "git_commit": _git_commit(), "torch": torch.__version__,
+        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+        "python": platform.python_version(), "host": platform.node(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
+
+
+def train(cfg: Config, resume: bool = False) -> dict:
+    """Train ``cfg`` and evaluate it after the last epoch; returns the final metrics and timing."""
+    seed_everything(cfg.run.seed)
+    device = resolve_device(cfg.run.device)
+    run_dir = Path(cfg.run.out_dir)
+    if resume and not (run_dir / "last.pt").is_file():
+        raise PganError(f"--resume: no checkpoint at {run_dir / 'last.pt'}")
+    ds = read_dataset(cfg.data.dataset, cfg.data.root)
+    train_records, _ = relabel(ds.train)
+    num_classes = len({r.pid for r in train_records})
+    parts = build_part_source(cfg)
+    model = build_network(cfg, num_classes)
+    feat = feature_size(model.backbone, tuple(cfg.data.input_size))
+    d = cfg.data
+    train_set = ReidImageDataset(train_records, tuple(d.input_size), feat, parts, train=True,
+                                 cache=d.cache_images, flip_p=d.flip_p, erase_p=d.erase_p,
+                                 progress=cfg.run.progress, workers=d.workers)
+    sampler = IdentityBatchSampler(train_set.pids, d.p, d.k, seed=cfg.run.seed)
+    loader = _loader(train_set, cfg, batch_sampler=sampler)
+    sets = build_eval_sets(cfg, ds, parts, feat)
+    model.to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    o = cfg.optim
+    optimizer = torch.optim.Adam(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+    loss_fn = PganLoss(cfg.loss.lambda_ce, cfg.loss.margin, cfg.loss.label_smoothing, tuple(cfg.loss.terms))
+
+    def schedule(e: float) -> float:
+        return lr_factor(e, o.warmup_epochs, o.warmup_factor, tuple(o.milestones), o.gamma)
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_run_info(run_dir, cfg)
+    trainer = Trainer(model, loss_fn, optimizer, loader, device, o.epochs, schedule, run_dir,
+                      amp=cfg.run.amp, progress=cfg.run.progress,
+                      evaluate=lambda mdl: evaluate_sets(mdl, sets, cfg, device), eval_every=cfg.run.eval_every,
+                      extra_state={"config": cfg.to_dict(), "num_classes": num_classes})
+    if resume:
+        trainer.resume(run_dir / "last.pt")
+    t0 = time.perf_counter()
+    history = trainer.fit()
+    train_seconds = time.perf_counter() - t0
+    final = {k[5:]: v for k, v in history[-1].items() if k.startswith("eval_")} if history else {}
+    result = {"variant": cfg.model.variant, "metrics": final, "train_seconds": train_seconds,
+              "epochs": o.epochs, "num_classes": num_classes}
+    atomic_write_json(run_dir / "result.json", result)
+    return result
+
+
+def load_trained(checkpoint: str | Path, device: torch.device | None = None) -> tuple[ReidNet, Config]:
+    """Rebuild a trained network (and its config) from a checkpoint written by :func:`train`."""
+    from pgan.config import load_config, set_value
+
+    ckpt = load_checkpoint(checkpoint)
+    if "config" not in ckpt or "num_classes" not in ckpt:
+        raise PganError(f"{checkpoint} is not a pgan training checkpoint (no config inside)")
+    cfg = load_config()
+    for section, values in ckpt["config"].items():
+        for key, value in values.items():
+            set_value(cfg, f"{section}.{key}", value, f"{checkpoint} config")
+    model = build_network(cfg, ckpt["num_classes"], pretrained=False)
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as exc:
+        raise PganError(f"{checkpoint}: weights do not fit variant {cfg.model.variant!r} "
+                        f"with backbone {cfg.model.backbone!r}: {str(exc).splitlines()[0]}") from None
+    model.to(device or torch.device("cpu")).eval()
+    return model, cfg
+
+
+def evaluate_checkpoint(checkpoint: str | Path, overrides: list[str] | None = None) -> dict:
+    """Evaluate a checkpoint on its dataset's query/gallery (overrides can point at other data)."""
+    from pgan.config import set_value
+
+    model, cfg = load_trained(checkpoint)
+    for item in overrides or []:
+        key, _, raw = item.partition("=")
+        import yaml
+        set_value(cfg, key.strip(), yaml.safe_load(raw), "override")
+    device = resolve_device(cfg.run.device)
+    model.to(device)
+    ds = read_dataset(cfg.data.dataset, cfg.data.root)
+    parts = build_part_source(cfg)
+    feat = feature_size(model.backbone, tuple(cfg.data.input_size))
+    metrics = evaluate_sets(model, build_eval_sets(cfg, ds, parts, feat), cfg, device)
+    log.info("%s", json.dumps(metrics))
+    return metrics

@@ -1,0 +1,145 @@
+"""The training loop: P x K batches, joint loss, AMP on CUDA, per-epoch checkpoints, exact resume.
+
+Resume is exact because every random choice is a function of saved state: the
+sampler's batches depend only on (seed, epoch), the learning rate only on the
+fractional epoch, and the torch/numpy/python RNG states (flip, erasing) are in
+the checkpoint. An interrupted run loses at most the epoch in progress.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from pgan.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, unwrap
+from pgan.errors import PganError
+from pgan.losses.combined import PganLoss
+from pgan.utils.atomic import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+
+class Trainer:
+    def __init__(self, model: torch.nn.Module, loss_fn: PganLoss, optimizer: torch.optim.Optimizer,
+                 loader: DataLoader, device: torch.device, epochs: int,
+                 schedule: Callable[[float], float] = lambda e: 1.0, run_dir: str | Path | None = None,
+                 amp: bool = True, progress: bool = True,
+                 evaluate: Callable[[torch.nn.Module], dict] | None = None, eval_every: int = 0,
+                 is_main: bool = True, extra_state: dict | None = None) -> None:
+        self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
+        self.loader, self.device, self.epochs = loader, device, epochs
+        self.schedule = schedule
+        self.base_lrs = [g["lr"] for g in optimizer.param_groups]
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.use_amp = amp and device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.progress = progress and is_main
+        self.evaluate, self.eval_every = evaluate, eval_every
+        self.is_main = is_main
+        self.extra_state = extra_state or {}
+        self.start_epoch = 0
+        self.history: list[dict] = []
+        self.best_map = -1.0
+
+    # ----------------------------------------------------------------- state
+    def state(self, epoch: int) -> dict:
+        return {"model": unwrap(self.model).state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict(), "epoch": epoch, "rng": rng_state(),
+                "history": self.history, "best_map": self.best_map, **self.extra_state}
+
+    def resume(self, path: str | Path) -> None:
+        ckpt = load_checkpoint(path)
+        unwrap(self.model).load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        set_rng_state(ckpt["rng"])
+        self.start_epoch = int(ckpt["epoch"])
+        self.history = list(ckpt.get("history", []))
+        self.best_map = float(ckpt.get("best_map", -1.0))
+        log.info("resumed from %s after epoch %d", path, self.start_epoch)
+
+    def _set_lr(self, epoch_float: float) -> float:
+        f = self.schedule(epoch_float)
+        for g, base in zip(self.optimizer.param_groups, self.base_lrs):
+            g["lr"] = base * f
+        return self.optimizer.param_groups[0]["lr"]
+
+    # ------------------------------------------------------------------ loop
+    def _step(self, batch: dict) -> dict[str, float]:
+        images = batch["image"].to(self.device, non_blocking=True)
+        labels = batch["pid"].to(self.device, non_blocking=True)
+        masks = batch.get("masks")
+        masks = masks.to(self.device, non_blocking=True) if masks is not None else None
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
+            out = self.model(images, masks)
+        losses = self.loss_fn(out, labels)
+        if not torch.isfinite(losses.total):
+            raise PganError(f"the loss became {float(losses.total)} ({losses.parts}); "
+                            "the last checkpoint is intact; try a lower optim.lr")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(losses.total).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return {"loss": float(losses.total.detach()), **losses.parts}
+
+    def train_epoch(self, epoch: int) -> dict:
+        self.model.train()
+        sampler = self.loader.batch_sampler
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        n = len(self.loader)
+        sums: dict[str, float] = {}
+        images_seen, t0 = 0, time.perf_counter()
+        bar = tqdm(self.loader, total=n, disable=not self.progress, desc=f"epoch {epoch + 1}/{self.epochs}",
+                   leave=False)
+        for it, batch in enumerate(bar):
+            lr = self._set_lr(epoch + it / max(n, 1))
+            step = self._step(batch)
+            for k, v in step.items():
+                sums[k] = sums.get(k, 0.0) + v
+            images_seen += len(batch["pid"])
+            bar.set_postfix(loss=f"{step['loss']:.3f}", img_s=f"{images_seen / (time.perf_counter() - t0):.1f}")
+        seconds = time.perf_counter() - t0
+        stats = {"epoch": epoch + 1, **{k: v / max(n, 1) for k, v in sums.items()}, "lr": lr,
+                 "images_per_s": images_seen / max(seconds, 1e-9), "seconds": seconds}
+        return stats
+
+    def fit(self) -> list[dict]:
+        for epoch in range(self.start_epoch, self.epochs):
+            stats = self.train_epoch(epoch)
+            last = epoch + 1 == self.epochs
+            if self.evaluate is not None and (last or (self.eval_every and (epoch + 1) % self.eval_every == 0)):
+                metrics = self.evaluate(self.model)
+                stats.update({f"eval_{k}": v for k, v in metrics.items()})
+                if self.is_main and metrics.get("mAP", -1) > self.best_map and self.run_dir is not None:
+                    self.best_map = metrics["mAP"]
+                    save_checkpoint(self.run_dir / "best.pt", **self.state(epoch + 1))
+            self.history.append(stats)
+            if self.is_main:
+                log.info("epoch %d: %s", epoch + 1,
+                         " ".join(f"{k}={v:.4g}" for k, v in stats.items() if isinstance(v, float)))
+                if self.run_dir is not None:
+                    save_checkpoint(self.run_dir / "last.pt", **self.state(epoch + 1))
+                    self._write_metrics()
+        return self.history
+
+    def _write_metrics(self) -> None:
+        keys: list[str] = []
+        for row in self.history:
+            keys += [k for k in row if k not in keys]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=keys)
+        writer.writeheader()
+        for row in self.history:
+            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) and math.isfinite(v) else v)
+                             for k, v in row.items()})
+        atomic_write_text(self.run_dir / "metrics.csv", buf.getvalue())

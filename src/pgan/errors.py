@@ -1,0 +1,15 @@
+"""User-facing errors.
+
+A :class:`PganError` is raised for anything the user can fix (a missing folder,
+a malformed file, an unknown name). The CLI prints its message as one line and
+exits with status 2; tracebacks are reserved for bugs.
+"""
+
+
+class PganError(Exception):
+    """An error caused by user input; its message names the file or key at fault."""
+
+
+def unknown_name(kind: str, name: str, valid: "list[str] | tuple[str, ...]") -> PganError:
+    """The error for a registry miss: names the valid choices."""
+    return PganError(f"unknown {kind} {name!r}; valid names: {', '.join(sorted(valid))}")

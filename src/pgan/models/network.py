@@ -1,0 +1,142 @@
+"""The re-ID network and its variants, all sharing one code path.
+
+Variants (``VARIANTS``):
+
+* ``baseline``: GAP + BNNeck on the backbone feature (the paper's [24], "bag of tricks").
+* ``pgan``: part masks from a part source, weighted by the Part Attention Module.
+* ``nopam``: the same parts with equal weights (PGAN w/o PAM, Table III).
+* ``grid``: PAM over a uniform grid of ``D`` cells instead of detected parts (Table III).
+
+Data flow (PGAN variants)::
+
+    image -> backbone -> F_g (B,C,h,w) --PAM(masks)--> w (B,D) -> F_p = F_g (1 + sum w_i M_i)
+    F_f = concat(F_g, F_p) -> Refine_f -> GAP -> f (2C') -> BN -> f_b -> classifier
+    F_g -> Refine_g -> GAP -> g (C');  F_p -> Refine_p -> GAP -> p (C')   [training only]
+
+At test time only what the retrieval feature needs is computed: with the default
+``retrieval="fb"`` the Refine_g / Refine_p branches are skipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from pgan.errors import PganError, unknown_name
+from pgan.models.backbones import Backbone
+from pgan.models.part_attention import PartAttention, part_guided_map, uniform_part_weights
+from pgan.models.refine import Refine
+from pgan.parts.masks import grid_masks
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    uses_parts: bool  # needs a part head at all
+    attention: str  # "pam" or "uniform"
+    grid: bool  # masks are a fixed grid, not input masks
+
+
+VARIANTS: dict[str, VariantSpec] = {
+    "baseline": VariantSpec(uses_parts=False, attention="none", grid=False),
+    "pgan": VariantSpec(uses_parts=True, attention="pam", grid=False),
+    "nopam": VariantSpec(uses_parts=True, attention="uniform", grid=False),
+    "grid": VariantSpec(uses_parts=True, attention="pam", grid=True),
+}
+
+RETRIEVAL_FEATURES = ("fb", "concat")
+
+
+@dataclass
+class ModelOutput:
+    """What the network returns. Training-only fields are ``None`` in eval mode."""
+
+    embedding: torch.Tensor  # the retrieval feature (before L2 normalisation)
+    logits: torch.Tensor | None = None
+    feat_f: torch.Tensor | None = None  # triplet input: refined F_f (or GAP feature for baseline)
+    feat_g: torch.Tensor | None = None
+    feat_p: torch.Tensor | None = None
+    part_weights: torch.Tensor | None = None  # (B, D) PAM weights
+    part_map: torch.Tensor | None = None  # F_p (B, C, h, w), only with return_maps=True
+
+
+class ReidNet(nn.Module):
+    """Backbone + head of one variant. Build with :func:`build_model`."""
+
+    def __init__(self, backbone: Backbone, num_classes: int, variant: str = "pgan",
+                 reduced_dim: int = 256, num_parts: int = 8, temperature: float = 10.0,
+                 retrieval: str = "fb") -> None:
+        super().__init__()
+        if variant not in VARIANTS:
+            raise unknown_name("variant", variant, list(VARIANTS))
+        if retrieval not in RETRIEVAL_FEATURES:
+            raise unknown_name("retrieval feature", retrieval, RETRIEVAL_FEATURES)
+        if num_classes < 2:
+            raise PganError(f"need at least 2 training identities, got {num_classes}")
+        self.backbone = backbone
+        self.variant = variant
+        self.spec = VARIANTS[variant]
+        self.num_parts = num_parts
+        self.retrieval = retrieval
+        c = backbone.out_channels
+        if self.spec.uses_parts:
+            self.pam = PartAttention(c, temperature=temperature) if self.spec.attention == "pam" else None
+            self.refine_g = Refine(c, reduced_dim)
+            self.refine_p = Refine(c, reduced_dim)
+            self.refine_f = Refine(2 * c, 2 * reduced_dim)
+            emb_dim = 2 * reduced_dim
+        else:
+            emb_dim = c
+        self.bnneck = nn.BatchNorm1d(emb_dim)
+        self.bnneck.bias.requires_grad_(False)  # BNNeck: no shift, as in the bag-of-tricks baseline
+        self.classifier = nn.Linear(emb_dim, num_classes, bias=False)
+        nn.init.normal_(self.classifier.weight, std=0.001)
+        self.embedding_dim = emb_dim + (2 * reduced_dim if retrieval == "concat" and self.spec.uses_parts
+                                        else 0)
+        self._grid_cache: dict[tuple[int, int], torch.Tensor] = {}
+
+    def _grid(self, h: int, w: int, ref: torch.Tensor) -> torch.Tensor:
+        if (h, w) not in self._grid_cache:
+            self._grid_cache[(h, w)] = torch.from_numpy(grid_masks(h, w, self.num_parts))
+        return self._grid_cache[(h, w)].to(ref.device, ref.dtype)
+
+    def forward(self, images: torch.Tensor, masks: torch.Tensor | None = None,
+                return_maps: bool = False) -> ModelOutput:
+        fg = self.backbone(images)
+        if not self.spec.uses_parts:
+            pooled = fg.mean(dim=(2, 3))
+            fb = self.bnneck(pooled)
+            if not self.training:
+                return ModelOutput(embedding=fb)
+            return ModelOutput(embedding=fb, logits=self.classifier(fb), feat_f=pooled)
+
+        b, _, h, w = fg.shape
+        if self.spec.grid:
+            masks = self._grid(h, w, fg).expand(b, -1, -1, -1)
+        elif masks is None:
+            raise PganError(f"variant {self.variant!r} needs part masks; none were given")
+        elif masks.shape[-2:] != (h, w):
+            raise PganError(f"part masks are {tuple(masks.shape[-2:])} but the feature map is {(h, w)}; "
+                            "masks must be built at the backbone's feature resolution")
+        weights = self.pam(fg, masks) if self.pam is not None else uniform_part_weights(masks)
+        fp = part_guided_map(fg, masks, weights)
+        f = self.refine_f(torch.cat([fg, fp], dim=1)).mean(dim=(2, 3))
+        fb = self.bnneck(f)
+        maps = fp if return_maps else None
+        if not self.training:
+            emb = fb
+            if self.retrieval == "concat":
+                g = self.refine_g(fg).mean(dim=(2, 3))
+                p = self.refine_p(fp).mean(dim=(2, 3))
+                emb = torch.cat([fb, g, p], dim=1)
+            return ModelOutput(embedding=emb, part_weights=weights, part_map=maps)
+        g = self.refine_g(fg).mean(dim=(2, 3))
+        p = self.refine_p(fp).mean(dim=(2, 3))
+        return ModelOutput(embedding=fb, logits=self.classifier(fb), feat_f=f, feat_g=g, feat_p=p,
+                           part_weights=weights, part_map=maps)
+
+
+def build_model(variant: str, backbone: Backbone, num_classes: int, **kwargs) -> ReidNet:
+    """``build_model("pgan", build_backbone("resnet50"), num_classes=576)``."""
+    return ReidNet(backbone, num_classes, variant=variant, **kwargs)

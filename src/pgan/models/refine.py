@@ -1,0 +1,47 @@
+"""The Refine operation of feature aggregation: an SE block, then a residual bottleneck.
+
+Following the authors' code: squeeze-and-excitation with reduction 8, then a
+pre-activation bottleneck (BN-ReLU-1x1, BN-ReLU-3x3, BN-ReLU-1x1) whose shortcut
+is a 1x1 convolution, reducing ``in_channels`` to ``out_channels``. The
+bottleneck width (``out_channels // 4``, as in ResNet bottlenecks) is our choice;
+the paper does not state it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class SqueezeExcite(nn.Module):
+    def __init__(self, channels: int, reduction: int = 8) -> None:
+        super().__init__()
+        hidden = max(channels // reduction, 4)
+        self.fc = nn.Sequential(
+            nn.Linear(channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, channels), nn.Sigmoid()
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = self.fc(x.mean(dim=(2, 3)))
+        return x * scale[:, :, None, None]
+
+
+def _pre_act(cin: int, cout: int, kernel: int) -> nn.Sequential:
+    return nn.Sequential(nn.BatchNorm2d(cin), nn.ReLU(inplace=True),
+                         nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False))
+
+
+class Refine(nn.Module):
+    """``(B, in, H, W) -> (B, out, H, W)``: SE, then a pre-activation residual bottleneck."""
+
+    def __init__(self, in_channels: int, out_channels: int, se_reduction: int = 8) -> None:
+        super().__init__()
+        mid = max(out_channels // 4, 8)
+        self.se = SqueezeExcite(in_channels, se_reduction)
+        self.body = nn.Sequential(_pre_act(in_channels, mid, 1), _pre_act(mid, mid, 3),
+                                  _pre_act(mid, out_channels, 1))
+        self.shortcut = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.se(x)
+        return self.body(x) + self.shortcut(x)

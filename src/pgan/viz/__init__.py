@@ -1,0 +1,1 @@
+"""Figures: rank lists (and, later, part boxes and attention maps). Headless: PIL only."""

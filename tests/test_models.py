@@ -1,0 +1,115 @@
+import pytest
+import torch
+
+from pgan.errors import PganError
+from pgan.losses.combined import PganLoss
+from pgan.losses.triplet import batch_hard_triplet
+from pgan.models.backbones import BACKBONES, build_backbone
+from pgan.models.network import VARIANTS, ReidNet
+from pgan.models.part_attention import (PartAttention, mask_guided_avg_pool, masked_softmax,
+                                        part_guided_map)
+
+
+def test_mgap_empty_mask_is_finite_with_gradient():
+    feat = torch.randn(2, 5, 4, 4, requires_grad=True)
+    masks = torch.zeros(2, 3, 4, 4)
+    masks[0, 0, :2, :2] = 1
+    pooled = mask_guided_avg_pool(feat, masks)
+    assert pooled.shape == (2, 3, 5)
+    torch.testing.assert_close(pooled[0, 0], feat[0, :, :2, :2].mean(dim=(1, 2)))
+    assert torch.all(pooled[0, 1:] == 0) and torch.all(pooled[1] == 0)
+    pooled.sum().backward()
+    assert torch.isfinite(feat.grad).all()
+    assert feat.grad[0, :, :2, :2].abs().sum() > 0 and feat.grad[1].abs().sum() == 0
+
+
+def test_pam_weights_sum_to_one_over_valid_parts_and_ignore_padding():
+    torch.manual_seed(0)
+    pam = PartAttention(16)
+    feat = torch.randn(3, 16, 5, 5)
+    masks = torch.zeros(3, 4, 5, 5)
+    masks[0, :2, 1:3, 1:3] = 1
+    masks[1, :, :, :] = 1
+    w = pam(feat, masks)  # row 2 has no part at all
+    torch.testing.assert_close(w.sum(1), torch.tensor([1.0, 1.0, 0.0]))
+    assert torch.all(w[0, 2:] == 0) and torch.isfinite(w).all()
+    assert masked_softmax(torch.zeros(1, 2), torch.tensor([[False, False]])).sum() == 0
+
+
+def test_part_guided_map_equals_the_paper_formula():
+    feat, masks = torch.randn(2, 6, 4, 4), (torch.rand(2, 3, 4, 4) > 0.5).float()
+    w = torch.softmax(torch.randn(2, 3), -1)
+    explicit = sum(w[:, i, None, None, None] * masks[:, i, None] * feat for i in range(3)) + feat
+    torch.testing.assert_close(part_guided_map(feat, masks, w), explicit)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_variant_forward_backward_shapes(variant):
+    torch.manual_seed(0)
+    bb = build_backbone("resnet18", pretrained=False, last_stride=1)
+    model = ReidNet(bb, num_classes=5, variant=variant, reduced_dim=32, num_parts=4)
+    x = torch.randn(8, 3, 64, 64)
+    masks = (torch.rand(8, 4, 4, 4) > 0.6).float()
+    masks[:, 3] = 0  # one padding part everywhere
+    out = model(x, masks)
+    dim = 64 if variant != "baseline" else 512
+    assert out.embedding.shape == (8, dim) and out.logits.shape == (8, 5)
+    labels = torch.arange(4).repeat_interleave(2)
+    loss = PganLoss()(out, labels)
+    assert torch.isfinite(loss.total)
+    expected_terms = {"ce", "f"} if variant == "baseline" else {"ce", "f", "g", "p"}
+    assert set(loss.parts) == expected_terms
+    loss.total.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    if variant in ("pgan", "grid"):
+        assert model.pam.psi[0].parametrizations.weight.original0.grad.abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        emb = model(x, masks).embedding
+    assert emb.shape == (8, dim) and torch.isfinite(emb).all()
+
+
+def test_eval_skips_unused_branches_and_concat_retrieval():
+    bb = build_backbone("resnet18", pretrained=False)
+    model = ReidNet(bb, num_classes=3, variant="pgan", reduced_dim=16, num_parts=2).eval()
+    calls = []
+    model.refine_g.register_forward_hook(lambda *a: calls.append("g"))
+    with torch.no_grad():
+        model(torch.randn(2, 3, 32, 32), torch.ones(2, 2, 2, 2))
+    assert calls == []
+    cat = ReidNet(build_backbone("resnet18", pretrained=False), 3, "pgan", reduced_dim=16, num_parts=2,
+                  retrieval="concat").eval()
+    with torch.no_grad():
+        assert cat(torch.randn(2, 3, 32, 32), torch.ones(2, 2, 2, 2)).embedding.shape == (2, 64)
+
+
+def test_masks_at_wrong_resolution_and_unknown_names():
+    model = ReidNet(build_backbone("resnet18", pretrained=False), 3, "pgan", reduced_dim=16, num_parts=2)
+    with pytest.raises(PganError, match="feature map"):
+        model(torch.randn(2, 3, 32, 32), torch.ones(2, 2, 5, 5))
+    with pytest.raises(PganError, match="valid names: .*resnet50"):
+        build_backbone("resnet9000")
+    with pytest.raises(PganError, match="valid names: baseline, grid, nopam, pgan"):
+        ReidNet(build_backbone("resnet18", pretrained=False), 3, "attention-is-all")
+
+
+def test_last_stride_and_frozen_stages():
+    bb = build_backbone("mobilenet_v2", pretrained=False, last_stride=1, frozen_stages=2)
+    assert bb(torch.zeros(1, 3, 160, 160)).shape == (1, 1280, 10, 10)
+    assert bb.stride == 16 and set(BACKBONES) >= {"resnet50", "mobilenet_v2"}
+    assert not any(p.requires_grad for p in bb.stages[0].parameters())
+    bb.train()
+    assert not bb.stages[1].training and bb.stages[2].training
+    r = build_backbone("resnet50", pretrained=False, last_stride=1)
+    assert r(torch.zeros(1, 3, 224, 224)).shape == (1, 2048, 14, 14)
+
+
+def test_batch_hard_triplet_hand_case():
+    feats = torch.tensor([[0.0], [1.0], [3.0], [3.5]])
+    labels = torch.tensor([0, 0, 1, 1])
+    # anchor 0: hardest pos 1.0, hardest neg 3.0 -> relu(1-3+0.3)=0; anchor 1: pos 1, neg 2 -> 0
+    # anchor 2: pos 0.5, neg 2 -> 0; anchor 3: pos 0.5, neg 2.5 -> 0.
+    # With margin 2.0: anchor 0: 1-3+2=0, anchor 1: 1-2+2=1, anchor 2: 0.5-2+2=0.5, anchor 3: 0.5-2.5+2=0.
+    assert batch_hard_triplet(feats, labels, 0.3).item() == pytest.approx(0.0, abs=1e-5)
+    assert batch_hard_triplet(feats, labels, 2.0).item() == pytest.approx((0.0 + 1.0 + 0.5 + 0.0) / 4, abs=1e-5)
