@@ -79,6 +79,7 @@ class RunConfig:
     amp: bool = True  # mixed precision, used on CUDA only
     eval_every: int = 0  # evaluate every N epochs (0: only after the last)
     flip_test: bool = False  # average features of the image and its mirror at test time
+    sync_bn: bool = False  # SyncBatchNorm across processes under torchrun (CUDA only)
     progress: bool = True
 
 
@@ -128,6 +129,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         return tuple(_coerce(v, a, where) for v, a in zip(value, args))
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str):
+        try:  # YAML 1.1 reads "1e-3" (no dot) as a string
+            return float(value)
+        except ValueError:
+            pass
     if tp is bool and not isinstance(value, bool):
         raise PganError(f"{where}: expected true or false, got {value!r}")
     if tp is int and (isinstance(value, bool) or not isinstance(value, int)):

@@ -23,6 +23,7 @@ from pgan.data.image_dataset import ReidImageDataset
 from pgan.data.records import ReidDataset, relabel
 from pgan.data.sampler import IdentityBatchSampler
 from pgan.engine.checkpoint import load_checkpoint, unwrap
+from pgan.engine.distributed import cleanup, gather_for_mining, init_distributed
 from pgan.engine.extract import extract_features
 from pgan.engine.schedule import lr_factor
 from pgan.engine.trainer import Trainer
@@ -47,11 +48,39 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def validate_config(cfg: Config) -> None:
+    """Check every name and range in ``cfg`` before any work starts (one clear error per problem)."""
+    from pgan.data.datasets import DATASETS
+    from pgan.errors import unknown_name
+    from pgan.losses.combined import LOSS_TERMS
+    from pgan.models.backbones import BACKBONES
+    from pgan.models.network import RETRIEVAL_FEATURES
+
+    checks = [("variant", cfg.model.variant, VARIANTS), ("backbone", cfg.model.backbone, BACKBONES),
+              ("dataset", cfg.data.dataset, DATASETS), ("retrieval feature", cfg.model.retrieval,
+                                                        RETRIEVAL_FEATURES)]
+    for kind, name, valid in checks:
+        if name not in valid:
+            raise unknown_name(kind, name, list(valid))
+    bad_terms = [t for t in cfg.loss.terms if t not in LOSS_TERMS]
+    if bad_terms or not cfg.loss.terms:
+        raise PganError(f"loss.terms {list(cfg.loss.terms)} invalid; choose from {list(LOSS_TERMS)}")
+    if cfg.data.missing_parts not in ("error", "empty"):
+        raise PganError(f"data.missing_parts must be 'error' or 'empty', got {cfg.data.missing_parts!r}")
+    if min(cfg.data.input_size) < 32:
+        raise PganError(f"data.input_size {list(cfg.data.input_size)} is too small (at least 32 pixels)")
+    for key, value, low in (("data.num_parts", cfg.data.num_parts, 1), ("data.p", cfg.data.p, 2),
+                            ("data.k", cfg.data.k, 1), ("optim.epochs", cfg.optim.epochs, 1),
+                            ("model.reduced_dim", cfg.model.reduced_dim, 8)):
+        if value < low:
+            raise PganError(f"{key}={value} must be at least {low}")
+    if cfg.optim.lr <= 0:
+        raise PganError(f"optim.lr={cfg.optim.lr} must be positive")
+
+
 def build_part_source(cfg: Config) -> PartSource | None:
     """The part source the variant needs (None for baseline and grid)."""
-    if cfg.model.variant not in VARIANTS:
-        from pgan.errors import unknown_name
-        raise unknown_name("variant", cfg.model.variant, list(VARIANTS))
+    validate_config(cfg)
     spec = VARIANTS[cfg.model.variant]
     if not spec.uses_parts or spec.grid:
         return None
@@ -128,40 +157,72 @@ def write_run_info(run_dir: Path, cfg: Config) -> None:
 
 
 def train(cfg: Config, resume: bool = False) -> dict:
-    """Train ``cfg`` and evaluate it after the last epoch; returns the final metrics and timing."""
+    """Train ``cfg`` and evaluate it after the last epoch; returns the final metrics and timing.
+
+    Under ``torchrun`` every process runs this; rank 0 alone evaluates, logs and
+    writes checkpoints (see :mod:`pgan.engine.distributed` for the batch rule).
+    """
+    validate_config(cfg)
     seed_everything(cfg.run.seed)
-    device = resolve_device(cfg.run.device)
+    info, device = init_distributed(resolve_device(cfg.run.device))
+    try:
+        return _train(cfg, resume, info, device)
+    finally:
+        if info.enabled:
+            cleanup()
+
+
+def _train(cfg: Config, resume: bool, info, device: torch.device) -> dict:
     run_dir = Path(cfg.run.out_dir)
     if resume and not (run_dir / "last.pt").is_file():
         raise PganError(f"--resume: no checkpoint at {run_dir / 'last.pt'}")
-    ds = read_dataset(cfg.data.dataset, cfg.data.root)
+    if cfg.run.sync_bn and info.enabled and device.type != "cuda":
+        raise PganError("run.sync_bn=true needs CUDA (PyTorch's SyncBatchNorm has no CPU kernel); "
+                        "set run.sync_bn=false")
+    d = cfg.data
+    # Checked before any work starts: the sampler shards identities over processes.
+    if d.p % info.world_size:
+        raise PganError(f"data.p={d.p} identities per global batch is not divisible by the "
+                        f"world size {info.world_size}")
+    ds = read_dataset(d.dataset, d.root)
     train_records, _ = relabel(ds.train)
     num_classes = len({r.pid for r in train_records})
     parts = build_part_source(cfg)
     model = build_network(cfg, num_classes)
-    feat = feature_size(model.backbone, tuple(cfg.data.input_size))
-    d = cfg.data
+    feat = feature_size(model.backbone, tuple(d.input_size))
     train_set = ReidImageDataset(train_records, tuple(d.input_size), feat, parts, train=True,
                                  cache=d.cache_images, flip_p=d.flip_p, erase_p=d.erase_p,
-                                 progress=cfg.run.progress, workers=d.workers)
-    sampler = IdentityBatchSampler(train_set.pids, d.p, d.k, seed=cfg.run.seed)
+                                 progress=cfg.run.progress and info.is_main, workers=d.workers)
+    sampler = IdentityBatchSampler(train_set.pids, d.p, d.k, seed=cfg.run.seed,
+                                   world_size=info.world_size, rank=info.rank)
     loader = _loader(train_set, cfg, batch_sampler=sampler)
-    sets = build_eval_sets(cfg, ds, parts, feat)
+    sets = build_eval_sets(cfg, ds, parts, feat) if info.is_main else None
     model.to(device)
+    if info.enabled:
+        if cfg.run.sync_bn:
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
     params = [p for p in model.parameters() if p.requires_grad]
     o = cfg.optim
     optimizer = torch.optim.Adam(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
-    loss_fn = PganLoss(cfg.loss.lambda_ce, cfg.loss.margin, cfg.loss.label_smoothing, tuple(cfg.loss.terms))
+    loss_fn = PganLoss(cfg.loss.lambda_ce, cfg.loss.margin, cfg.loss.label_smoothing, tuple(cfg.loss.terms),
+                       gather=gather_for_mining if info.enabled else None)
 
     def schedule(e: float) -> float:
         return lr_factor(e, o.warmup_epochs, o.warmup_factor, tuple(o.milestones), o.gamma)
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_run_info(run_dir, cfg)
+    def evaluate(mdl: torch.nn.Module) -> dict:
+        return evaluate_sets(mdl, sets, cfg, device) if sets is not None else {}
+
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_run_info(run_dir, cfg)
     trainer = Trainer(model, loss_fn, optimizer, loader, device, o.epochs, schedule, run_dir,
-                      amp=cfg.run.amp, progress=cfg.run.progress,
-                      evaluate=lambda mdl: evaluate_sets(mdl, sets, cfg, device), eval_every=cfg.run.eval_every,
-                      extra_state={"config": cfg.to_dict(), "num_classes": num_classes})
+                      amp=cfg.run.amp, progress=cfg.run.progress, evaluate=evaluate,
+                      eval_every=cfg.run.eval_every, is_main=info.is_main,
+                      extra_state={"config": cfg.to_dict(), "num_classes": num_classes,
+                                   "world_size": info.world_size})
     if resume:
         trainer.resume(run_dir / "last.pt")
     t0 = time.perf_counter()
@@ -169,8 +230,9 @@ def train(cfg: Config, resume: bool = False) -> dict:
     train_seconds = time.perf_counter() - t0
     final = {k[5:]: v for k, v in history[-1].items() if k.startswith("eval_")} if history else {}
     result = {"variant": cfg.model.variant, "metrics": final, "train_seconds": train_seconds,
-              "epochs": o.epochs, "num_classes": num_classes}
-    atomic_write_json(run_dir / "result.json", result)
+              "epochs": o.epochs, "num_classes": num_classes, "world_size": info.world_size}
+    if info.is_main:
+        atomic_write_json(run_dir / "result.json", result)
     return result
 
 

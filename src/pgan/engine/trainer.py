@@ -13,8 +13,8 @@ import io
 import logging
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch.utils.data import DataLoader
@@ -118,7 +118,10 @@ class Trainer:
             stats = self.train_epoch(epoch)
             last = epoch + 1 == self.epochs
             if self.evaluate is not None and (last or (self.eval_every and (epoch + 1) % self.eval_every == 0)):
-                metrics = self.evaluate(self.model)
+                # Evaluation must not move the training RNG (DataLoaders draw seeds from it), so a
+                # run's trajectory does not depend on how often it was evaluated, and resume is exact.
+                with torch.random.fork_rng(devices=[]):
+                    metrics = self.evaluate(self.model)
                 stats.update({f"eval_{k}": v for k, v in metrics.items()})
                 if self.is_main and metrics.get("mAP", -1) > self.best_map and self.run_dir is not None:
                     self.best_map = metrics["mAP"]

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -27,12 +28,16 @@ class LossBreakdown:
 
 class PganLoss:
     def __init__(self, lambda_ce: float = 2.0, margin: float = 0.3, label_smoothing: float = 0.0,
-                 terms: tuple[str, ...] = LOSS_TERMS) -> None:
+                 terms: tuple[str, ...] = LOSS_TERMS,
+                 gather: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None
+                 ) -> None:
         bad = [t for t in terms if t not in LOSS_TERMS]
         if bad or not terms:
             raise PganError(f"loss terms {list(terms)} invalid; choose from {list(LOSS_TERMS)}")
         self.lambda_ce, self.margin, self.label_smoothing = lambda_ce, margin, label_smoothing
         self.terms = tuple(terms)
+        # Under DDP: gathers (features, labels) of all ranks so mining covers the global batch.
+        self.gather = gather
 
     def __call__(self, out: ModelOutput, labels: torch.Tensor) -> LossBreakdown:
         parts: dict[str, torch.Tensor] = {}
@@ -41,7 +46,8 @@ class PganLoss:
                                                            label_smoothing=self.label_smoothing)
         for term, feat in (("f", out.feat_f), ("g", out.feat_g), ("p", out.feat_p)):
             if term in self.terms and feat is not None:
-                parts[term] = batch_hard_triplet(feat, labels, self.margin)
+                feats, labs = self.gather(feat, labels) if self.gather is not None else (feat, labels)
+                parts[term] = batch_hard_triplet(feats, labs, self.margin)
         if not parts:
             raise PganError(f"none of the loss terms {list(self.terms)} applies to this model's outputs")
         total = sum(parts.values())
