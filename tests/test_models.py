@@ -6,8 +6,7 @@ from pgan.losses.combined import PganLoss
 from pgan.losses.triplet import batch_hard_triplet
 from pgan.models.backbones import BACKBONES, build_backbone
 from pgan.models.network import VARIANTS, ReidNet
-from pgan.models.part_attention import (PartAttention, mask_guided_avg_pool, masked_softmax,
-                                        part_guided_map)
+from pgan.models.part_attention import PartAttention, mask_guided_avg_pool, masked_softmax, part_guided_map
 
 
 def test_mgap_empty_mask_is_finite_with_gradient():
@@ -113,3 +112,17 @@ def test_batch_hard_triplet_hand_case():
     # With margin 2.0: anchor 0: 1-3+2=0, anchor 1: 1-2+2=1, anchor 2: 0.5-2+2=0.5, anchor 3: 0.5-2.5+2=0.
     assert batch_hard_triplet(feats, labels, 0.3).item() == pytest.approx(0.0, abs=1e-5)
     assert batch_hard_triplet(feats, labels, 2.0).item() == pytest.approx((0.0 + 1.0 + 0.5 + 0.0) / 4, abs=1e-5)
+
+
+def test_refine_pooled_equals_pooling_the_map():
+    from pgan.models.refine import Refine
+
+    torch.manual_seed(0)
+    r = Refine(64, 32)
+    x = torch.randn(4, 64, 6, 6, requires_grad=True)
+    for mode in (True, False):
+        r.train(mode)
+        torch.testing.assert_close(r.forward_pooled(x), r(x).mean(dim=(2, 3)), rtol=1e-5, atol=1e-5)
+    ga = torch.autograd.grad(r.forward_pooled(x).sum(), x)[0]
+    gb = torch.autograd.grad(r(x).mean(dim=(2, 3)).sum(), x)[0]
+    torch.testing.assert_close(ga, gb, rtol=1e-4, atol=1e-6)

@@ -121,18 +121,18 @@ class ReidNet(nn.Module):
                             "masks must be built at the backbone's feature resolution")
         weights = self.pam(fg, masks) if self.pam is not None else uniform_part_weights(masks)
         fp = part_guided_map(fg, masks, weights)
-        f = self.refine_f(torch.cat([fg, fp], dim=1)).mean(dim=(2, 3))
+        f = self.refine_f.forward_pooled(torch.cat([fg, fp], dim=1))
         fb = self.bnneck(f)
         maps = fp if return_maps else None
         if not self.training:
             emb = fb
             if self.retrieval == "concat":
-                g = self.refine_g(fg).mean(dim=(2, 3))
-                p = self.refine_p(fp).mean(dim=(2, 3))
+                g = self.refine_g.forward_pooled(fg)
+                p = self.refine_p.forward_pooled(fp)
                 emb = torch.cat([fb, g, p], dim=1)
             return ModelOutput(embedding=emb, part_weights=weights, part_map=maps)
-        g = self.refine_g(fg).mean(dim=(2, 3))
-        p = self.refine_p(fp).mean(dim=(2, 3))
+        g = self.refine_g.forward_pooled(fg)
+        p = self.refine_p.forward_pooled(fp)
         return ModelOutput(embedding=fb, logits=self.classifier(fb), feat_f=f, feat_g=g, feat_p=p,
                            part_weights=weights, part_map=maps)
 

@@ -10,6 +10,7 @@ the paper does not state it.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -45,3 +46,18 @@ class Refine(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.se(x)
         return self.body(x) + self.shortcut(x)
+
+    def forward_pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward(x).mean(dim=(2, 3))`` computed cheaply, exactly (training and eval).
+
+        The body's last 1x1 convolution and the shortcut are bias-free linear maps,
+        so they commute with global average pooling: they run on pooled vectors
+        instead of at every position. The SE scale is per channel, so the pooled
+        shortcut input is ``scale * mean(x)``.
+        """
+        mean = x.mean(dim=(2, 3))
+        scale = self.se.fc(mean)
+        y = self.body[1](self.body[0](x * scale[:, :, None, None]))
+        bn, relu, conv = self.body[2]
+        z = relu(bn(y)).mean(dim=(2, 3))
+        return F.linear(z, conv.weight.flatten(1)) + F.linear(scale * mean, self.shortcut.weight.flatten(1))
