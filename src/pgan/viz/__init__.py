@@ -1,1 +1,1 @@
-"""Figures: rank lists (and, later, part boxes and attention maps). Headless: PIL only."""
+"""Figures and reports: rank lists, part boxes, attention maps and statistics. Headless only."""

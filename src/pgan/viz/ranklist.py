@@ -44,11 +44,22 @@ def _tile(path: Path, size: int, frame: tuple[int, int, int], caption: str, bord
     return tile
 
 
+def _save_png(canvas: Image.Image, out_path: str | Path) -> Path:
+    out_path = Path(out_path)
+    with atomic_open(out_path, "wb") as fh:
+        canvas.save(fh, format="PNG")
+    return out_path
+
+
+def _row_tiles(row: RankRow, size: int, with_query: bool = True) -> list[Image.Image]:
+    tiles = [_tile(row.query_path, size, BLUE, row.query_caption)] if with_query else []
+    return tiles + [_tile(p, size, GREEN if ok else RED, c)
+                    for p, c, ok in zip(row.gallery_paths, row.gallery_captions, row.correct)]
+
+
 def draw_rank_rows(rows: list[RankRow], out_path: str | Path, size: int = 112, title: str = "") -> Path:
     """One PNG with one row per query: ``[query | top-1 ... top-K]``."""
-    tiles = [[_tile(r.query_path, size, BLUE, r.query_caption)]
-             + [_tile(p, size, GREEN if ok else RED, c)
-                for p, c, ok in zip(r.gallery_paths, r.gallery_captions, r.correct)] for r in rows]
+    tiles = [_row_tiles(r, size) for r in rows]
     tw, th = tiles[0][0].size
     cols = max(len(t) for t in tiles)
     head = 18 if title else 0
@@ -59,7 +70,34 @@ def draw_rank_rows(rows: list[RankRow], out_path: str | Path, size: int = 112, t
     for i, row in enumerate(tiles):
         for j, tile in enumerate(row):
             canvas.paste(tile, (j * tw + (12 if j else 0), head + i * th))
-    out_path = Path(out_path)
-    with atomic_open(out_path, "wb") as fh:
-        canvas.save(fh, format="PNG")
-    return out_path
+    return _save_png(canvas, out_path)
+
+
+def draw_rank_compare(rows_a: list[RankRow], rows_b: list[RankRow], out_path: str | Path,
+                      labels: tuple[str, str] = ("A", "B"), size: int = 112, title: str = "") -> Path:
+    """Two models side by side for the same queries (the paper's Fig. 9):
+    ``[query | A top-1 ... top-K || B top-1 ... top-K]``, one row per query."""
+    if len(rows_a) != len(rows_b) or not rows_a:
+        raise ValueError("rows_a and rows_b must list the same, non-empty set of queries")
+    k = max(max(len(r.gallery_paths) for r in rows_a), max(len(r.gallery_paths) for r in rows_b), 1)
+    probe = _tile(rows_a[0].query_path, size, BLUE, "")
+    tw, th = probe.size
+    gap_q, gap_ab = 12, 28
+    x_a = tw + gap_q
+    x_b = x_a + k * tw + gap_ab
+    head = (18 if title else 0) + 16
+    canvas = Image.new("RGB", (x_b + k * tw + 4, head + len(rows_a) * th), "white")
+    draw = ImageDraw.Draw(canvas)
+    if title:
+        draw.text((4, 3), title, fill=(0, 0, 0))
+    draw.text((x_a + 2, head - 14), labels[0], fill=(0, 0, 0))
+    draw.text((x_b + 2, head - 14), labels[1], fill=(0, 0, 0))
+    draw.line([(x_b - gap_ab // 2, head), (x_b - gap_ab // 2, canvas.height)], fill=(150, 150, 150), width=2)
+    for i, (ra, rb) in enumerate(zip(rows_a, rows_b)):
+        y = head + i * th
+        canvas.paste(_tile(ra.query_path, size, BLUE, ra.query_caption), (0, y))
+        for j, tile in enumerate(_row_tiles(ra, size, with_query=False)):
+            canvas.paste(tile, (x_a + j * tw, y))
+        for j, tile in enumerate(_row_tiles(rb, size, with_query=False)):
+            canvas.paste(tile, (x_b + j * tw, y))
+    return _save_png(canvas, out_path)

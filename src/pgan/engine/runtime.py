@@ -1,0 +1,341 @@
+"""``pgan bench runtime``: milliseconds per image of each inference module (the paper's Table VII).
+
+Modules: the part detector, building the part masks from its boxes, the re-ID
+network (baseline and PGAN with the same backbone and input size, random
+initialisation: timing does not depend on the weights) and the total. All
+modules of one (device, batch) cell are timed *interleaved* in one run, after
+warm-up, alternating their order every repeat, and reported as medians, so the
+PGAN/baseline ratio is measured under the same machine load.
+
+``fused-head`` times an exact rewrite of PGAN's eval path (see
+:func:`fused_head_embedding`): ``Refine_f``'s shortcut and last 1x1 convolution
+are linear, so they commute with the global average pool and run on the pooled
+``(B, 2C)`` vector instead of every feature cell; the SE scale folds into the
+next BatchNorm and the concat of ``F_g`` and ``F_p`` is never built.
+
+Example::
+
+    res = bench_runtime("resnet50", (224, 224), batch_sizes=(1, 32), repeats=5, threads=2)
+    print(res.markdown())
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from pgan.errors import PganError
+from pgan.models.backbones import build_backbone
+from pgan.models.network import ReidNet
+from pgan.models.part_attention import (
+    mask_guided_avg_pool,
+    masked_softmax,
+    part_guided_map,
+    uniform_part_weights,
+    valid_parts,
+)
+from pgan.parts.boxfile import PartBox
+from pgan.parts.masks import boxes_to_masks
+
+log = logging.getLogger(__name__)
+
+MODULES = ("detector", "masks", "baseline", "pgan", "fused-head")
+LABELS = {"detector": "part detector", "masks": "part masks (boxes -> masks)",
+          "baseline": "re-ID network: baseline", "pgan": "re-ID network: PGAN",
+          "fused-head": "re-ID network: PGAN, fused-head rewrite (proposal)"}
+
+
+@dataclass
+class Timing:
+    device: str
+    batch: int
+    module: str
+    ms_per_image: float  # median over repeats
+    ms_per_batch: float
+    repeats: int
+
+
+@dataclass
+class RuntimeResult:
+    backbone: str
+    input_size: tuple[int, int]
+    detector: str
+    detector_stand_in: bool
+    threads: int
+    timings: list[Timing] = field(default_factory=list)
+    ratios: dict[str, float] = field(default_factory=dict)  # "cpu/b32" -> median PGAN / median baseline
+    paired_ratios: dict[str, float] = field(default_factory=dict)  # median over repeats of PGAN / baseline
+    fused_ratios: dict[str, float] = field(default_factory=dict)  # fused-head / baseline
+    fused_max_abs_diff: float = 0.0  # fused-head vs ReidNet embedding, relative to its largest entry
+    gmacs: dict[str, float] = field(default_factory=dict)  # multiply-accumulates per image (load-independent)
+    host: str = field(default_factory=platform.node)
+
+    def ms(self, device: str, batch: int, module: str) -> float:
+        for t in self.timings:
+            if (t.device, t.batch, t.module) == (device, batch, module):
+                return t.ms_per_image
+        raise KeyError((device, batch, module))
+
+    def cells(self) -> list[tuple[str, int]]:
+        return list(dict.fromkeys((t.device, t.batch) for t in self.timings))
+
+    def markdown(self) -> str:
+        """Table VII's shape: one row per module, one column per (device, batch), ms per image."""
+        cells = self.cells()
+        det = LABELS["detector"] + (f" (stand-in: {self.detector})" if self.detector_stand_in
+                                    else f" ({self.detector})")
+        head = "| module (ms / image) | " + " | ".join(f"{d} batch {b}" for d, b in cells) + " |"
+        lines = [f"Backbone {self.backbone}, input {self.input_size[0]}x{self.input_size[1]}, "
+                 f"{self.threads} CPU threads, medians over interleaved repeats after warm-up.", "",
+                 head, "|---|" + "---|" * len(cells)]
+        for m in MODULES:
+            label = det if m == "detector" else LABELS[m]
+            lines.append(f"| {label} | " + " | ".join(f"{self.ms(d, b, m):.2f}" for d, b in cells) + " |")
+        lines.append("| **total PGAN** (detector + masks + PGAN) | " + " | ".join(
+            f"**{self.ms(d, b, 'detector') + self.ms(d, b, 'masks') + self.ms(d, b, 'pgan'):.2f}**"
+            for d, b in cells) + " |")
+        lines.append("| **PGAN / baseline** (re-ID network) | "
+                     + " | ".join(f"**{self.ratios[f'{d}/b{b}']:.3f}**" for d, b in cells) + " |")
+        lines.append("| PGAN / baseline, median of paired repeats | "
+                     + " | ".join(f"{self.paired_ratios[f'{d}/b{b}']:.3f}" for d, b in cells) + " |")
+        lines.append("| fused-head rewrite / baseline | "
+                     + " | ".join(f"{self.fused_ratios[f'{d}/b{b}']:.3f}" for d, b in cells) + " |")
+        g = self.gmacs
+        note = (f"\nMultiply-accumulates per image (load-independent): baseline {g['baseline']:.3f} G, PGAN "
+                f"{g['pgan']:.3f} G ({g['pgan'] / g['baseline']:.3f}x), fused-head rewrite "
+                f"{g['fused-head']:.3f} G ({g['fused-head'] / g['baseline']:.3f}x). The fused-head rewrite "
+                f"gives the same embedding "
+                f"(max difference {self.fused_max_abs_diff:.1e} of the largest entry).")
+        if self.detector_stand_in:
+            note += (f" The part detector is a stand-in: torchvision {self.detector} "
+                     "(random weights, 17 classes, same input size); pgan.parts.detector was not available.")
+        return "\n".join(lines) + "\n" + note + "\n"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def fused_head_embedding(model: ReidNet, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """PGAN's eval-mode retrieval feature ``f_b``, computed with exact algebraic rewrites of the head.
+
+    1. ``Refine_f``'s shortcut and last 1x1 convolution (no bias) commute with the global average pool:
+       ``GAP(W x) = W GAP(x)``, so they run on ``(B, channels)`` vectors, not on every feature cell.
+    2. The SE scale ``s`` and the eval BatchNorm that follows are one per-sample affine map
+       ``x * (s * gamma / sigma) + (beta - mu * gamma / sigma)``; applied to the ``F_g`` and ``F_p``
+       halves separately (with ``Conv1``'s weight split in two), the concat is never built.
+    3. The SE input's mean is ``[GAP(F_g), GAP(F_p)]``, taken from the halves.
+    4. PAM: ``psi``'s last layer is linear and its C outputs are averaged, so it is one dot product
+       with the mean of its weight rows.
+    """
+    if model.variant not in ("pgan", "nopam") or model.retrieval != "fb" or model.training:
+        raise ValueError("fused_head_embedding covers eval-mode pgan/nopam with retrieval='fb'")
+    fg = model.backbone(images)
+    c = fg.shape[1]
+    if model.pam is not None:
+        pooled = mask_guided_avg_pool(fg, masks)
+        psi = model.pam.psi
+        w_mean = psi[3].weight.mean(0)  # (hidden,)
+        scores = psi[2](psi[1](psi[0](pooled))) @ w_mean * model.pam.temperature
+        weights = masked_softmax(scores, valid_parts(masks))
+    else:
+        weights = uniform_part_weights(masks)
+    fp = part_guided_map(fg, masks, weights)
+    r = model.refine_f
+    mean_x = torch.cat([fg.mean(dim=(2, 3)), fp.mean(dim=(2, 3))], dim=1)
+    s = r.se.fc(mean_x)  # (B, 2C)
+    bn0, _, conv0 = r.body[0]
+    inv = bn0.weight / torch.sqrt(bn0.running_var + bn0.eps)
+    scale = s * inv  # (B, 2C): SE then BatchNorm
+    shift = bn0.bias - bn0.running_mean * inv  # (2C,)
+    w0 = conv0.weight
+    y = nn.functional.conv2d(torch.relu_(torch.addcmul(shift[:c, None, None], fg, scale[:, :c, None, None])),
+                             w0[:, :c])
+    y += nn.functional.conv2d(torch.relu_(torch.addcmul(shift[c:, None, None], fp, scale[:, c:, None, None])),
+                              w0[:, c:])
+    y = r.body[1](y)
+    bn2, relu2, conv2 = r.body[2]
+    z = relu2(bn2(y)).mean(dim=(2, 3))
+    f = nn.functional.linear(z, conv2.weight.flatten(1)) + nn.functional.linear(s * mean_x,
+                                                                                r.shortcut.weight.flatten(1))
+    return model.bnneck(f)
+
+
+def build_timing_detector(input_size: tuple[int, int], checkpoint: str | None = None
+                          ) -> tuple[nn.Module, str, bool]:
+    """``(detector, description, is_stand_in)``: a trained part detector (``checkpoint``), else pgan's
+    detector with its default config and random weights, else (module absent) a torchvision stand-in."""
+    try:
+        from pgan.parts import detector as part_detector  # written in parallel; may be absent
+    except ImportError:
+        part_detector = None
+    if part_detector is not None:
+        if checkpoint:
+            det, cfg, _ = part_detector.load_detector(checkpoint)
+            return det, f"pgan part detector {checkpoint}, short side {cfg.min_size} px", False
+        cfg = part_detector.DetectorConfig()
+        det = part_detector.build_detector(cfg, pretrained=False)
+        return det, f"pgan part detector, random weights, short side {cfg.min_size} px", False
+    if checkpoint:
+        raise PganError("--detector-checkpoint needs pgan.parts.detector, which is not installed")
+    from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_fpn
+
+    det = fasterrcnn_mobilenet_v3_large_fpn(weights=None, weights_backbone=None, num_classes=17,
+                                            min_size=min(input_size), max_size=max(input_size))
+    return det, "fasterrcnn_mobilenet_v3_large_fpn", True
+
+
+def random_boxes(n: int, d: int, size: tuple[int, int], seed: int = 0) -> list[list[PartBox]]:
+    """``n`` images of ``d`` random boxes each (stand-ins for detections)."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    out = []
+    for _ in range(n):
+        xy = rng.uniform(0, 1, size=(d, 4)) * [w, h, w, h]
+        out.append([PartBox(min(a, c), min(b, e), max(a, c), max(b, e), 0.9, "part") for a, b, c, e in xy])
+    return out
+
+
+def count_gmacs(nets: dict[str, ReidNet], input_size: tuple[int, int], num_parts: int,
+                feat: tuple[int, int]) -> dict[str, float]:
+    """Multiply-accumulates per image (convolutions, matmuls, einsums) of baseline, PGAN, pooled head."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.zeros(1, 3, *input_size)
+    masks = torch.from_numpy(np.stack([boxes_to_masks(b, input_size[1], input_size[0], *feat, num_parts)
+                                       for b in random_boxes(1, num_parts, input_size)]))
+    calls = {"baseline": lambda: nets["baseline"](x), "pgan": lambda: nets["pgan"](x, masks),
+             "fused-head": lambda: fused_head_embedding(nets["pgan"], x, masks)}
+    out = {}
+    for name, fn in calls.items():
+        with FlopCounterMode(display=False) as counter:
+            fn()
+        out[name] = counter.get_total_flops() / 2e9
+    return out
+
+
+def _sync(device: torch.device) -> Callable[[], None]:
+    return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+
+def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int,
+                     sync: Callable[[], None] = lambda: None, inner: int = 1) -> dict[str, list[float]]:
+    """Seconds per call of each function (mean of ``inner`` back-to-back calls), interleaved, the order
+    reversed every other repeat."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+        sync()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    names = list(fns)
+    for rep in range(repeats):
+        for name in names if rep % 2 == 0 else names[::-1]:
+            sync()
+            t0 = time.perf_counter()
+            for _ in range(inner):
+                fns[name]()
+            sync()
+            times[name].append((time.perf_counter() - t0) / inner)
+    return times
+
+
+def _devices(names: list[str]) -> list[torch.device]:
+    out = []
+    for name in names:
+        if name == "auto":
+            out += [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+        elif name == "cuda" and not torch.cuda.is_available():
+            raise PganError("--devices cuda: no CUDA device is visible")
+        elif name in ("cpu", "cuda"):
+            out.append(torch.device(name))
+        else:
+            raise PganError(f"--devices takes cpu, cuda or auto, got {name!r}")
+    return list(dict.fromkeys(out))
+
+
+@torch.no_grad()
+def bench_runtime(backbone: str = "resnet50", input_size: tuple[int, int] = (224, 224),
+                  batch_sizes: tuple[int, ...] = (1, 32), repeats: int = 5, warmup: int = 1,
+                  devices: list[str] | None = None, threads: int | None = None, num_parts: int = 8,
+                  reduced_dim: int = 256, seed: int = 0, detector_checkpoint: str | None = None
+                  ) -> RuntimeResult:
+    """Time every module at every batch size on every device (see the module docstring)."""
+    if repeats < 1 or warmup < 0 or not batch_sizes or min(batch_sizes) < 1 or min(input_size) < 32:
+        raise PganError(f"need repeats >= 1, warmup >= 0, batch sizes >= 1 and input >= 32 px "
+                        f"(got repeats={repeats}, warmup={warmup}, batch sizes={list(batch_sizes)}, "
+                        f"input={list(input_size)})")
+    if threads is not None:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    nets = {v: ReidNet(build_backbone(backbone, pretrained=False), 576, variant=v, reduced_dim=reduced_dim,
+                       num_parts=num_parts).eval() for v in ("baseline", "pgan")}
+    detector, det_name, stand_in = build_timing_detector(input_size, detector_checkpoint)
+    detector.eval()
+    fh, fw = nets["pgan"].backbone(torch.zeros(1, 3, *input_size)).shape[-2:]
+    res = RuntimeResult(backbone, tuple(input_size), det_name, stand_in, torch.get_num_threads())
+    res.gmacs = count_gmacs(nets, input_size, num_parts, (fh, fw))
+    for device in _devices(devices or ["auto"]):
+        for m in (*nets.values(), detector):
+            m.to(device)
+        for b in batch_sizes:
+            images = torch.randn(b, 3, *input_size, device=device)
+            det_images = list(images.clamp(-2, 2).add(2).div(4))
+            boxes = random_boxes(b, num_parts, input_size, seed)
+
+            def make_masks(boxes=boxes, device=device) -> torch.Tensor:
+                arr = np.stack([boxes_to_masks(bx, input_size[1], input_size[0], fh, fw, num_parts)
+                                for bx in boxes])
+                return torch.from_numpy(arr).to(device)
+
+            masks = make_masks()
+            fns = {"detector": lambda det_images=det_images: detector(det_images),
+                   "masks": make_masks,
+                   "baseline": lambda images=images: nets["baseline"](images),
+                   "pgan": lambda images=images, masks=masks: nets["pgan"](images, masks),
+                   "fused-head": lambda images=images, masks=masks: fused_head_embedding(nets["pgan"], images,
+                                                                                            masks)}
+            ref = nets["pgan"](images, masks).embedding
+            diff = ((ref - fns["fused-head"]()).abs().max() / ref.abs().max().clamp_min(1e-30)).item()
+            res.fused_max_abs_diff = max(res.fused_max_abs_diff, diff)
+            # Small batches: several calls per timed sample, so each sample spans similar time.
+            times = time_interleaved(fns, repeats, warmup, _sync(device), inner=max(1, 8 // b))
+            log.info("%s batch %d: %s", device.type, b,
+                     ", ".join(f"{k} {1e3 * statistics.median(v) / b:.2f} ms/img" for k, v in times.items()))
+            for name, secs in times.items():
+                med = statistics.median(secs)
+                res.timings.append(Timing(device.type, b, name, 1e3 * med / b, 1e3 * med, repeats))
+            key = f"{device.type}/b{b}"
+            res.ratios[key] = statistics.median(times["pgan"]) / statistics.median(times["baseline"])
+            res.paired_ratios[key] = statistics.median(p / q for p, q in zip(times["pgan"], times["baseline"]))
+            res.fused_ratios[key] = statistics.median(times["fused-head"]) / statistics.median(times["baseline"])
+    return res
+
+
+def write_runtime_report(res: RuntimeResult, out_dir) -> list[str]:
+    """``runtime.md``, ``runtime.json``, ``runtime.csv`` and ``report.html`` in ``out_dir``."""
+    from pgan.utils.atomic import atomic_write_json, atomic_write_text
+    from pgan.viz.report_html import Section, write_report
+
+    table = res.markdown()
+    atomic_write_text(out_dir / "runtime.md", "# Inference time per module (Table VII)\n\n" + table)
+    atomic_write_json(out_dir / "runtime.json", res.to_dict())
+    csv_lines = ["device,batch,module,ms_per_image,ms_per_batch,repeats"]
+    csv_lines += [f"{t.device},{t.batch},{t.module},{t.ms_per_image:.4f},{t.ms_per_batch:.4f},{t.repeats}"
+                  for t in res.timings]
+    atomic_write_text(out_dir / "runtime.csv", "\n".join(csv_lines) + "\n")
+    rows = [line.strip("|").split("|") for line in table.splitlines() if line.startswith("|")]
+    rows = [[c.strip().replace("**", "") for c in r] for r in rows if not set("".join(r)) <= set("-")]
+    text = [line for line in table.splitlines() if line and not line.startswith("|")]
+    write_report(out_dir, "Inference time per module",
+                 [Section("Runtime (ms per image)", text, table=rows,
+                          files=["runtime.md", "runtime.json", "runtime.csv"])],
+                 {"backbone": res.backbone, "input": f"{res.input_size[0]}x{res.input_size[1]}",
+                  "torch": torch.__version__, "host": res.host})
+    return ["runtime.md", "runtime.json", "runtime.csv", "report.html"]
