@@ -21,9 +21,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 from pgan.errors import PganError
 from pgan.utils.atomic import atomic_open

@@ -4,22 +4,44 @@ A source answers ``masks_for(key, fh, fw) -> (D, fh, fw) float32`` for an image
 key (see :class:`pgan.data.records.ImageRecord`). Training and evaluation never
 ask where the boxes came from.
 
-* ``file``: a part-box file (ground truth, a detector's output, any external
-  tool) -> top-D boxes by score -> masks. See :mod:`pgan.parts.boxfile`.
-* ``grid`` needs no source: the ``grid`` variant builds its cells in the model.
+Sources by name (:data:`PART_SOURCES`, built with :func:`build_source`):
+
+* ``file``: a part-box file (ground truth, any external tool; plain-text and
+  COCO results convert to it, see :mod:`pgan.parts.external`) -> top-D boxes by
+  score -> masks. See :mod:`pgan.parts.boxfile`.
+* ``detector``: the part file ``pgan parts extract`` wrote (a detector's output
+  is just a part file).
+* ``official-masks``: the original authors' per-image ``.npy`` masks
+  (:mod:`pgan.parts.official_masks`).
+* ``proposals``: the part file ``pgan parts proposals`` wrote; written first
+  when it does not exist yet and ``dataset``/``root`` are given
+  (:mod:`pgan.parts.proposals`).
+* ``grid``: uniform cells (:func:`pgan.parts.masks.grid_masks`). The ``grid``
+  model variant builds these itself; :func:`grid_boxes` writes them as a part
+  file so the file-based path can use them too (``pgan parts grid``). Through a
+  file, cells are rasterised like any box (any overlap), so on a feature map
+  whose cells do not divide the grid evenly, neighbouring cells share a row or
+  column; :class:`GridParts` is exact.
+
+Example::
+
+    src = build_source("file", part_file="data/synth/parts_gt.jsonl", num_parts=8)
+    src.masks_for("image_train/0001_c001_00004586_0.jpg", 10, 10).shape   # (8, 10, 10)
 """
 
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Iterable, Protocol
+from typing import Protocol
 
 import numpy as np
 
-from pgan.errors import PganError
-from pgan.parts.boxfile import ImageParts, read_part_file
-from pgan.parts.masks import boxes_to_masks
+from pgan.errors import PganError, unknown_name
+from pgan.parts.boxfile import ImageParts, PartBox, read_part_file
+from pgan.parts.masks import boxes_to_masks, grid_masks
 from pgan.parts.selection import select_top_d
 
 log = logging.getLogger(__name__)
@@ -71,3 +93,82 @@ class BoxFileParts:
             return np.zeros((self.num_parts, fh, fw), dtype=np.float32)
         boxes = select_top_d(item.boxes, self.num_parts)
         return boxes_to_masks(boxes, item.width, item.height, fh, fw, self.num_parts, self.min_overlap)
+
+
+class GridParts:
+    """``num_parts`` uniform grid cells for every image (exactly :func:`grid_masks`)."""
+
+    def __init__(self, num_parts: int = 8) -> None:
+        if num_parts < 1:
+            raise PganError(f"num_parts must be >= 1, got {num_parts}")
+        self.num_parts = num_parts
+
+    def check_coverage(self, keys: Iterable[str]) -> None:
+        return None
+
+    def masks_for(self, key: str, fh: int, fw: int) -> np.ndarray:
+        return grid_masks(fh, fw, self.num_parts)
+
+
+def grid_boxes(width: int, height: int, d: int = 8) -> list[PartBox]:
+    """The ``d`` cells of :func:`grid_masks` as boxes in image pixels (row-major, score 1, label ``grid``)."""
+    rows = max(r for r in range(1, int(math.isqrt(d)) + 1) if d % r == 0)
+    cols = d // rows
+    xs = [width * j / cols for j in range(cols + 1)]
+    ys = [height * i / rows for i in range(rows + 1)]
+    return [PartBox(xs[j], ys[i], xs[j + 1], ys[i + 1], 1.0, "grid") for i in range(rows) for j in range(cols)]
+
+
+def _need(name: str, **values: object) -> None:
+    for key, value in values.items():
+        if value is None:
+            raise PganError(f"part source {name!r} needs {key}")
+
+
+def _file_source(part_file: str | Path | None = None, num_parts: int = 8, missing: str = "error",
+                 **_: object) -> PartSource:
+    _need("file", part_file=part_file)
+    return BoxFileParts(part_file, num_parts, missing)  # type: ignore[arg-type]
+
+
+def _official_source(mask_root: str | Path | None = None, num_parts: int = 8, missing: str = "error",
+                     **_: object) -> PartSource:
+    from pgan.parts.official_masks import OfficialMaskParts
+
+    _need("official-masks", mask_root=mask_root)
+    return OfficialMaskParts(mask_root, num_parts, missing)  # type: ignore[arg-type]
+
+
+def _proposal_source(part_file: str | Path | None = None, num_parts: int = 8, missing: str = "error",
+                     dataset: str | None = None, root: str | Path | None = None, **_: object) -> PartSource:
+    _need("proposals", part_file=part_file)
+    if not Path(part_file).is_file():  # type: ignore[arg-type]
+        if dataset is None or root is None:
+            raise PganError(f"proposal file {part_file} does not exist; write it with 'pgan parts proposals' "
+                            f"or pass dataset and root")
+        from pgan.parts.proposals import propose_parts
+
+        propose_parts(dataset, str(root), str(part_file), progress=False)
+    return BoxFileParts(part_file, num_parts, missing)  # type: ignore[arg-type]
+
+
+def _grid_source(num_parts: int = 8, **_: object) -> PartSource:
+    return GridParts(num_parts)
+
+
+PART_SOURCES: dict[str, Callable[..., PartSource]] = {
+    "file": _file_source,
+    "detector": _file_source,
+    "official-masks": _official_source,
+    "proposals": _proposal_source,
+    "grid": _grid_source,
+}
+"""Part sources by name; each takes keyword arguments (``part_file``, ``mask_root``, ``num_parts``,
+``missing``, ``dataset``, ``root``) and ignores those it does not use."""
+
+
+def build_source(name: str, **kwargs: object) -> PartSource:
+    """A part source by name, e.g. ``build_source("official-masks", mask_root="masks", num_parts=8)``."""
+    if name not in PART_SOURCES:
+        raise unknown_name("part source", name, list(PART_SOURCES))
+    return PART_SOURCES[name](**kwargs)

@@ -1,0 +1,140 @@
+"""Re-ID with part regions from each part source, side by side with the baseline (synthetic benchmark).
+
+Rows: ``baseline`` (no parts), and PGAN with the part file of each source: ``gt`` (the generator's
+ground-truth boxes), ``detector`` (``benchmarks/part_detector.py``'s detector, trained within its own
+budget, run first when its part file is missing), ``proposals`` (training-free, annotation-free) and
+``grid`` (uniform cells written as a part file). Every row uses the same CPU recipe
+(:func:`pgan.recipes.synth_cpu_config`) and budget; 3 seeds; mean ± std.
+
+Writes ``<out>/part_sources.json`` and ``<out>/part_sources.md`` (the README table). Finished runs are
+reused and interrupted ones resume, as do the part files.
+
+    python benchmarks/part_sources.py                                   # the README table
+    python benchmarks/part_sources.py --sources baseline gt --seeds 0 --epochs 2   # a quick look
+    python benchmarks/part_sources.py --data /tmp/tiny --seeds 0 --epochs 1 --detector-minutes 0.2 \
+        --set data.p=4 data.input_size=[64,64]                                  # a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+import part_detector  # the sibling script (a script's folder is on sys.path)
+from pgan.engine.experiment import train
+from pgan.parts.extract import extract_parts, write_grid_file
+from pgan.parts.proposals import propose_parts
+from pgan.recipes import synth_cpu_config
+from pgan.utils.atomic import atomic_write_json, atomic_write_text
+
+SOURCES = ("baseline", "gt", "detector", "proposals", "grid")
+
+
+def part_file(source: str, data: Path, args: argparse.Namespace) -> str | None:
+    """The part file of ``source`` (written first when missing or incomplete); None for the baseline."""
+    if source == "baseline":
+        return None
+    if source == "gt":
+        return str(data / "parts_gt.jsonl")
+    if source == "detector":
+        if not (Path(args.detector_out) / "part_detector.json").is_file():
+            part_detector.main(["--data", str(data), "--out", args.detector_out, "--minutes",
+                                str(args.detector_minutes)] + (["--progress"] if args.progress else []))
+        path = data / "parts_det.jsonl"  # completed here if the detector run skipped or cut it short
+        extract_parts(Path(args.detector_out) / "last.pt", "synth", data, path, progress=args.progress)
+        return str(path)
+    if source == "proposals":
+        path = data / "parts_prop.jsonl"
+        propose_parts("synth", str(data), str(path), progress=args.progress)
+        return str(path)
+    if source == "grid":
+        path = data / "parts_grid.jsonl"
+        write_grid_file("synth", data, path, d=8, progress=args.progress)
+        return str(path)
+    raise SystemExit(f"unknown source {source!r}; choose from {', '.join(SOURCES)}")
+
+
+def summarise(runs: dict[str, list[dict]]) -> dict:
+    out = {}
+    for source, results in runs.items():
+        row = {}
+        for key in ("mAP", "rank1", "rank5", "mINP"):
+            vals = np.array([r["metrics"][key] for r in results if key in r["metrics"]])
+            if len(vals):
+                row[f"{key}_mean"], row[f"{key}_std"] = float(vals.mean()), float(vals.std(ddof=0))
+        row["seeds"] = len(results)
+        row["train_seconds_mean"] = float(np.mean([r["train_seconds"] for r in results]))
+        out[source] = row
+    return out
+
+
+def table(summary: dict) -> str:
+    names = {"baseline": "baseline (no parts)", "gt": "PGAN, ground-truth boxes",
+             "detector": "PGAN, detector boxes", "proposals": "PGAN, proposals (no annotations)",
+             "grid": "PGAN, grid cells (file)"}
+    lines = ["| part source | mAP (%) | Rank-1 (%) | Rank-5 (%) | seeds | train s/run |",
+             "|---|---|---|---|---|---|"]
+    for s, r in summary.items():
+        lines.append(f"| {names.get(s, s)} | {100 * r['mAP_mean']:.1f} ± {100 * r['mAP_std']:.1f} "
+                     f"| {100 * r['rank1_mean']:.1f} ± {100 * r['rank1_std']:.1f} "
+                     f"| {100 * r['rank5_mean']:.1f} ± {100 * r['rank5_std']:.1f} | {r['seeds']} "
+                     f"| {r['train_seconds_mean']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="runs/bench")
+    ap.add_argument("--data", default="data/bench-synth")
+    ap.add_argument("--sources", nargs="+", default=list(SOURCES), choices=SOURCES)
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
+    ap.add_argument("--detector-out", default="runs/bench/part_detector")
+    ap.add_argument("--detector-minutes", type=float, default=30.0)
+    ap.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
+                    help="extra recipe overrides for every run, e.g. data.p=8 (quick looks on small data)")
+    ap.add_argument("--progress", action="store_true")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+
+    data = part_detector.ensure_data(args.data, args.progress)
+    files = {s: part_file(s, data, args) for s in args.sources}
+    out = Path(args.out)
+    runs: dict[str, list[dict]] = {s: [] for s in args.sources}
+    t0 = time.perf_counter()
+    for seed in args.seeds:
+        for source in args.sources:
+            run_dir = out / "part_sources" / f"{source}_s{seed}"
+            if (run_dir / "result.json").is_file():
+                res = json.loads((run_dir / "result.json").read_text())
+            else:
+                extra = {"optim__epochs": args.epochs} if args.epochs else {}
+                for item in args.set:
+                    key, _, raw = item.partition("=")
+                    extra[key.strip().replace(".", "__")] = yaml.safe_load(raw)
+                if files[source]:
+                    extra["data__part_file"] = files[source]
+                variant = "baseline" if source == "baseline" else "pgan"
+                cfg = synth_cpu_config(variant, str(data), str(run_dir), seed, run__progress=args.progress,
+                                       **extra)
+                res = train(cfg, resume=(run_dir / "last.pt").is_file())
+            m = res["metrics"]
+            print(f"{source:>10} seed {seed}: mAP {100 * m['mAP']:.1f} R1 {100 * m['rank1']:.1f} "
+                  f"({res['train_seconds']:.0f} s)", flush=True)
+            runs[source].append(res)
+    summary = summarise(runs)
+    atomic_write_json(out / "part_sources.json", {"summary": summary, "part_files": files})
+    md = table(summary)
+    atomic_write_text(out / "part_sources.md", md)
+    print(md)
+    print(f"total {time.perf_counter() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

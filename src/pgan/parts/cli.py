@@ -1,0 +1,224 @@
+"""``pgan parts ...``: train / eval the part detector, extract parts, convert, proposals, grid.
+
+Wired into the main parser by ``register(subparsers)``. Examples (the synthetic benchmark)::
+
+    pgan parts train --voc data/synth/annotations_voc/image_train --out runs/partdet --minutes 30
+    pgan parts eval --checkpoint runs/partdet/last.pt \\
+        --voc data/synth/annotations_voc/image_query data/synth/annotations_voc/image_test
+    pgan parts extract --checkpoint runs/partdet/last.pt --dataset synth --root data/synth \\
+        --out data/synth/parts_det.jsonl
+    pgan parts proposals --dataset synth --root data/synth --out data/synth/parts_prop.jsonl
+    pgan parts convert --from text --input my_boxes/ --dataset veri776 --root data/VeRi --out parts.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from pgan.errors import PganError
+
+
+def _threads(args: argparse.Namespace) -> None:
+    if getattr(args, "threads", None):
+        import torch
+
+        if args.threads < 1:
+            raise PganError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+
+
+def _samples(args: argparse.Namespace, classes: list[str] | None, keep_empty: bool):
+    from pgan.parts.detection_data import read_annotations
+
+    return read_annotations(args.voc, args.coco, args.images, classes, args.strict_labels, keep_empty)
+
+
+def _class_list(args: argparse.Namespace) -> list[str] | None:
+    """None means "from the annotations" (``--classes auto``)."""
+    from pgan.parts import PART_CLASSES
+
+    if not args.classes:
+        return list(PART_CLASSES)
+    return None if args.classes == ["auto"] else list(args.classes)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from pgan.parts.detection_data import label_set
+    from pgan.parts.detector import DetectorConfig, read_checkpoint
+    from pgan.parts.detector_train import TrainSettings, train_detector
+
+    _threads(args)
+    ckpt = Path(args.out) / "last.pt"
+    if args.resume:
+        if not ckpt.is_file():
+            raise PganError(f"--resume: no detector checkpoint at {ckpt}")
+        classes = list(read_checkpoint(ckpt)["config"]["classes"])
+    else:
+        if ckpt.is_file():
+            raise PganError(f"{ckpt} exists; pass --resume to continue it or choose another --out")
+        classes = _class_list(args)
+    samples = _samples(args, classes, keep_empty=False)
+    classes = classes or label_set(samples)
+    settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, minutes=args.minutes,
+                             seed=args.seed, device=args.device, pretrained=not args.no_pretrained,
+                             progress=not args.quiet, max_steps=args.max_steps)
+    cfg = DetectorConfig(classes=classes, min_size=args.min_size, max_size=2 * args.min_size)
+    result = train_detector(samples, args.out, settings, cfg, resume=args.resume)
+    print(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=2))
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from pgan.parts.detector import evaluate_detector, load_detector
+    from pgan.utils.atomic import atomic_write_json
+
+    _threads(args)
+    model, cfg, _ = load_detector(args.checkpoint, args.device)
+    samples = _samples(args, cfg.classes, keep_empty=True)
+    res = evaluate_detector(model, cfg.classes, samples, args.batch_size, args.iou, progress=not args.quiet)
+    print(f"| class | AP@{args.iou:g} (%) | boxes |\n|---|---|---|")
+    for cls, ap in res.per_class.items():
+        print(f"| {cls} | {100 * ap:.1f} | {res.num_gt[cls]} |")
+    print(f"| **mean** | **{100 * res.mean:.1f}** | {sum(res.num_gt.values())} |")
+    out = Path(args.out) if args.out else Path(args.checkpoint).with_name("eval_ap.json")
+    atomic_write_json(out, {**res.to_dict(), "images": len(samples)})
+    print(f"wrote {out}")
+    return 0
+
+
+def _cmd_extract(args: argparse.Namespace) -> int:
+    from pgan.parts.extract import extract_parts
+
+    _threads(args)
+    report = extract_parts(args.checkpoint, args.dataset, args.root, args.out, args.d, args.nms, args.min_score,
+                           args.batch_size, args.device, not args.quiet, args.workers)
+    print(json.dumps(report.to_dict(), indent=2))
+    return 0
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from pgan.parts.boxfile import write_part_file
+    from pgan.parts.external import coco_results_to_parts, text_dir_to_parts
+    from pgan.parts.extract import dataset_images
+
+    records = dataset_images(args.dataset, args.root)
+    classes = args.classes or None
+    if getattr(args, "from") == "text":
+        items, report = text_dir_to_parts(args.input, records, classes, args.max_boxes)
+    else:
+        items, report = coco_results_to_parts(args.input, records, args.coco_ann, classes, args.max_boxes)
+    write_part_file(args.out, items)
+    print(json.dumps({"out": args.out, "images": report.images, "boxes": report.boxes,
+                      "images_without_boxes": len(report.missing), "clipped": report.clipped}, indent=2))
+    return 0
+
+
+def _cmd_proposals(args: argparse.Namespace) -> int:
+    from pgan.parts.proposals import propose_parts
+
+    report = propose_parts(args.dataset, args.root, args.out, args.max_boxes, args.nms, progress=not args.quiet,
+                           workers=args.workers)
+    print(json.dumps(report.to_dict(), indent=2))
+    return 0
+
+
+def _cmd_grid(args: argparse.Namespace) -> int:
+    from pgan.parts.extract import write_grid_file
+
+    report = write_grid_file(args.dataset, args.root, args.out, args.d, not args.quiet, args.workers)
+    print(json.dumps(report.to_dict(), indent=2))
+    return 0
+
+
+def _annotation_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--voc", nargs="+", metavar="DIR",
+                   help="folders of Pascal-VOC *.xml files (searched recursively)")
+    g.add_argument("--coco", metavar="FILE", help="a COCO instances JSON")
+    p.add_argument("--images", help="image root (VOC: <root>/<folder>/<filename>; COCO: <root>/<file_name>)")
+    p.add_argument("--strict-labels", action="store_true", help="classes outside the label set are errors")
+
+
+def _dataset_args(p: argparse.ArgumentParser, out_help: str) -> None:
+    p.add_argument("--dataset", required=True, help="dataset reader name (synth, veri776, vehicleid, ...)")
+    p.add_argument("--root", required=True, help="dataset root folder")
+    p.add_argument("--out", required=True, help=out_help)
+
+
+def _common(p: argparse.ArgumentParser, device: bool = True) -> None:
+    if device:
+        p.add_argument("--device", default="cpu", help="cpu, cuda[:N] or auto")
+        p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``parts`` command group to the ``pgan`` parser."""
+    parts = subparsers.add_parser("parts", help="part regions: detector train/eval/extract, convert, proposals")
+    sub = parts.add_subparsers(dest="parts_command", required=True, metavar="PARTS_COMMAND")
+
+    p = sub.add_parser("train", help="train the part detector (Faster R-CNN, MobileNetV2-FPN) on VOC/COCO boxes")
+    _annotation_args(p)
+    p.add_argument("--out", required=True, help="run folder (checkpoint: <out>/last.pt)")
+    p.add_argument("--classes", nargs="+", metavar="NAME",
+                   help="label set (default: the paper's 16 part classes; 'auto': every class in the annotations)")
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=0.02)
+    p.add_argument("--minutes", type=float, default=None, help="wall-clock budget (the schedule fits it)")
+    p.add_argument("--min-size", type=int, default=160, help="detector input: the short image side in pixels")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+    p.add_argument("--no-pretrained", action="store_true", help="random initialisation (no ImageNet weights)")
+    p.add_argument("--max-steps", type=int, default=None, help=argparse.SUPPRESS)
+    _common(p)
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("eval", help="box AP@0.5 per class and mean on an annotated held-out split")
+    p.add_argument("--checkpoint", required=True)
+    _annotation_args(p)
+    p.add_argument("--iou", type=float, default=0.5)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--out", help="JSON file (default: eval_ap.json beside the checkpoint)")
+    _common(p)
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("extract", help="run the detector over a whole dataset -> part-box file (resumable)")
+    p.add_argument("--checkpoint", required=True)
+    _dataset_args(p, "part-box file to write or continue")
+    p.add_argument("--d", type=int, default=8, help="boxes kept per image (top-D by score)")
+    p.add_argument("--nms", type=float, default=0.45, help="per-class NMS IoU threshold")
+    p.add_argument("--min-score", type=float, default=0.05)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--workers", type=int, default=2, help="image-decoding threads")
+    _common(p)
+    p.set_defaults(func=_cmd_extract)
+
+    p = sub.add_parser("convert", help="external detector output (text lines or COCO results) -> part-box file")
+    p.add_argument("--from", required=True, choices=("text", "coco"),
+                   help="text: <input>/<split>/<image-stem>.txt with 'label score x1 y1 x2 y2' lines; "
+                        "coco: a COCO detection-results JSON")
+    p.add_argument("--input", required=True, help="the text folder or the results JSON")
+    p.add_argument("--coco-ann", help="COCO annotation JSON mapping numeric image/category ids to names")
+    _dataset_args(p, "part-box file to write")
+    p.add_argument("--classes", nargs="+", metavar="NAME", help="keep only these classes")
+    p.add_argument("--max-boxes", type=int, default=0, help="keep the best N boxes per image (0: all)")
+    p.set_defaults(func=_cmd_convert)
+
+    p = sub.add_parser("proposals", help="training-free part proposals (no annotations) -> part-box file")
+    _dataset_args(p, "part-box file to write or continue")
+    p.add_argument("--max-boxes", type=int, default=16)
+    p.add_argument("--nms", type=float, default=0.45)
+    p.add_argument("--workers", type=int, default=2, help="image-decoding threads")
+    _common(p, device=False)
+    p.set_defaults(func=_cmd_proposals)
+
+    p = sub.add_parser("grid", help="uniform grid cells as a part-box file (the grid ablation via files)")
+    _dataset_args(p, "part-box file to write or continue")
+    p.add_argument("--d", type=int, default=8, help="cells per image")
+    p.add_argument("--workers", type=int, default=2)
+    _common(p, device=False)
+    p.set_defaults(func=_cmd_grid)
+    return parts
