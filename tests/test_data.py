@@ -113,7 +113,8 @@ def test_config_overrides_and_errors(tmp_path):
     base.write_text("model:\n  backbone: resnet50\noptim:\n  lr: 1.0e-3\n")
     child = tmp_path / "child.yaml"
     child.write_text("_base_: base.yaml\nmodel:\n  variant: grid\n")
-    cfg = load_config(child, ["optim.epochs=3", "optim.weight_decay=1e-4", "loss.terms=[ce, f]", "data.input_size=[128, 64]"])
+    cfg = load_config(child, ["optim.epochs=3", "optim.weight_decay=1e-4", "loss.terms=[ce, f]",
+                              "data.input_size=[128, 64]"])
     assert cfg.model.backbone == "resnet50" and cfg.model.variant == "grid" and cfg.optim.lr == 1e-3
     assert cfg.optim.weight_decay == 1e-4
     assert cfg.optim.epochs == 3 and cfg.loss.terms == ("ce", "f") and cfg.data.input_size == (128, 64)

@@ -27,7 +27,9 @@ from pgan.errors import PganError
 class DataConfig:
     dataset: str = "synth"  # a name in pgan.data.datasets.DATASETS
     root: str = "data/synth"
+    part_source: str = "file"  # file | detector | official-masks | proposals | grid (pgan.parts.sources)
     part_file: str | None = None  # part-box file; default <root>/parts_gt.jsonl
+    mask_root: str | None = None  # folder of the authors' per-image .npy masks (part_source=official-masks)
     missing_parts: str = "error"  # "error" or "empty" for images the part file lacks
     input_size: tuple[int, int] = (224, 224)  # (H, W), the paper's size
     num_parts: int = 8  # D

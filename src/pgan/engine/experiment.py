@@ -31,7 +31,7 @@ from pgan.errors import PganError
 from pgan.losses.combined import PganLoss
 from pgan.models.backbones import build_backbone
 from pgan.models.network import VARIANTS, ReidNet
-from pgan.parts.sources import BoxFileParts, PartSource
+from pgan.parts.sources import PART_SOURCES, PartSource, build_source
 from pgan.utils.atomic import atomic_write_json, atomic_write_text
 from pgan.utils.seeding import seed_everything
 
@@ -57,6 +57,7 @@ def validate_config(cfg: Config) -> None:
     from pgan.models.network import RETRIEVAL_FEATURES
 
     checks = [("variant", cfg.model.variant, VARIANTS), ("backbone", cfg.model.backbone, BACKBONES),
+              ("part source", cfg.data.part_source, PART_SOURCES),
               ("dataset", cfg.data.dataset, DATASETS), ("retrieval feature", cfg.model.retrieval,
                                                         RETRIEVAL_FEATURES)]
     for kind, name, valid in checks:
@@ -84,8 +85,10 @@ def build_part_source(cfg: Config) -> PartSource | None:
     spec = VARIANTS[cfg.model.variant]
     if not spec.uses_parts or spec.grid:
         return None
-    part_file = cfg.data.part_file or str(Path(cfg.data.root) / "parts_gt.jsonl")
-    return BoxFileParts(part_file, cfg.data.num_parts, missing=cfg.data.missing_parts)
+    d = cfg.data
+    part_file = d.part_file or str(Path(d.root) / "parts_gt.jsonl")
+    return build_source(d.part_source, part_file=part_file, mask_root=d.mask_root, num_parts=d.num_parts,
+                        missing=d.missing_parts, dataset=d.dataset, root=d.root)
 
 
 def feature_size(backbone: torch.nn.Module, input_size: tuple[int, int]) -> tuple[int, int]:
