@@ -41,3 +41,18 @@ def test_parts_grid_sets_d_and_unknown_grid():
     assert [s[1]["data.num_parts"] for s in GRIDS["parts"].settings] == [4, 6, 8, 10, 12]
     with pytest.raises(PganError, match="valid names: .*variants"):
         run_grid("tables", load_config(), "/tmp/x", train_fn=_fake_train(calls))
+
+
+def test_runs_claimed_by_a_live_worker_are_skipped(tmp_path):
+    import os
+
+    busy = tmp_path / "variants" / "pgan_s0"
+    busy.mkdir(parents=True)
+    (busy / ".claim").write_text(str(os.getppid()))  # a live process that is not us
+    stale = tmp_path / "variants" / "grid_s0"
+    stale.mkdir(parents=True)
+    (stale / ".claim").write_text("999999999")  # no such process: taken over
+    calls = []
+    out = run_grid("variants", load_config(), tmp_path, seeds=(0,), train_fn=_fake_train(calls))
+    assert sorted(c[0] for c in calls) == ["baseline", "grid", "nopam"]
+    assert "pgan" not in out and not (stale / ".claim").exists()

@@ -8,7 +8,10 @@ runs the same way::
 
 Each (setting, seed) run keeps its own folder and ``result.json``; finished runs
 are reused and an interrupted one resumes, so a long grid can be stopped at any
-time. Results are summarised as mean ± std over seeds (population std) and
+time. Several workers (processes, or machines sharing the folder) can run the
+same grid at once: each run is claimed with a ``.claim`` file holding the
+worker's pid, others skip it, and a claim whose process has died is taken over.
+Results are summarised as mean ± std over seeds (population std) and
 written as markdown and CSV.
 """
 
@@ -19,6 +22,7 @@ import csv
 import io
 import json
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +64,29 @@ DEFAULT_GRIDS = ("variants", "losses", "parts")
 TrainFn = Callable[[Config, bool], dict]
 
 
+def _claim(run_dir: Path) -> bool:
+    """Try to claim a run for this process; False when a live process holds it."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = run_dir / ".claim"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text() or 0)
+                os.kill(pid, 0)  # raises if the process is gone
+            except (ValueError, ProcessLookupError):
+                lock.unlink(missing_ok=True)  # stale claim: take it over
+                continue
+            except PermissionError:
+                pass  # alive, owned by someone else
+            return pid == os.getpid()
+        with os.fdopen(fd, "w") as fh:
+            fh.write(str(os.getpid()))
+        return True
+    return False
+
+
 def _slug(label: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in label).strip("_").lower()
 
@@ -74,6 +101,7 @@ def run_grid(name: str, base: Config, out_dir: str | Path, seeds: tuple[int, ...
     grid = GRIDS[name]
     out = Path(out_dir) / name
     summaries: dict[str, dict] = {}
+    pending = 0
     for label, changes in grid.settings:
         results = []
         for seed in seeds:
@@ -86,12 +114,23 @@ def run_grid(name: str, base: Config, out_dir: str | Path, seeds: tuple[int, ...
             done = run_dir / "result.json"
             if done.is_file():
                 res = json.loads(done.read_text())
+            elif _claim(run_dir):
+                try:
+                    res = train_fn(cfg, (run_dir / "last.pt").is_file())
+                finally:
+                    (run_dir / ".claim").unlink(missing_ok=True)
             else:
-                res = train_fn(cfg, (run_dir / "last.pt").is_file())
+                log.info("%s | %s | seed %d is being trained by another worker", name, label, seed)
+                pending += 1
+                continue
             m = res["metrics"]
             log.info("%s | %s | seed %d: mAP %.1f R1 %.1f", name, label, seed, 100 * m["mAP"], 100 * m["rank1"])
             results.append(res)
-        summaries[label] = summarise(results)
+        if results:
+            summaries[label] = summarise(results)
+    if pending:
+        log.warning("%d runs of grid %s are still with other workers; run again once they finish "
+                    "to get the complete table", pending, name)
     write_tables(name, summaries, out)
     return summaries
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 import importlib.util
 import logging
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torchvision
@@ -49,7 +49,7 @@ class Backbone(nn.Module):
             for p in stage.parameters():
                 p.requires_grad_(False)
 
-    def train(self, mode: bool = True) -> "Backbone":
+    def train(self, mode: bool = True) -> Backbone:
         super().train(mode)
         for stage in self.stages[: self.frozen_stages]:
             stage.eval()
