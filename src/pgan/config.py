@@ -27,6 +27,7 @@ from pgan.errors import PganError
 class DataConfig:
     dataset: str = "synth"  # a name in pgan.data.datasets.DATASETS
     root: str = "data/synth"
+    test_subset: str | None = None  # VehicleID: 800 | 1600 | 2400 (default); VERI-Wild: small | medium | large
     part_source: str = "file"  # file | detector | official-masks | proposals | grid (pgan.parts.sources)
     part_file: str | None = None  # part-box file; default <root>/parts_gt.jsonl
     mask_root: str | None = None  # folder of the authors' per-image .npy masks (part_source=official-masks)
@@ -81,6 +82,7 @@ class RunConfig:
     amp: bool = True  # mixed precision, used on CUDA only
     eval_every: int = 0  # evaluate every N epochs (0: only after the last)
     flip_test: bool = False  # average features of the image and its mirror at test time
+    rerank: bool = False  # k-reciprocal re-ranking at evaluation (memory grows with query x gallery)
     sync_bn: bool = False  # SyncBatchNorm across processes under torchrun (CUDA only)
     progress: bool = True
 
@@ -140,6 +142,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         raise PganError(f"{where}: expected true or false, got {value!r}")
     if tp is int and (isinstance(value, bool) or not isinstance(value, int)):
         raise PganError(f"{where}: expected an integer, got {value!r}")
+    if tp is str and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # e.g. data.test_subset=800
     if tp in (float, str) and not isinstance(value, tp):
         raise PganError(f"{where}: expected a {tp.__name__}, got {value!r}")
     return value

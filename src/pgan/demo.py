@@ -18,8 +18,14 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from pgan.data.datasets import read_dataset
-from pgan.engine.experiment import build_eval_sets, build_part_source, feature_size, load_trained, train
+from pgan.engine.experiment import (
+    build_eval_sets,
+    build_part_source,
+    feature_size,
+    load_trained,
+    read_configured_dataset,
+    train,
+)
 from pgan.engine.extract import extract_features
 from pgan.recipes import synth_cpu_config
 from pgan.utils.atomic import atomic_write_json, atomic_write_text
@@ -45,7 +51,7 @@ def _report_md(results: dict) -> str:
 def rank_list_figure(checkpoint: Path, out_png: Path, num_queries: int = 4, k: int = 5, seed: int = 0) -> Path:
     """Top-``k`` rank lists of a few random queries for a trained checkpoint."""
     model, cfg = load_trained(checkpoint)
-    ds = read_dataset(cfg.data.dataset, cfg.data.root)
+    ds = read_configured_dataset(cfg)
     parts = build_part_source(cfg)
     feat = feature_size(model.backbone, tuple(cfg.data.input_size))
     sets = build_eval_sets(cfg, ds, parts, feat)

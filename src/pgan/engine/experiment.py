@@ -127,18 +127,35 @@ def _loader(dataset: ReidImageDataset, cfg: Config, **kwargs) -> DataLoader:
 
 
 def evaluate_sets(model: torch.nn.Module, sets: EvalSets, cfg: Config, device: torch.device) -> dict:
-    """Retrieval metrics (fractions) of ``model`` on query vs gallery, with the dataset's protocol."""
-    from pgan.evaluation import evaluate_features
+    """Retrieval metrics (fractions) of ``model`` on query vs gallery, with the dataset's protocol
+    (cross-camera for VeRi-776 / VERI-Wild / synth / custom, as listed for VRIC, seeded random-gallery
+    trials for VehicleID; see :mod:`pgan.evaluation.protocols`)."""
+    from pgan.evaluation import evaluate_protocol
 
     kw = dict(batch_size=64, shuffle=False)
     q = extract_features(unwrap(model), _loader(sets.query, cfg, **kw), device, cfg.run.flip_test,
                          cfg.run.progress, "query features")
     g = extract_features(unwrap(model), _loader(sets.gallery, cfg, **kw), device, cfg.run.flip_test,
                          cfg.run.progress, "gallery features")
-    remove_same_camera = cfg.data.dataset not in ("vric", "vehicleid")
-    res = evaluate_features(q.feats, g.feats, q.pids, g.pids, q.camids, g.camids,
-                            remove_same_camera=remove_same_camera)
-    return res.to_dict()
+    res = evaluate_protocol(cfg.data.dataset, q.feats, g.feats, sets.query.records, sets.gallery.records,
+                            seed=cfg.run.seed, rerank={} if cfg.run.rerank else None)
+    return {**res.metrics, **{f"{k}_std": v for k, v in res.std.items()}}
+
+
+def read_configured_dataset(cfg: Config) -> ReidDataset:
+    """The dataset of ``cfg.data``, with its test subset (VehicleID size, VERI-Wild size) if set."""
+    kwargs: dict = {}
+    subset = cfg.data.test_subset
+    if subset is not None:
+        if cfg.data.dataset == "vehicleid":
+            if subset not in ("800", "1600", "2400"):
+                raise PganError(f"data.test_subset for vehicleid must be 800, 1600 or 2400, got {subset!r}")
+            kwargs["test_size"] = int(subset)
+        elif cfg.data.dataset == "veriwild":
+            kwargs["size"] = subset
+        else:
+            raise PganError(f"data.test_subset applies to vehicleid and veriwild, not {cfg.data.dataset!r}")
+    return read_dataset(cfg.data.dataset, cfg.data.root, **kwargs)
 
 
 def _git_commit() -> str | None:
@@ -187,7 +204,7 @@ def _train(cfg: Config, resume: bool, info, device: torch.device) -> dict:
     if d.p % info.world_size:
         raise PganError(f"data.p={d.p} identities per global batch is not divisible by the "
                         f"world size {info.world_size}")
-    ds = read_dataset(d.dataset, d.root)
+    ds = read_configured_dataset(cfg)
     train_records, _ = relabel(ds.train)
     num_classes = len({r.pid for r in train_records})
     parts = build_part_source(cfg)
@@ -271,7 +288,7 @@ def evaluate_checkpoint(checkpoint: str | Path, overrides: list[str] | None = No
         set_value(cfg, key.strip(), yaml.safe_load(raw), "override")
     device = resolve_device(cfg.run.device)
     model.to(device)
-    ds = read_dataset(cfg.data.dataset, cfg.data.root)
+    ds = read_configured_dataset(cfg)
     parts = build_part_source(cfg)
     feat = feature_size(model.backbone, tuple(cfg.data.input_size))
     metrics = evaluate_sets(model, build_eval_sets(cfg, ds, parts, feat), cfg, device)

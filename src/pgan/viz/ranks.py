@@ -21,10 +21,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from pgan.config import Config
-from pgan.data.datasets import read_dataset
 from pgan.data.image_dataset import ReidImageDataset
 from pgan.data.records import ImageRecord, ReidDataset
-from pgan.engine.experiment import build_part_source, feature_size, load_trained
+from pgan.engine.experiment import build_part_source, feature_size, load_trained, read_configured_dataset
 from pgan.engine.extract import extract_features
 from pgan.errors import PganError
 from pgan.models.network import ReidNet
@@ -60,7 +59,7 @@ class LoadedRun:
 def load_run(checkpoint: str | Path, device: torch.device | None = None) -> LoadedRun:
     """Load a checkpoint, its dataset and its part source (errors name the file at fault)."""
     model, cfg = load_trained(checkpoint, device)
-    ds = read_dataset(cfg.data.dataset, cfg.data.root)
+    ds = read_configured_dataset(cfg)
     parts = build_part_source(cfg)
     feat = feature_size(model.backbone, tuple(cfg.data.input_size))
     return LoadedRun(Path(checkpoint), model, cfg, ds, parts, feat)
