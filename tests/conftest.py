@@ -10,3 +10,11 @@ def tiny_synth(tmp_path_factory):
     generate_synth(root, SynthConfig(num_train_ids=8, num_test_ids=4, images_per_id=(6, 6), num_cameras=3,
                                      num_families=2, image_size=64, seed=3, workers=1), progress=False)
     return root
+
+
+@pytest.fixture
+def run_cli():
+    """Call the ``pgan`` command in-process: ``run_cli("viz", "ranks", ...) -> exit status``."""
+    from pgan.cli import main
+
+    return lambda *argv: main([str(a) for a in argv])

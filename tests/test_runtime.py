@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-import pgan.cli
 from pgan.engine.runtime import MODULES, fused_head_embedding, random_boxes, time_interleaved
 from pgan.models.backbones import build_backbone
 from pgan.models.network import ReidNet
@@ -21,23 +20,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture
-def run_cli(monkeypatch):
-    from pgan.viz.cli import register
-
-    original = pgan.cli.build_parser
-
-    def build():
-        parser = original()
-        sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
-        if "bench" not in sub.choices:
-            register(sub)
-        return parser
-
-    monkeypatch.setattr(pgan.cli, "build_parser", build)
-    return lambda *argv: pgan.cli.main([str(a) for a in argv])
 
 
 def test_bench_runtime_writes_table_and_ratio(tmp_path, run_cli, capsys):

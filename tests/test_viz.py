@@ -11,7 +11,6 @@ import pytest
 import torch
 from PIL import Image
 
-import pgan.cli
 from pgan.config import load_config
 from pgan.data.records import ImageRecord
 from pgan.engine.checkpoint import load_checkpoint, save_checkpoint
@@ -52,24 +51,6 @@ def ckpts(tiny_synth, tmp_path_factory):
         out[variant] = base / variant / "last.pt"
         save_checkpoint(out[variant], model=model.state_dict(), config=cfg.to_dict(), num_classes=8, epoch=1)
     return out
-
-
-@pytest.fixture
-def run_cli(monkeypatch):
-    """``pgan`` with the viz/analyze/bench commands registered (whether or not pgan.cli does it yet)."""
-    from pgan.viz.cli import register
-
-    original = pgan.cli.build_parser
-
-    def build():
-        parser = original()
-        sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
-        if "viz" not in sub.choices:
-            register(sub)
-        return parser
-
-    monkeypatch.setattr(pgan.cli, "build_parser", build)
-    return lambda *argv: pgan.cli.main([str(a) for a in argv])
 
 
 def _png(path, min_wh, max_wh):

@@ -43,9 +43,10 @@ class Grid:
 
 
 GRIDS: dict[str, Grid] = {
+    # The key comparison (baseline vs pgan) first, so a grid cut short still has it.
     "variants": Grid("Table III: attention variants", (
-        ("baseline", {"model.variant": "baseline"}), ("grid", {"model.variant": "grid"}),
-        ("nopam (PGAN w/o PAM)", {"model.variant": "nopam"}), ("pgan", {"model.variant": "pgan"}))),
+        ("baseline", {"model.variant": "baseline"}), ("pgan", {"model.variant": "pgan"}),
+        ("nopam (PGAN w/o PAM)", {"model.variant": "nopam"}), ("grid", {"model.variant": "grid"}))),
     "losses": Grid("Table II: loss terms (PGAN)", (
         ("L_c + L_f", {"loss.terms": ("ce", "f")}), ("L_c + L_f + L_g", {"loss.terms": ("ce", "f", "g")}),
         ("L_c + L_f + L_p", {"loss.terms": ("ce", "f", "p")}),

@@ -33,19 +33,10 @@ from pgan.models.backbones import build_backbone
 from pgan.models.network import VARIANTS, ReidNet
 from pgan.parts.sources import PART_SOURCES, PartSource, build_source
 from pgan.utils.atomic import atomic_write_json, atomic_write_text
+from pgan.utils.device import resolve_device
 from pgan.utils.seeding import seed_everything
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise PganError(f"run.device={name} but no CUDA device is visible; set run.device=cpu (or auto)")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise PganError(f"run.device must be auto, cpu or cuda[:N], got {name!r}")
-    return torch.device(name)
 
 
 def validate_config(cfg: Config) -> None:

@@ -203,7 +203,8 @@ def read_voc(dirs: Sequence[str | Path], images_root: str | Path | None = None,
     return samples, report
 
 
-def _load_json(path: Path) -> object:
+def load_json(path: Path) -> object:
+    """Parsed JSON, or a PganError naming the file."""
     if not path.is_file():
         raise PganError(f"{path} does not exist")
     try:
@@ -221,7 +222,7 @@ def read_coco(ann_file: str | Path, images_root: str | Path | None = None,
     ``iscrowd`` boxes are kept as ``difficult``.
     """
     ann_file = Path(ann_file)
-    data = _load_json(ann_file)
+    data = load_json(ann_file)
     if not isinstance(data, dict) or not all(k in data for k in ("images", "annotations", "categories")):
         raise PganError(f"{ann_file}: a COCO file needs 'images', 'annotations' and 'categories'")
     base = Path(images_root) if images_root else ann_file.parent

@@ -38,6 +38,7 @@ from pgan.errors import PganError
 from pgan.models.backbones import build_backbone
 from pgan.parts import PART_CLASSES
 from pgan.parts.box_ap import APResult, Detections, GroundTruth, box_ap
+from pgan.utils.device import resolve_device
 
 
 @dataclass
@@ -138,17 +139,6 @@ def build_detector(cfg: DetectorConfig, pretrained: bool = True) -> FasterRCNN:
         box_score_thresh=cfg.score_thresh, box_detections_per_img=cfg.max_detections)
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when visible, else CPU; a CUDA request without CUDA is a PganError."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise PganError(f"device {name} requested but no CUDA device is visible; use --device cpu")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise PganError(f"device must be auto, cpu or cuda[:N], got {name!r}")
-    return torch.device(name)
-
-
 def detector_checkpoint(model: nn.Module, cfg: DetectorConfig, **state) -> dict:
     return {"kind": "pgan-part-detector", "config": asdict(cfg), "model": model.state_dict(), **state}
 
@@ -173,7 +163,7 @@ def load_detector(path: str | Path, device: torch.device | str = "cpu") -> tuple
     cfg = DetectorConfig.from_dict(ckpt["config"])
     model = build_detector(cfg, pretrained=False)
     model.load_state_dict(ckpt["model"])
-    return model.to(resolve_device(str(device))).eval(), cfg, ckpt
+    return model.to(resolve_device(str(device), '--device')).eval(), cfg, ckpt
 
 
 @dataclass

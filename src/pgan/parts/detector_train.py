@@ -32,9 +32,9 @@ from pgan.parts.detector import (
     build_detector,
     detector_checkpoint,
     read_checkpoint,
-    resolve_device,
 )
 from pgan.utils.atomic import atomic_torch_save
+from pgan.utils.device import resolve_device
 from pgan.utils.seeding import seed_everything
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ def train_detector(samples: list[DetectionSample], out_dir: str | Path, settings
     if not any(lab in known for smp in samples for lab in smp.labels):
         raise PganError(f"no annotated box uses the detector's classes ({', '.join(cfg.classes[:5])}, ...)")
     seed_everything(s.seed)
-    device = resolve_device(s.device)
+    device = resolve_device(s.device, '--device')
     model = build_detector(cfg, pretrained=s.pretrained and not resume).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)

@@ -20,7 +20,6 @@ images without any input file are counted and left out.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -30,7 +29,7 @@ from pathlib import Path, PurePosixPath
 from pgan.data.records import ImageRecord
 from pgan.errors import PganError
 from pgan.parts.boxfile import ImageParts, PartBox
-from pgan.parts.detection_data import image_size
+from pgan.parts.detection_data import image_size, load_json
 from pgan.parts.selection import select_top_d
 
 log = logging.getLogger(__name__)
@@ -118,15 +117,6 @@ def text_dir_to_parts(txt_root: str | Path, records: Sequence[ImageRecord], clas
     return items, report
 
 
-def _load_json(path: Path) -> object:
-    if not path.is_file():
-        raise PganError(f"{path} does not exist")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise PganError(f"{path}: malformed JSON ({exc})") from None
-
-
 def _key_index(records: Sequence[ImageRecord]) -> dict[str, str | None]:
     """Image key and file name -> key (None marks a file name shared by several images)."""
     index: dict[str, str | None] = {}
@@ -142,13 +132,13 @@ def coco_results_to_parts(results_file: str | Path, records: Sequence[ImageRecor
                           max_boxes: int = 0) -> tuple[list[ImageParts], ConvertReport]:
     """COCO detection results -> part-box items, one per image with results."""
     results_file = Path(results_file)
-    results = _load_json(results_file)
+    results = load_json(results_file)
     if not isinstance(results, list):
         raise PganError(f"{results_file}: COCO detection results must be a JSON list of detections")
     id_to_name: dict = {}
     cat_names: dict = {}
     if coco_ann is not None:
-        ann = _load_json(Path(coco_ann))
+        ann = load_json(Path(coco_ann))
         try:
             id_to_name = {im["id"]: str(im["file_name"]) for im in ann["images"]}  # type: ignore[index]
             cat_names = {c["id"]: str(c["name"]) for c in ann.get("categories", [])}  # type: ignore[union-attr]
