@@ -33,6 +33,8 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     ap.add_argument("--progress", action="store_true")
+    ap.add_argument("--summarise-only", action="store_true",
+                    help="train nothing; tabulate the finished runs (unfinished ones are reported)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
 
@@ -40,7 +42,8 @@ def main() -> None:
     extra = {"optim__epochs": args.epochs} if args.epochs else {}
     base = synth_cpu_config("pgan", args.data, args.out, run__progress=args.progress, **extra)
     t0 = time.perf_counter()
-    summaries = run_grid("variants", base, Path(args.out) / "synth_variants", tuple(args.seeds))
+    summaries = run_grid("variants", base, Path(args.out) / "synth_variants", tuple(args.seeds),
+                         train_missing=not args.summarise_only)
     by_variant = {LABELS[label]: row for label, row in summaries.items()}
     atomic_write_json(Path(args.out) / "synth_variants.json", by_variant)
     md = markdown_table(by_variant, "Synthetic near-twin benchmark, MobileNetV2 160 px, CPU recipe")

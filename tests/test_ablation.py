@@ -56,3 +56,13 @@ def test_runs_claimed_by_a_live_worker_are_skipped(tmp_path):
     out = run_grid("variants", load_config(), tmp_path, seeds=(0,), train_fn=_fake_train(calls))
     assert sorted(c[0] for c in calls) == ["baseline", "grid", "nopam"]
     assert "pgan" not in out and not (stale / ".claim").exists()
+
+
+def test_summarise_only_trains_nothing(tmp_path):
+    calls = []
+    run_grid("variants", load_config(), tmp_path, seeds=(0,), train_fn=_fake_train(calls))
+    (tmp_path / "variants" / "grid_s0" / "result.json").unlink()
+    later = []
+    out = run_grid("variants", load_config(), tmp_path, seeds=(0,), train_fn=_fake_train(later),
+                   train_missing=False)
+    assert later == [] and "grid" not in out and out["pgan"]["seeds"] == 1

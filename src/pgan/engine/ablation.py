@@ -93,8 +93,12 @@ def _slug(label: str) -> str:
 
 
 def run_grid(name: str, base: Config, out_dir: str | Path, seeds: tuple[int, ...] = (0, 1, 2),
-             train_fn: TrainFn | None = None) -> dict[str, dict]:
-    """Train every setting of grid ``name`` with each seed; returns ``{label: summary}``."""
+             train_fn: TrainFn | None = None, train_missing: bool = True) -> dict[str, dict]:
+    """Train every setting of grid ``name`` with each seed; returns ``{label: summary}``.
+
+    ``train_missing=False`` only summarises the runs already finished (the others
+    are reported as pending), e.g. to write a table while a grid is still running.
+    """
     if name not in GRIDS:
         raise unknown_name("ablation grid", name, list(GRIDS))
     if train_fn is None:
@@ -115,13 +119,14 @@ def run_grid(name: str, base: Config, out_dir: str | Path, seeds: tuple[int, ...
             done = run_dir / "result.json"
             if done.is_file():
                 res = json.loads(done.read_text())
-            elif _claim(run_dir):
+            elif train_missing and _claim(run_dir):
                 try:
                     res = train_fn(cfg, (run_dir / "last.pt").is_file())
                 finally:
                     (run_dir / ".claim").unlink(missing_ok=True)
             else:
-                log.info("%s | %s | seed %d is being trained by another worker", name, label, seed)
+                log.info("%s | %s | seed %d is not finished (%s)", name, label, seed,
+                         "another worker has it" if train_missing else "not trained here")
                 pending += 1
                 continue
             m = res["metrics"]
@@ -130,8 +135,8 @@ def run_grid(name: str, base: Config, out_dir: str | Path, seeds: tuple[int, ...
         if results:
             summaries[label] = summarise(results)
     if pending:
-        log.warning("%d runs of grid %s are still with other workers; run again once they finish "
-                    "to get the complete table", pending, name)
+        log.warning("%d runs of grid %s are not finished; the table covers the finished ones (see the "
+                    "seeds column); run again to complete it", pending, name)
     write_tables(name, summaries, out)
     return summaries
 
