@@ -126,3 +126,11 @@ def test_refine_pooled_equals_pooling_the_map():
     ga = torch.autograd.grad(r.forward_pooled(x).sum(), x)[0]
     gb = torch.autograd.grad(r(x).mean(dim=(2, 3)).sum(), x)[0]
     torch.testing.assert_close(ga, gb, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("name,channels", [("googlenet", 1024), ("vgg16", 512), ("resnet34", 512)])
+def test_more_backbones_last_stride(name, channels):
+    bb = build_backbone(name, pretrained=False, last_stride=1)
+    assert bb.out_channels == channels and len(bb.stages) == 5
+    with torch.no_grad():
+        assert bb.eval()(torch.zeros(1, 3, 64, 64)).shape == (1, channels, 4, 4)

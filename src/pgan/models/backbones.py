@@ -137,12 +137,47 @@ def _mobilenet_v2(pretrained: bool, last_stride: int) -> Backbone:
     return Backbone(stages, 1280, 16 if last_stride == 1 else 32, "mobilenet_v2")
 
 
+def _googlenet(pretrained: bool, last_stride: int) -> Backbone:
+    builder = torchvision.models.googlenet
+    if pretrained:
+        net = _load_weights("googlenet", torchvision.models.GoogLeNet_Weights, builder)
+    else:
+        net = builder(weights=None, aux_logits=False, init_weights=True)
+    # With last stride 1 the stride-2 pool before inception 5 is dropped (/16 instead of /32).
+    last = [net.inception5a, net.inception5b] if last_stride == 1 else [net.maxpool4, net.inception5a,
+                                                                       net.inception5b]
+    stages = [nn.Sequential(net.conv1, net.maxpool1), nn.Sequential(net.conv2, net.conv3, net.maxpool2),
+              nn.Sequential(net.inception3a, net.inception3b, net.maxpool3),
+              nn.Sequential(net.inception4a, net.inception4b, net.inception4c, net.inception4d,
+                            net.inception4e), nn.Sequential(*last)]
+    return Backbone(stages, 1024, 16 if last_stride == 1 else 32, "googlenet")
+
+
+def _vgg16(pretrained: bool, last_stride: int) -> Backbone:
+    builder = torchvision.models.vgg16_bn
+    net = _load_weights("vgg16_bn", torchvision.models.VGG16_BN_Weights, builder) if pretrained else builder()
+    layers = list(net.features)
+    if last_stride == 1:
+        layers = layers[:-1]  # drop the last max-pool: /16 instead of /32
+    stages, current = [], []
+    for layer in layers:  # one stage per resolution, ending at each max-pool
+        current.append(layer)
+        if isinstance(layer, nn.MaxPool2d):
+            stages.append(nn.Sequential(*current))
+            current = []
+    if current:
+        stages.append(nn.Sequential(*current))
+    return Backbone(stages, 512, 16 if last_stride == 1 else 32, "vgg16")
+
+
 BACKBONES: dict[str, Callable[[bool, int], Backbone]] = {
     "resnet18": lambda pretrained, last_stride: _resnet("resnet18", pretrained, last_stride),
     "resnet34": lambda pretrained, last_stride: _resnet("resnet34", pretrained, last_stride),
     "resnet50": lambda pretrained, last_stride: _resnet("resnet50", pretrained, last_stride),
     "resnet101": lambda pretrained, last_stride: _resnet("resnet101", pretrained, last_stride),
     "mobilenet_v2": _mobilenet_v2,
+    "googlenet": _googlenet,  # the paper's Fig. 7 backbones
+    "vgg16": _vgg16,
 }
 
 
