@@ -236,9 +236,9 @@ def _train(cfg: Config, resume: bool, info, device: torch.device) -> dict:
                                    "world_size": info.world_size})
     if resume:
         trainer.resume(run_dir / "last.pt")
-    t0 = time.perf_counter()
     history = trainer.fit()
-    train_seconds = time.perf_counter() - t0
+    # Summed per-epoch times, so a resumed run reports its whole training time.
+    train_seconds = float(sum(h.get("seconds", 0.0) for h in history))
     final = {k[5:]: v for k, v in history[-1].items() if k.startswith("eval_")} if history else {}
     result = {"variant": cfg.model.variant, "metrics": final, "train_seconds": train_seconds,
               "epochs": o.epochs, "num_classes": num_classes, "world_size": info.world_size}
