@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from pgan.parts.boxfile import PartBox
 
 if TYPE_CHECKING:  # the world's dataclasses live with their samplers
-    from pgan.data.synth import Camera, Family, Identity, IdPart
+    from pgan.data.synth_world import Camera, Family, Identity, IdPart
 
 VIEWS = ("front", "rear", "side")
 SUPERSAMPLE = 2  # drawn at 2x and box-filtered down: cheap anti-aliasing
