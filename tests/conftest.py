@@ -18,3 +18,14 @@ def run_cli():
     from pgan.cli import main
 
     return lambda *argv: main([str(a) for a in argv])
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_thread():
+    """Every test model is tiny: one thread is fastest, and immune to OpenMP spin-waits on a busy machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

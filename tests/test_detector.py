@@ -13,17 +13,6 @@ from pgan.parts.box_ap import Detections, GroundTruth, box_ap, iou_matrix, voc_a
 from pgan.parts.detection_data import DetectionDataset, read_coco, read_voc
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one thread is fastest, and immune to OpenMP spin-waits on a busy machine."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_ap_hand_computed_case():
     gt = [GroundTruth(np.array([[0, 0, 10, 10]]), ["logo"]), GroundTruth(np.array([[20, 20, 30, 30]]), ["logo"])]
     det = [Detections(np.array([[0, 0, 10, 10], [1, 1, 10, 10]]), np.array([0.9, 0.6]), ["logo", "logo"]),

@@ -42,7 +42,6 @@ def _losses(path):
 
 @pytest.mark.slow
 def test_two_process_gloo_matches_single_process(tiny_synth, tmp_path):
-    torch.set_num_threads(2)
     train(_cfg(tiny_synth, tmp_path / "single"))
     mp.spawn(_worker, args=(2, _free_port(), str(tiny_synth), str(tmp_path / "ddp")), nprocs=2, join=True)
     single, ddp = _losses(tmp_path / "single"), _losses(tmp_path / "ddp")

@@ -19,17 +19,6 @@ from pgan.parts.sources import PART_SOURCES, build_source, grid_boxes
 D = 8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one thread is fastest, and immune to OpenMP spin-waits on a busy machine."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def sources(tiny_synth, tmp_path_factory):
     """Every registered source, built over the tiny synthetic benchmark."""

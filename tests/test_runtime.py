@@ -13,15 +13,6 @@ from pgan.models.network import ReidNet
 from pgan.parts.masks import boxes_to_masks
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one thread is fastest, and immune to OpenMP spin-waits on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_bench_runtime_writes_table_and_ratio(tmp_path, run_cli, capsys):
     out = tmp_path / "bench"
     assert run_cli("bench", "runtime", "--backbone", "resnet18", "--input", 64, "--batch-sizes", 1, 2,

@@ -25,7 +25,6 @@ def _losses(run_dir):
 
 
 def test_tiny_training_run_loss_decreases_and_evaluates(tiny_synth, tmp_path):
-    torch.set_num_threads(2)
     result = train(_cfg(tiny_synth, tmp_path / "run", epochs=8))
     losses = _losses(tmp_path / "run")
     assert len(losses) == 8
@@ -39,7 +38,6 @@ def test_tiny_training_run_loss_decreases_and_evaluates(tiny_synth, tmp_path):
 
 
 def test_resume_continues_exactly(tiny_synth, tmp_path):
-    torch.set_num_threads(2)
     train(_cfg(tiny_synth, tmp_path / "full", epochs=3))
     train(_cfg(tiny_synth, tmp_path / "part", epochs=2))
     train(_cfg(tiny_synth, tmp_path / "part", epochs=3), resume=True)

@@ -22,15 +22,6 @@ from pgan.viz.attention import ImageAttention, attention_statistics
 from pgan.viz.ranks import select_queries
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one thread is fastest, and immune to OpenMP spin-waits on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _cfg(root, out, variant):
     return load_config(None, [
         f"data.root={root}", "data.input_size=[64, 64]", "data.cache_images=true", "data.p=4", "data.k=4",
