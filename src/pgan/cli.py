@@ -70,7 +70,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_ablation(args: argparse.Namespace) -> int:
-    from pgan.config import load_config
+    from pgan.config import apply_overrides, load_config
     from pgan.engine.ablation import GRIDS, markdown_table, run_grid
 
     if args.dataset == "synth":
@@ -81,11 +81,8 @@ def _cmd_ablation(args: argparse.Namespace) -> int:
         if args.config:
             raise PganError("--config is for real datasets; the synthetic grid uses the built-in CPU recipe")
         generate_synth(args.data, synth_config_from_dict(DEMO_SYNTH), progress=False)
-        extra = {}
-        for item in args.overrides:  # same section.key=value form as everywhere else
-            key, _, raw = item.partition("=")
-            extra[key.strip().replace(".", "__")] = yaml.safe_load(raw)
-        base = synth_cpu_config("pgan", args.data, args.out, run__progress=False, **extra)
+        base = apply_overrides(synth_cpu_config("pgan", args.data, args.out, run__progress=False),
+                               args.overrides)
     else:
         if not args.config:
             raise PganError(f"--config (a recipe such as configs/{args.dataset}_pgan.yaml) is needed for "

@@ -202,6 +202,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     if path is not None:
         for data, source in _load_yaml(Path(path)):
             _merge(cfg, data, source)
+    return apply_overrides(cfg, overrides)
+
+
+def apply_overrides(cfg: Config, overrides: list[str] | tuple[str, ...]) -> Config:
+    """Apply ``section.key=value`` strings (values parsed as YAML) to ``cfg`` in place; returns it."""
     for item in overrides:
         if "=" not in item:
             raise PganError(f"override {item!r} must look like section.key=value")

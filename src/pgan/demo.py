@@ -14,22 +14,15 @@ import json
 import logging
 from pathlib import Path
 
-import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from pgan.engine.experiment import (
-    build_eval_sets,
-    build_part_source,
-    feature_size,
-    load_trained,
-    read_configured_dataset,
     train,
 )
-from pgan.engine.extract import extract_features
 from pgan.recipes import synth_cpu_config
 from pgan.utils.atomic import atomic_write_json, atomic_write_text
-from pgan.viz.ranklist import RankRow, draw_rank_rows, top_k_valid
+from pgan.viz.ranklist import draw_rank_rows
+from pgan.viz.ranks import load_run, rank_queries, rank_row, select_queries
 
 log = logging.getLogger(__name__)
 
@@ -50,23 +43,10 @@ def _report_md(results: dict) -> str:
 
 def rank_list_figure(checkpoint: Path, out_png: Path, num_queries: int = 4, k: int = 5, seed: int = 0) -> Path:
     """Top-``k`` rank lists of a few random queries for a trained checkpoint."""
-    model, cfg = load_trained(checkpoint)
-    ds = read_configured_dataset(cfg)
-    parts = build_part_source(cfg)
-    feat = feature_size(model.backbone, tuple(cfg.data.input_size))
-    sets = build_eval_sets(cfg, ds, parts, feat)
-    dev = torch.device("cpu")
-    q = extract_features(model, DataLoader(sets.query, batch_size=64), dev, progress=False)
-    g = extract_features(model, DataLoader(sets.gallery, batch_size=64), dev, progress=False)
-    rng = np.random.default_rng(seed)
-    rows = []
-    for qi in rng.choice(len(sets.query), size=min(num_queries, len(sets.query)), replace=False):
-        qr = sets.query.records[qi]
-        top = top_k_valid(q.feats[qi], g.feats, qr.pid, qr.camid, g.pids, g.camids, k)
-        recs = [sets.gallery.records[j] for j in top]
-        rows.append(RankRow(qr.path, f"q id{qr.pid} c{qr.camid}", [r.path for r in recs],
-                            [f"id{r.pid} c{r.camid}" for r in recs], [r.pid == qr.pid for r in recs]))
-    title = f"{cfg.model.variant}: query (blue) and top-{k} gallery, green = same vehicle, red = different"
+    run = load_run(checkpoint)
+    queries = select_queries(run.dataset.query, num_queries, seed=seed)
+    rows = [rank_row(r) for r in rank_queries(run, queries, k, torch.device("cpu"))]
+    title = f"{run.cfg.model.variant}: query (blue) and top-{k} gallery, green = same vehicle, red = different"
     return draw_rank_rows(rows, out_png, title=title)
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from pgan.config import Config, dump_config
+from pgan.config import Config, apply_overrides, dump_config
 from pgan.data.datasets import read_dataset
 from pgan.data.image_dataset import ReidImageDataset
 from pgan.data.records import ReidDataset, relabel
@@ -270,13 +270,9 @@ def load_trained(checkpoint: str | Path, device: torch.device | None = None) -> 
 
 def evaluate_checkpoint(checkpoint: str | Path, overrides: list[str] | None = None) -> dict:
     """Evaluate a checkpoint on its dataset's query/gallery (overrides can point at other data)."""
-    from pgan.config import set_value
 
     model, cfg = load_trained(checkpoint)
-    for item in overrides or []:
-        key, _, raw = item.partition("=")
-        import yaml
-        set_value(cfg, key.strip(), yaml.safe_load(raw), "override")
+    apply_overrides(cfg, overrides or [])
     device = resolve_device(cfg.run.device)
     model.to(device)
     ds = read_configured_dataset(cfg)

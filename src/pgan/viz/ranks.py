@@ -135,7 +135,8 @@ def rank_queries(run: LoadedRun, queries: list[ImageRecord], k: int, device: tor
     return out
 
 
-def _rank_row(r: QueryRanking) -> RankRow:
+def rank_row(r: QueryRanking) -> RankRow:
+    """The figure row of one ranked query."""
     q = r.query
     return RankRow(q.path, f"query id{q.pid} c{q.camid}", [g.path for g in r.top],
                    [f"{i}. id{g.pid} c{g.camid}" for i, g in enumerate(r.top, 1)], r.correct)
@@ -175,7 +176,7 @@ def rank_pages(checkpoint: str | Path, out_dir: str | Path, compare: str | Path 
         name = f"ranks_page{p:02d}.png"
         title = (f"query (blue), top-{k} gallery: green = same vehicle, red = different  "
                  f"[{main.cfg.data.dataset}, page {p}]")
-        rows = [[_rank_row(r) for r in ranking[start:start + per_page]] for ranking in rankings]
+        rows = [[rank_row(r) for r in ranking[start:start + per_page]] for ranking in rankings]
         if len(rows) == 2:
             draw_rank_compare(rows[0], rows[1], out / name, (labels[0], labels[1]), size, title)
         else:
