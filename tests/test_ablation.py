@@ -66,3 +66,17 @@ def test_summarise_only_trains_nothing(tmp_path):
     out = run_grid("variants", load_config(), tmp_path, seeds=(0,), train_fn=_fake_train(later),
                    train_missing=False)
     assert later == [] and "grid" not in out and out["pgan"]["seeds"] == 1
+
+
+def test_a_config_shared_by_two_grids_is_trained_once(tmp_path):
+    base = load_config()
+    assert base.data.num_parts == 8 and tuple(base.loss.terms) == ("ce", "f", "g", "p")
+    calls = []
+    losses = run_grid("losses", base, tmp_path, seeds=(0, 1), train_fn=_fake_train(calls))
+    assert len(calls) == 8
+    parts = run_grid("parts", base, tmp_path, seeds=(0, 1), train_fn=_fake_train(calls))
+    assert len(calls) == 8 + 8  # D = 8 with all loss terms is the losses grid's last row, reused
+    assert parts["D = 8"] == losses["L_c + L_f + L_g + L_p"]
+    d8 = [c for c in calls if c[1] == 8 and "parts" in c[3]]
+    assert d8 == []
+    assert len(list((tmp_path / "_by_config").glob("*.txt"))) == 16

@@ -76,13 +76,13 @@ def _cmd_ablation(args: argparse.Namespace) -> int:
     if args.dataset == "synth":
         from pgan.data.synth import generate_synth, synth_config_from_dict
         from pgan.demo import DEMO_SYNTH
-        from pgan.recipes import synth_cpu_config
+        from pgan.recipes import SYNTH_ABLATION_CPU, synth_cpu_config
 
         if args.config:
             raise PganError("--config is for real datasets; the synthetic grid uses the built-in CPU recipe")
         generate_synth(args.data, synth_config_from_dict(DEMO_SYNTH), progress=False)
-        base = apply_overrides(synth_cpu_config("pgan", args.data, args.out, run__progress=False),
-                               args.overrides)
+        base = apply_overrides(synth_cpu_config("pgan", args.data, args.out, recipe=SYNTH_ABLATION_CPU,
+                                                run__progress=False), args.overrides)
     else:
         if not args.config:
             raise PganError(f"--config (a recipe such as configs/{args.dataset}_pgan.yaml) is needed for "

@@ -11,6 +11,10 @@ are reused and an interrupted one resumes, so a long grid can be stopped at any
 time. Several workers (processes, or machines sharing the folder) can run the
 same grid at once: each run is claimed with a ``.claim`` file holding the
 worker's pid, others skip it, and a claim whose process has died is taken over.
+A setting that resolves to the same config in two grids (PGAN with all four loss
+terms is also "D = 8" and the "pgan" variant) is trained once: the first run
+of a config is recorded under ``<out>/_by_config/<fingerprint>.txt`` and the
+other grids read its result.
 Results are summarised as mean ± std over seeds (population std) and
 written as markdown and CSV.
 """
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import hashlib
 import io
 import json
 import logging
@@ -88,6 +93,29 @@ def _claim(run_dir: Path) -> bool:
     return False
 
 
+def config_fingerprint(cfg: Config) -> str:
+    """A short hash of everything that changes a run's result (not its folder or progress bar)."""
+    d = cfg.to_dict()
+    d["run"] = {k: v for k, v in d["run"].items() if k not in ("out_dir", "progress")}
+    return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _canonical_run_dir(out_root: Path, cfg: Config, run_dir: Path) -> Path:
+    """The folder that holds (or will hold) the run of ``cfg``: ``run_dir`` unless the same config
+    was already started under another grid's folder. Created exclusively, so two workers agree."""
+    alias = out_root / "_by_config" / f"{config_fingerprint(cfg)}.txt"
+    alias.parent.mkdir(parents=True, exist_ok=True)
+    rel = run_dir.relative_to(out_root).as_posix()
+    try:
+        fd = os.open(alias, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        named = alias.read_text().strip()
+        return out_root / named if named else run_dir
+    with os.fdopen(fd, "w") as fh:
+        fh.write(rel)
+    return run_dir
+
+
 def _slug(label: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in label).strip("_").lower()
 
@@ -113,9 +141,11 @@ def run_grid(name: str, base: Config, out_dir: str | Path, seeds: tuple[int, ...
             cfg = copy.deepcopy(base)
             for key, value in changes.items():
                 set_value(cfg, key, value, f"grid {name}")
-            run_dir = out / f"{_slug(label)}_s{seed}"
-            set_value(cfg, "run.out_dir", str(run_dir))
             set_value(cfg, "run.seed", seed)
+            run_dir = out / f"{_slug(label)}_s{seed}"
+            if not (run_dir / "result.json").is_file():  # else: a run from before configs were shared
+                run_dir = _canonical_run_dir(Path(out_dir), cfg, run_dir)
+            set_value(cfg, "run.out_dir", str(run_dir))
             done = run_dir / "result.json"
             if done.is_file():
                 res = json.loads(done.read_text())
