@@ -80,3 +80,16 @@ def test_a_config_shared_by_two_grids_is_trained_once(tmp_path):
     d8 = [c for c in calls if c[1] == 8 and "parts" in c[3]]
     assert d8 == []
     assert len(list((tmp_path / "_by_config").glob("*.txt"))) == 16
+
+
+def test_cli_checks_its_arguments_and_summarises_without_training(tmp_path, run_cli, capsys):
+    assert run_cli("bench", "ablation", "--dataset", "veri776", "--out", tmp_path) == 2
+    assert "--config" in capsys.readouterr().err
+    assert run_cli("bench", "ablation", "--config", "configs/veri776_pgan.yaml", "--out", tmp_path) == 2
+    assert "built-in CPU recipe" in capsys.readouterr().err
+    # Nothing finished yet: the table is written with no rows and nothing is trained.
+    assert run_cli("bench", "ablation", "--dataset", "veri776", "--config", "configs/veri776_pgan.yaml",
+                   "--grids", "lambda", "--seeds", "0", "--out", tmp_path, "--summarise-only") == 0
+    assert "Cross-entropy weight" in capsys.readouterr().out
+    assert (tmp_path / "lambda" / "lambda.md").is_file()
+    assert not list((tmp_path / "lambda").glob("*/last.pt"))

@@ -89,7 +89,8 @@ def _cmd_ablation(args: argparse.Namespace) -> int:
                             f"dataset {args.dataset!r}")
         base = load_config(args.config, args.overrides)
     for grid in args.grids:
-        print(markdown_table(run_grid(grid, base, args.out, tuple(args.seeds)), GRIDS[grid].title))
+        summaries = run_grid(grid, base, args.out, tuple(args.seeds), train_missing=not args.summarise_only)
+        print(markdown_table(summaries, GRIDS[grid].title))
     return 0
 
 
@@ -142,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--out", default="runs/ablation")
     p.add_argument("--data", default="data/demo-synth", help="synthetic data folder (synth only)")
+    p.add_argument("--summarise-only", action="store_true",
+                   help="train nothing; tabulate the finished runs (unfinished ones are counted as pending)")
     p.add_argument("overrides", nargs="*", metavar="SECTION.KEY=VALUE")
     p.set_defaults(func=_cmd_ablation)
     return parser
