@@ -1,4 +1,4 @@
-"""The runtime benchmark: its table, files and the exact fused-head rewrite (no wall-clock thresholds)."""
+"""The runtime benchmark: table and files, and the exact eval-path rewrites (no wall-clock thresholds)."""
 
 import csv
 import json
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from pgan.engine.runtime import MODULES, fused_head_embedding, random_boxes, time_interleaved
+from pgan.engine.runtime import MODULES, plain_head_embedding, random_boxes, time_interleaved
 from pgan.models.backbones import build_backbone
 from pgan.models.network import ReidNet
 from pgan.parts.masks import boxes_to_masks
@@ -29,7 +29,7 @@ def test_bench_runtime_writes_table_and_ratio(tmp_path, run_cli, capsys):
     assert all(float(r["ms_per_image"]) > 0 for r in rows)
     res = json.loads((out / "runtime.json").read_text())
     assert set(res["ratios"]) == {"cpu/b1", "cpu/b2"} and all(v > 0 for v in res["ratios"].values())
-    assert res["fused_max_abs_diff"] < 1e-3
+    assert res["plain_max_abs_diff"] < 1e-3
     for r in rows:  # ms per image is the batch time over the batch size
         assert float(r["ms_per_batch"]) == pytest.approx(float(r["ms_per_image"]) * int(r["batch"]), abs=1e-3)
     assert "PGAN / baseline" in (out / "report.html").read_text()
@@ -38,8 +38,8 @@ def test_bench_runtime_writes_table_and_ratio(tmp_path, run_cli, capsys):
     assert "repeats" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("variant", ["pgan", "nopam"])
-def test_fused_head_is_exact(variant):
+@pytest.mark.parametrize("variant", ["pgan", "nopam", "grid"])
+def test_eval_path_equals_the_plain_head(variant):
     torch.manual_seed(0)
     net = ReidNet(build_backbone("resnet18", pretrained=False), 10, variant=variant, reduced_dim=32)
     net.train()
@@ -52,7 +52,7 @@ def test_fused_head_is_exact(variant):
     masks[1] = 0  # an image without parts
     with torch.no_grad():
         ref = net(x, masks).embedding
-        got = fused_head_embedding(net, x, masks)
+        got = plain_head_embedding(net, x, masks)
     torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5)
 
 
@@ -63,3 +63,21 @@ def test_time_interleaved_counts_every_repeat():
     assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3}
     assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"]  # warm-up, then alternating order
     assert all(t >= 0 for v in times.values() for t in v)
+
+
+def test_concat_free_refine_is_exact_in_eval_and_falls_back_in_training():
+    from pgan.models.refine import Refine
+
+    torch.manual_seed(1)
+    r = Refine(12, 16)
+    a, b = torch.randn(4, 6, 5, 5), torch.randn(4, 6, 5, 5)
+    r.train()
+    with torch.no_grad():
+        for _ in range(3):  # non-trivial running statistics
+            r(torch.cat([a, b], 1) * 2 + 1)
+        torch.testing.assert_close(r.forward_pooled_pair(a, b), r.forward_pooled(torch.cat([a, b], 1)))
+    r.eval()
+    with torch.no_grad():
+        ref = r(torch.cat([a, b], 1)).mean(dim=(2, 3))
+        torch.testing.assert_close(r.forward_pooled_pair(a, b), ref, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(ref, torch.zeros_like(ref))

@@ -7,11 +7,11 @@ modules of one (device, batch) cell are timed *interleaved* in one run, after
 warm-up, alternating their order every repeat, and reported as medians, so the
 PGAN/baseline ratio is measured under the same machine load.
 
-``fused-head`` times an exact rewrite of PGAN's eval path (see
-:func:`fused_head_embedding`): ``Refine_f``'s shortcut and last 1x1 convolution
-are linear, so they commute with the global average pool and run on the pooled
-``(B, 2C)`` vector instead of every feature cell; the SE scale folds into the
-next BatchNorm and the concat of ``F_g`` and ``F_p`` is never built.
+``plain-head`` times PGAN's head written the straightforward way (see
+:func:`plain_head_embedding`): ``Refine_f`` over the whole concatenated map,
+then the global average pool. The model itself computes the same embedding
+with exact rewrites (``Refine.forward_pooled`` and ``forward_pooled_pair``), so
+the two rows show what the efficient eval path saves.
 
 Example::
 
@@ -35,22 +35,16 @@ from torch import nn
 from pgan.errors import PganError
 from pgan.models.backbones import build_backbone
 from pgan.models.network import ReidNet
-from pgan.models.part_attention import (
-    mask_guided_avg_pool,
-    masked_softmax,
-    part_guided_map,
-    uniform_part_weights,
-    valid_parts,
-)
+from pgan.models.part_attention import part_guided_map, uniform_part_weights
 from pgan.parts.boxfile import PartBox
 from pgan.parts.masks import boxes_to_masks
 
 log = logging.getLogger(__name__)
 
-MODULES = ("detector", "masks", "baseline", "pgan", "fused-head")
+MODULES = ("detector", "masks", "baseline", "pgan", "plain-head")
 LABELS = {"detector": "part detector", "masks": "part masks (boxes -> masks)",
           "baseline": "re-ID network: baseline", "pgan": "re-ID network: PGAN",
-          "fused-head": "re-ID network: PGAN, fused-head rewrite (proposal)"}
+          "plain-head": "re-ID network: PGAN with a plain head (whole-map Refine; for comparison)"}
 
 
 @dataclass
@@ -73,8 +67,8 @@ class RuntimeResult:
     timings: list[Timing] = field(default_factory=list)
     ratios: dict[str, float] = field(default_factory=dict)  # "cpu/b32" -> median PGAN / median baseline
     paired_ratios: dict[str, float] = field(default_factory=dict)  # median over repeats of PGAN / baseline
-    fused_ratios: dict[str, float] = field(default_factory=dict)  # fused-head / baseline
-    fused_max_abs_diff: float = 0.0  # fused-head vs ReidNet embedding, relative to its largest entry
+    plain_ratios: dict[str, float] = field(default_factory=dict)  # plain-head / baseline
+    plain_max_abs_diff: float = 0.0  # plain-head vs ReidNet embedding, relative to its largest entry
     gmacs: dict[str, float] = field(default_factory=dict)  # multiply-accumulates per image (load-independent)
     host: str = field(default_factory=platform.node)
 
@@ -106,14 +100,13 @@ class RuntimeResult:
                      + " | ".join(f"**{self.ratios[f'{d}/b{b}']:.3f}**" for d, b in cells) + " |")
         lines.append("| PGAN / baseline, median of paired repeats | "
                      + " | ".join(f"{self.paired_ratios[f'{d}/b{b}']:.3f}" for d, b in cells) + " |")
-        lines.append("| fused-head rewrite / baseline | "
-                     + " | ".join(f"{self.fused_ratios[f'{d}/b{b}']:.3f}" for d, b in cells) + " |")
+        lines.append("| plain head / baseline (for comparison) | "
+                     + " | ".join(f"{self.plain_ratios[f'{d}/b{b}']:.3f}" for d, b in cells) + " |")
         g = self.gmacs
         note = (f"\nMultiply-accumulates per image (load-independent): baseline {g['baseline']:.3f} G, PGAN "
-                f"{g['pgan']:.3f} G ({g['pgan'] / g['baseline']:.3f}x), fused-head rewrite "
-                f"{g['fused-head']:.3f} G ({g['fused-head'] / g['baseline']:.3f}x). The fused-head rewrite "
-                f"gives the same embedding "
-                f"(max difference {self.fused_max_abs_diff:.1e} of the largest entry).")
+                f"{g['pgan']:.3f} G ({g['pgan'] / g['baseline']:.3f}x), plain head "
+                f"{g['plain-head']:.3f} G ({g['plain-head'] / g['baseline']:.3f}x). The model's embedding equals "
+                f"the plain head's (max difference {self.plain_max_abs_diff:.1e} of the largest entry).")
         if self.detector_stand_in:
             note += (f" The part detector is a stand-in: torchvision {self.detector} "
                      "(random weights, 17 classes, same input size); pgan.parts.detector was not available.")
@@ -123,49 +116,18 @@ class RuntimeResult:
         return asdict(self)
 
 
-def fused_head_embedding(model: ReidNet, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """PGAN's eval-mode retrieval feature ``f_b``, computed with exact algebraic rewrites of the head.
-
-    1. ``Refine_f``'s shortcut and last 1x1 convolution (no bias) commute with the global average pool:
-       ``GAP(W x) = W GAP(x)``, so they run on ``(B, channels)`` vectors, not on every feature cell.
-    2. The SE scale ``s`` and the eval BatchNorm that follows are one per-sample affine map
-       ``x * (s * gamma / sigma) + (beta - mu * gamma / sigma)``; applied to the ``F_g`` and ``F_p``
-       halves separately (with ``Conv1``'s weight split in two), the concat is never built.
-    3. The SE input's mean is ``[GAP(F_g), GAP(F_p)]``, taken from the halves.
-    4. PAM: ``psi``'s last layer is linear and its C outputs are averaged, so it is one dot product
-       with the mean of its weight rows.
-    """
-    if model.variant not in ("pgan", "nopam") or model.retrieval != "fb" or model.training:
-        raise ValueError("fused_head_embedding covers eval-mode pgan/nopam with retrieval='fb'")
+def plain_head_embedding(model: ReidNet, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """PGAN's eval-mode retrieval feature ``f_b`` computed the straightforward way: Refine_f over
+    the whole ``concat(F_g, F_p)`` map, then global average pooling (the reference for timing and
+    for checking the model's exact rewrites)."""
+    if model.variant not in ("pgan", "nopam", "grid") or model.retrieval != "fb" or model.training:
+        raise ValueError("plain_head_embedding covers eval-mode pgan/nopam/grid with retrieval='fb'")
     fg = model.backbone(images)
-    c = fg.shape[1]
-    if model.pam is not None:
-        pooled = mask_guided_avg_pool(fg, masks)
-        psi = model.pam.psi
-        w_mean = psi[3].weight.mean(0)  # (hidden,)
-        scores = psi[2](psi[1](psi[0](pooled))) @ w_mean * model.pam.temperature
-        weights = masked_softmax(scores, valid_parts(masks))
-    else:
-        weights = uniform_part_weights(masks)
+    if model.spec.grid:
+        masks = model._grid(*fg.shape[-2:], fg).expand(fg.shape[0], -1, -1, -1)
+    weights = model.pam(fg, masks) if model.pam is not None else uniform_part_weights(masks)
     fp = part_guided_map(fg, masks, weights)
-    r = model.refine_f
-    mean_x = torch.cat([fg.mean(dim=(2, 3)), fp.mean(dim=(2, 3))], dim=1)
-    s = r.se.fc(mean_x)  # (B, 2C)
-    bn0, _, conv0 = r.body[0]
-    inv = bn0.weight / torch.sqrt(bn0.running_var + bn0.eps)
-    scale = s * inv  # (B, 2C): SE then BatchNorm
-    shift = bn0.bias - bn0.running_mean * inv  # (2C,)
-    w0 = conv0.weight
-    y = nn.functional.conv2d(torch.relu_(torch.addcmul(shift[:c, None, None], fg, scale[:, :c, None, None])),
-                             w0[:, :c])
-    y += nn.functional.conv2d(torch.relu_(torch.addcmul(shift[c:, None, None], fp, scale[:, c:, None, None])),
-                              w0[:, c:])
-    y = r.body[1](y)
-    bn2, relu2, conv2 = r.body[2]
-    z = relu2(bn2(y)).mean(dim=(2, 3))
-    f = nn.functional.linear(z, conv2.weight.flatten(1)) + nn.functional.linear(s * mean_x,
-                                                                                r.shortcut.weight.flatten(1))
-    return model.bnneck(f)
+    return model.bnneck(model.refine_f(torch.cat([fg, fp], dim=1)).mean(dim=(2, 3)))
 
 
 def build_timing_detector(input_size: tuple[int, int], checkpoint: str | None = None
@@ -205,14 +167,14 @@ def random_boxes(n: int, d: int, size: tuple[int, int], seed: int = 0) -> list[l
 
 def count_gmacs(nets: dict[str, ReidNet], input_size: tuple[int, int], num_parts: int,
                 feat: tuple[int, int]) -> dict[str, float]:
-    """Multiply-accumulates per image (convolutions, matmuls, einsums) of baseline, PGAN, pooled head."""
+    """Multiply-accumulates per image (convolutions, matmuls, einsums) of baseline, PGAN, plain head."""
     from torch.utils.flop_counter import FlopCounterMode
 
     x = torch.zeros(1, 3, *input_size)
     masks = torch.from_numpy(np.stack([boxes_to_masks(b, input_size[1], input_size[0], *feat, num_parts)
                                        for b in random_boxes(1, num_parts, input_size)]))
     calls = {"baseline": lambda: nets["baseline"](x), "pgan": lambda: nets["pgan"](x, masks),
-             "fused-head": lambda: fused_head_embedding(nets["pgan"], x, masks)}
+             "plain-head": lambda: plain_head_embedding(nets["pgan"], x, masks)}
     out = {}
     for name, fn in calls.items():
         with FlopCounterMode(display=False) as counter:
@@ -299,11 +261,11 @@ def bench_runtime(backbone: str = "resnet50", input_size: tuple[int, int] = (224
                    "masks": make_masks,
                    "baseline": lambda images=images: nets["baseline"](images),
                    "pgan": lambda images=images, masks=masks: nets["pgan"](images, masks),
-                   "fused-head": lambda images=images, masks=masks: fused_head_embedding(nets["pgan"], images,
+                   "plain-head": lambda images=images, masks=masks: plain_head_embedding(nets["pgan"], images,
                                                                                             masks)}
             ref = nets["pgan"](images, masks).embedding
-            diff = ((ref - fns["fused-head"]()).abs().max() / ref.abs().max().clamp_min(1e-30)).item()
-            res.fused_max_abs_diff = max(res.fused_max_abs_diff, diff)
+            diff = ((ref - fns["plain-head"]()).abs().max() / ref.abs().max().clamp_min(1e-30)).item()
+            res.plain_max_abs_diff = max(res.plain_max_abs_diff, diff)
             # Small batches: several calls per timed sample, so each sample spans similar time.
             times = time_interleaved(fns, repeats, warmup, _sync(device), inner=max(1, 8 // b))
             log.info("%s batch %d: %s", device.type, b,
@@ -314,7 +276,7 @@ def bench_runtime(backbone: str = "resnet50", input_size: tuple[int, int] = (224
             key = f"{device.type}/b{b}"
             res.ratios[key] = statistics.median(times["pgan"]) / statistics.median(times["baseline"])
             res.paired_ratios[key] = statistics.median(p / q for p, q in zip(times["pgan"], times["baseline"]))
-            res.fused_ratios[key] = statistics.median(times["fused-head"]) / statistics.median(times["baseline"])
+            res.plain_ratios[key] = statistics.median(times["plain-head"]) / statistics.median(times["baseline"])
     return res
 
 

@@ -14,7 +14,8 @@ Data flow (PGAN variants)::
     F_g -> Refine_g -> GAP -> g (C');  F_p -> Refine_p -> GAP -> p (C')   [training only]
 
 At test time only what the retrieval feature needs is computed: with the default
-``retrieval="fb"`` the Refine_g / Refine_p branches are skipped.
+``retrieval="fb"`` the Refine_g / Refine_p branches are skipped, and Refine_f runs
+in its pooled, concat-free form (``Refine.forward_pooled_pair``), which is exact.
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ class ReidNet(nn.Module):
                             "masks must be built at the backbone's feature resolution")
         weights = self.pam(fg, masks) if self.pam is not None else uniform_part_weights(masks)
         fp = part_guided_map(fg, masks, weights)
-        f = self.refine_f.forward_pooled(torch.cat([fg, fp], dim=1))
+        f = self.refine_f.forward_pooled_pair(fg, fp)  # exact; in eval mode never builds concat(F_g, F_p)
         fb = self.bnneck(f)
         maps = fp if return_maps else None
         if not self.training:

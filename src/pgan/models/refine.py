@@ -61,3 +61,30 @@ class Refine(nn.Module):
         bn, relu, conv = self.body[2]
         z = relu(bn(y)).mean(dim=(2, 3))
         return F.linear(z, conv.weight.flatten(1)) + F.linear(scale * mean, self.shortcut.weight.flatten(1))
+
+    def forward_pooled_pair(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """``forward_pooled(torch.cat([a, b], dim=1))`` without building the concatenation.
+
+        In eval mode the SE scale and the BatchNorm after it are one per-sample
+        affine map per channel, ``x * (scale * gamma / sigma) + (beta - mu * gamma / sigma)``;
+        applied to each half with the first convolution's weight split in two, the
+        ``(B, 2C, H, W)`` concatenation and its scaled copy are never materialised.
+        Exact up to float rounding. In training (batch statistics) it falls back to
+        :meth:`forward_pooled` on the concatenation.
+        """
+        bn0, _, conv0 = self.body[0]
+        if self.training or bn0.running_var is None:
+            return self.forward_pooled(torch.cat([a, b], dim=1))
+        ca = a.shape[1]
+        mean = torch.cat([a.mean(dim=(2, 3)), b.mean(dim=(2, 3))], dim=1)
+        scale = self.se.fc(mean)
+        inv = bn0.weight / torch.sqrt(bn0.running_var + bn0.eps)
+        mult = scale * inv  # (B, 2C)
+        shift = bn0.bias - bn0.running_mean * inv  # (2C,)
+        w = conv0.weight
+        y = F.conv2d(torch.relu(torch.addcmul(shift[:ca, None, None], a, mult[:, :ca, None, None])), w[:, :ca])
+        y = y + F.conv2d(torch.relu(torch.addcmul(shift[ca:, None, None], b, mult[:, ca:, None, None])), w[:, ca:])
+        y = self.body[1](y)
+        bn, relu, conv = self.body[2]
+        z = relu(bn(y)).mean(dim=(2, 3))
+        return F.linear(z, conv.weight.flatten(1)) + F.linear(scale * mean, self.shortcut.weight.flatten(1))
