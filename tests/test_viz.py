@@ -18,7 +18,8 @@ from pgan.engine.experiment import build_network
 from pgan.parts.boxfile import PartBox, read_part_file
 from pgan.parts.selection import select_top_d
 from pgan.utils.atomic import atomic_torch_save
-from pgan.viz.attention import ImageAttention, attention_statistics
+from pgan.viz.attention import ImageAttention
+from pgan.viz.attention_stats import attention_statistics
 from pgan.viz.ranks import select_queries
 
 

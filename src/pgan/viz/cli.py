@@ -33,7 +33,7 @@ def _cmd_viz_attention(args: argparse.Namespace) -> int:
 
 
 def _cmd_analyze_attention(args: argparse.Namespace) -> int:
-    from pgan.viz.attention import analyze_attention
+    from pgan.viz.attention_stats import analyze_attention
 
     analyze_attention(args.checkpoint, args.out, split=args.split, max_images=args.max_images, seed=args.seed,
                       batch_size=args.batch_size)
