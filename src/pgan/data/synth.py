@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from pgan.data.synth_render import BODIES, CAR_COLOURS, render_image
+from pgan.data.synth_render import BODIES, render_image
+from pgan.data.synth_scene import CAR_COLOURS
 from pgan.data.synth_world import Camera, Family, Identity, _rng, make_camera, make_families, make_identity
 from pgan.errors import PganError
 from pgan.parts.boxfile import ImageParts, PartBox, write_part_file

@@ -3,7 +3,8 @@
 A ``Family`` fixes the look (body type, colour, logo, lights); an ``Identity`` adds a few small parts
 (windshield signs, ornaments, roof carrier, rims, ...), the only cue separating it from its near-twins;
 a ``Camera`` fixes the nuisance (scale, shift, light, blur, noise, clutter, occlusion); all three are
-sampled in :mod:`pgan.data.synth`.
+sampled in :mod:`pgan.data.synth_world`. The scene around the vehicle (background, occluders,
+photometric changes) and the palette are in :mod:`pgan.data.synth_scene`.
 Shapes are drawn in vehicle coordinates ``(u, v)`` in [0, 1]^2 (u = 0 is the left edge of the vehicle's
 box in the picture, v = 0 its top) and mapped to pixels by :class:`_Pen`, so every box follows the
 vehicle's scale, shift and mirroring exactly.
@@ -17,16 +18,27 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from pgan.data.synth_scene import (
+    CHROME,
+    GLASS,
+    SHADOW,
+    SUPERSAMPLE,
+    TYRE,
+    WHITE,
+    Colour,
+    Rect,
+    background,
+    occluder,
+    photometric,
+    shade,
+)
 from pgan.parts.boxfile import PartBox
 
 if TYPE_CHECKING:  # the world's dataclasses live with their samplers
     from pgan.data.synth_world import Camera, Family, Identity, IdPart
 
 VIEWS = ("front", "rear", "side")
-SUPERSAMPLE = 2  # drawn at 2x and box-filtered down: cheap anti-aliasing
 MIN_VISIBLE = 0.25  # parts less visible than this are left out of the ground truth
-Colour = tuple[int, int, int]
-Rect = tuple[float, float, float, float]
 
 
 @dataclass(frozen=True)
@@ -49,11 +61,6 @@ BODIES: dict[str, Body] = {
     "van": Body(0.98, 0.80, 0.39, 0.50, (0.05, 0.12, 0.97, 0.98), 0.18),
     "pickup": Body(0.86, 0.64, 0.33, 0.46, (0.20, 0.28, 0.55, 0.58), 0.20),
 }
-CAR_COLOURS: tuple[Colour, ...] = (
-    (232, 232, 228), (178, 182, 186), (30, 30, 33), (168, 28, 34), (32, 62, 140), (96, 99, 104),
-    (214, 176, 40), (40, 98, 62), (112, 76, 52), (198, 184, 150), (214, 108, 32), (26, 36, 72))
-GLASS, TYRE, SHADOW = (34, 42, 54), (22, 22, 24), (28, 28, 30)
-CHROME, WHITE = (212, 212, 218), (240, 240, 240)
 # Identity part sizes: (min, max) width in vehicle widths, and height / width in pixels.
 SIZES = {"anusigns": (0.06, 0.075, 1.0), "hungs": (0.09, 0.12, 1.0), "tissuebox": (0.17, 0.23, 0.5),
          "layon": (0.15, 0.22, 0.42), "entrylicense": (0.1, 0.13, 1.0), "newersign": (0.12, 0.16, 0.9),
@@ -65,10 +72,6 @@ def part_views(p: IdPart) -> tuple[str, ...]:
     """The views in which an identity part can be seen."""
     return {"anusigns": ("front",), "hungs": ("front", "side"), "carrier": VIEWS, "wheel": VIEWS,
             "newersign": ("rear",), "safebelt": ("front", "side")}.get(p.kind, (p.where,))
-
-
-def _shade(c: Colour, f: float) -> Colour:
-    return tuple(int(min(255.0, max(0.0, x * f))) for x in c)  # type: ignore[return-value]
 
 
 class _Pen:
@@ -169,7 +172,7 @@ def _wheel_side(pen: _Pen, uc: float, fam: Family, wheel: IdPart | None) -> None
     for k in range(wheel.count if wheel else 0):
         t = 2 * np.pi * k / wheel.count + 0.3  # type: ignore[union-attr]
         pen.line([(uc, vc), (uc + 0.58 * ru * np.cos(t), vc + 0.58 * r * np.sin(t))], wheel.colour2, 0.012)
-    pen.ellipse(uc - ru * 0.18, vc - r * 0.18, uc + ru * 0.18, vc + r * 0.18, _shade(rim, 0.5))
+    pen.ellipse(uc - ru * 0.18, vc - r * 0.18, uc + ru * 0.18, vc + r * 0.18, shade(rim, 0.5))
     pen.mark("wheel", uc - ru, vc - r, uc + ru, vc + r)
 
 
@@ -180,13 +183,13 @@ def draw_side(pen: _Pen, fam: Family, kinds: dict[str, IdPart]) -> Rect:
     roof, belt = b.roof, 0.52
     pen.ellipse(-0.02, 0.9, 1.02, 1.04, SHADOW)
     pen.rect(0.0, 0.47, 1.0, 0.87, c, r=0.45)
-    pen.poly([(g0, belt), (g1, roof), (g2, roof), (g3, belt)], _shade(c, 0.93))
+    pen.poly([(g0, belt), (g1, roof), (g2, roof), (g3, belt)], shade(c, 0.93))
     pen.poly([(g0 + 0.035, belt - 0.01), (g1 + 0.015, roof + 0.035), (g2 - 0.012, roof + 0.035),
               (g3 - 0.03, belt - 0.01)], GLASS)
     um = g1 + (g2 - g1) * 0.45
-    pen.rect(um, roof, um + 0.025, belt, _shade(c, 0.85))
+    pen.rect(um, roof, um + 0.025, belt, shade(c, 0.85))
     pen.mark("windglass", g0 + 0.035, roof + 0.035, g3 - 0.03, belt - 0.01)
-    pen.line([(0.05, 0.6), (0.95, 0.6)], _shade(c, 0.75), 0.004)
+    pen.line([(0.05, 0.6), (0.95, 0.6)], shade(c, 0.75), 0.004)
     if fam.sunroof and "carrier" not in kinds:  # a roof carrier would hide it
         s1, s2, t = g1 + 0.06, g2 - 0.08, roof - 0.04
         pen.poly([(s1, roof + 0.01), (s2, roof + 0.01), (s2 - 0.02, t), (s1 + 0.02, t)], GLASS)
@@ -196,7 +199,7 @@ def draw_side(pen: _Pen, fam: Family, kinds: dict[str, IdPart]) -> Rect:
         pen.mark("carlight", u1, v1, u1 + 0.045, v1 + 0.085)
     mu = g0 + 0.01
     pen.poly([(mu, belt - 0.01), (mu + 0.05, belt - 0.1), (mu + 0.07, belt - 0.06), (mu + 0.04, belt)],
-             _shade(c, 0.8))
+             shade(c, 0.8))
     pen.mark("backmirror", mu, belt - 0.1, mu + 0.07, belt)
     for uc in (0.19, 0.81):
         _wheel_side(pen, uc, fam, kinds.get("wheel"))
@@ -216,12 +219,12 @@ def draw_front_rear(pen: _Pen, fam: Family, kinds: dict[str, IdPart], rear: bool
             pen.rect(ur, 0.9, ur + 0.04, 0.985, wheel.colour, r=0.3)
             pen.mark("wheel", u1, 0.87, u1 + 0.14, 1.0)
     pen.rect(0.02, belt - 0.03, 0.98, 0.9, c, r=0.25)
-    pen.poly([(0.5 - rw, 0.12), (0.5 + rw, 0.12), (0.955, belt), (0.045, belt)], _shade(c, 0.9))
+    pen.poly([(0.5 - rw, 0.12), (0.5 + rw, 0.12), (0.955, belt), (0.045, belt)], shade(c, 0.9))
     win = (0.17, belt - 0.045, rw - 0.06, 0.36) if rear else (0.15, belt - 0.025, rw - 0.035, 0.41)
     top, bot, tw, bw = win
     pen.poly([(0.5 - tw, top), (0.5 + tw, top), (0.5 + bw, bot), (0.5 - bw, bot)], GLASS)
     pen.mark("windglass", 0.5 - bw, top, 0.5 + bw, bot)
-    pen.rect(0.03, 0.79, 0.97, 0.9, _shade(c, 0.55), r=0.5)
+    pen.rect(0.03, 0.79, 0.97, 0.9, shade(c, 0.55), r=0.5)
     lc, v1, v2 = ((205, 30, 35), 0.5, 0.63) if rear else ((250, 245, 215), 0.52, 0.62)
     for u1, u2 in ((0.06, 0.27), (0.73, 0.94)):
         _light(pen, fam.light, (u1, v1, u2, v2), lc)
@@ -232,12 +235,12 @@ def draw_front_rear(pen: _Pen, fam: Family, kinds: dict[str, IdPart], rear: bool
             pen.line([(0.33, 0.565 + 0.035 * k), (0.67, 0.565 + 0.035 * k)], (90, 92, 98), 0.008)
         pen.mark("lightcover", 0.31, 0.53, 0.69, 0.67)
     logo = (0.455, 0.54, 0.545, 0.54 + 0.09 / pen.a)
-    _shape(pen, fam.logo, logo, CHROME, _shade(c, 0.9))
+    _shape(pen, fam.logo, logo, CHROME, shade(c, 0.9))
     pen.mark("logo", *logo)
     _plate(pen, (0.37, 0.69, 0.63, 0.78), rng)
     if not rear:
         for u1 in (0.0, 0.93):
-            pen.ellipse(u1, belt - 0.1, u1 + 0.07, belt - 0.02, _shade(c, 0.8))
+            pen.ellipse(u1, belt - 0.1, u1 + 0.07, belt - 0.02, shade(c, 0.8))
             pen.mark("backmirror", u1, belt - 0.1, u1 + 0.07, belt - 0.02)
     return win
 
@@ -334,80 +337,6 @@ def draw_identity_parts(pen: _Pen, ident: Identity, view: str, geom: Rect, rng: 
             pen.mark(p.kind, *b)
 
 
-def _background(rng: np.random.Generator, cam: Camera, d: float, n: int) -> Image.Image:
-    """Road-like background: camera colour, low-frequency texture and clutter, all scaled by ``d``."""
-    grid = rng.normal(0.0, 1.0, (6, 6, 1)) * 0.9 + rng.normal(0.0, 1.0, (6, 6, 3)) * 0.25
-    ramp = np.linspace(1.0, -1.0, 6)[:, None, None] * 0.5
-    small = np.asarray(cam.bg) + rng.normal(0.0, 6.0, 3) + 45 * d * (grid + ramp)
-    img = Image.fromarray(np.clip(small, 0, 255).astype(np.uint8)).resize(
-        (n // SUPERSAMPLE,) * 2, Image.BILINEAR).resize((n, n), Image.NEAREST)  # cheap; same after reduce()
-    draw = ImageDraw.Draw(img)
-    for _ in range(int(rng.poisson(6 * d))):
-        kind, (x, y, x2, y2) = int(rng.integers(3)), rng.uniform(0, n, 4)
-        if kind == 0:  # lane marks, kerbs, cables
-            col = [(225, 225, 225), (225, 195, 60), (40, 40, 40)][int(rng.integers(3))]
-            draw.line([(x, y), (x2, y2)], fill=col, width=int(rng.uniform(0.005, 0.03) * n) + 1)
-        elif kind == 1:  # bushes, puddles, stains
-            r = rng.uniform(0.04, 0.16, 2) * n
-            tint = np.asarray(cam.bg) + rng.normal(0, 40) + rng.normal(0, 15, 3)
-            col = tuple(int(v) for v in np.clip(tint, 0, 255))
-            draw.ellipse((x - r[0], y - r[1], x + r[0], y + r[1]), fill=col)
-        else:  # a fragment of another vehicle at the frame's edge
-            col = CAR_COLOURS[int(rng.integers(len(CAR_COLOURS)))]
-            w, h = rng.uniform(0.25, 0.5) * n, rng.uniform(0.2, 0.4) * n
-            x = -w * 0.6 if x < n / 2 else n - w * 0.4
-            draw.rounded_rectangle((x, y - h / 2, x + w, y + h / 2), radius=h / 5, fill=col)
-            draw.rectangle((x + w * 0.15, y - h * 0.4, x + w * 0.85, y - h * 0.1), fill=GLASS)
-    return img
-
-
-def _occluder(draw: ImageDraw.ImageDraw, rng: np.random.Generator, cam: Camera, d: float, n: int,
-              vb: Rect) -> Rect | None:
-    """Maybe draw a pole, a barrier or a sign board over the vehicle box ``vb``; returns its rectangle."""
-    if rng.random() >= cam.occlusion * d:
-        return None
-    kind, (x1, y1, x2, y2), left = int(rng.integers(3)), vb, bool(rng.random() < 0.5)
-    col = [(120, 120, 125), (200, 170, 40), (60, 90, 50), (150, 150, 150)][int(rng.integers(4))]
-    if kind == 0:  # pole
-        w = rng.uniform(0.04, 0.09) * n
-        x = rng.uniform(x1, max(x1, x2 - w))
-        r = (x, -1.0, x + w, n + 1.0)
-    elif kind == 1:  # barrier or box rising from the bottom at one side
-        h, w = (y2 - y1) * rng.uniform(0.2, 0.45), (x2 - x1) * rng.uniform(0.35, 0.7)
-        r = (x1 - 0.1 * w, y2 - h, x1 + 0.9 * w, n + 1.0) if left else (x2 - 0.9 * w, y2 - h, x2 + w, n + 1.0)
-    else:  # sign board hanging in at one side
-        w, h = (x2 - x1) * rng.uniform(0.2, 0.35), (y2 - y1) * rng.uniform(0.25, 0.5)
-        y = rng.uniform(y1, y2 - h)
-        r = (x1 - 0.3 * w, y, x1 + 0.7 * w, y + h) if left else (x2 - 0.7 * w, y, x2 + 0.3 * w, y + h)
-    r = tuple(float(v) for v in r)
-    draw.rectangle(r, fill=col)
-    draw.rectangle((r[0], r[1], r[2], r[1] + 0.03 * n), fill=_shade(col, 0.6))
-    return r  # type: ignore[return-value]
-
-
-def _photometric(img: Image.Image, rng: np.random.Generator, cam: Camera, d: float) -> Image.Image:
-    """Brightness, contrast, colour cast, a shading ramp and pixel noise, scaled by ``d``."""
-    a = np.asarray(img, np.float32)
-    m = float(a.mean())
-    contrast = 1 + d * (cam.contrast + rng.normal(0.0, 0.05))
-    cast = 1 + d * (np.asarray(cam.cast) + rng.normal(0, 0.03, 3))
-    gain = (1 + d * (cam.bright + rng.normal(0.0, 0.06))) * cast
-    gx, gy = rng.uniform(-0.25, 0.25, 2) * d
-    lin = np.linspace(-1.0, 1.0, a.shape[0], dtype=np.float32)
-    a -= m
-    a *= contrast
-    a += m
-    a *= 1 + gx * lin[None, :, None] + gy * lin[:, None, None]
-    a *= gain.astype(np.float32)
-    sigma = d * (cam.noise + rng.uniform(0.0, 3.0))
-    if sigma > 0:
-        # Triangular noise from two uniform bytes: about normal, and much cheaper to draw.
-        tri = np.frombuffer(rng.bytes(2 * a.size), np.uint8).reshape(2, *a.shape)
-        a += (tri[0].astype(np.float32) + tri[1] - 255.0) * np.float32(sigma / 104.1)
-    a += 0.5
-    return Image.fromarray(np.clip(a, 0, 255, out=a).astype(np.uint8))
-
-
 def render_image(fam: Family, ident: Identity, cam: Camera, rng: np.random.Generator, size: int,
                  difficulty: float) -> tuple[Image.Image, list[PartBox]]:
     """Render one ``size`` x ``size`` image of ``ident`` seen by ``cam``; returns it and its visible boxes.
@@ -419,7 +348,7 @@ def render_image(fam: Family, ident: Identity, cam: Camera, rng: np.random.Gener
     n = size * k
     view = VIEWS[int(rng.choice(3, p=np.asarray(cam.view_p)))]
     mirror = view == "side" and bool(rng.random() < cam.facing_right)
-    canvas = _background(rng, cam, d, n)
+    canvas = background(rng, cam, d, n)
     body = BODIES[fam.body]
     scale = float(np.clip(0.82 + d * (cam.scale - 0.82 + rng.normal(0.0, 0.03)), 0.6, 0.95))
     aspect = body.side_aspect if view == "side" else body.front_aspect
@@ -432,12 +361,12 @@ def render_image(fam: Family, ident: Identity, cam: Camera, rng: np.random.Gener
     else:
         geom = draw_front_rear(pen, fam, kinds, view == "rear", rng)
     draw_identity_parts(pen, ident, view, geom, rng)
-    occ = _occluder(pen.draw, rng, cam, d, n, pen.px(0.0, 0.1, 1.0, 1.0))
+    occ = occluder(pen.draw, rng, cam, d, n, pen.px(0.0, 0.1, 1.0, 1.0))
     img = canvas.reduce(k) if k > 1 else canvas
     blur = d * (cam.blur + abs(rng.normal(0.0, 0.25))) * size / 160
     if blur > 0.1:
         img = img.filter(ImageFilter.GaussianBlur(blur))
-    return _photometric(img, rng, cam, d), visible_boxes(pen.boxes, occ, k, size)
+    return photometric(img, rng, cam, d), visible_boxes(pen.boxes, occ, k, size)
 
 
 def _overlap(a: Rect, b: Rect) -> float:

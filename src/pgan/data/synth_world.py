@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pgan.data.synth_render import BODIES, CAR_COLOURS, VIEWS, Colour, part_views
+from pgan.data.synth_render import BODIES, VIEWS, part_views
+from pgan.data.synth_scene import CAR_COLOURS, Colour
 
 if TYPE_CHECKING:
     from pgan.data.synth import SynthConfig
