@@ -186,10 +186,11 @@ def summarise(results: list[dict]) -> dict:
 
 def markdown_table(summaries: dict[str, dict], title: str = "") -> str:
     lines = [f"**{title}**", ""] if title else []
-    lines += ["| setting | mAP (%) | Rank-1 (%) | Rank-5 (%) | seeds | train s/run |",
-              "|---|---|---|---|---|---|"]
+    lines += ["| setting | mAP (%) | Rank-1 (%) | Rank-5 (%) | mINP (%) | seeds | train s/run |",
+              "|---|---|---|---|---|---|---|"]
     for label, r in summaries.items():
-        cells = [f"{100 * r[f'{k}_mean']:.1f} ± {100 * r[f'{k}_std']:.1f}" for k in ("mAP", "rank1", "rank5")]
+        cells = [f"{100 * r[f'{k}_mean']:.1f} ± {100 * r[f'{k}_std']:.1f}" if f"{k}_mean" in r else "–"
+                 for k in ("mAP", "rank1", "rank5", "mINP")]
         lines.append(f"| {label} | {' | '.join(cells)} | {r['seeds']} | {r['train_seconds_mean']:.0f} |")
     return "\n".join(lines) + "\n"
 
