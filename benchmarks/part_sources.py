@@ -29,12 +29,11 @@ import logging
 import time
 from pathlib import Path
 
-import numpy as np
 import yaml
 
 import part_detector  # the sibling script (a script's folder is on sys.path)
 from pgan.config import load_config
-from pgan.engine.ablation import config_fingerprint
+from pgan.engine.ablation import config_fingerprint, summarise
 from pgan.engine.experiment import train
 from pgan.parts.extract import extract_parts, write_grid_file
 from pgan.parts.proposals import propose_parts
@@ -77,20 +76,6 @@ def finished_elsewhere(cfg, seed: int, reuse_from: str) -> Path | None:
             if config_fingerprint(load_config(run / "config.yaml")) == want:
                 return run
     return None
-
-
-def summarise(runs: dict[str, list[dict]]) -> dict:
-    out = {}
-    for source, results in runs.items():
-        row = {}
-        for key in ("mAP", "rank1", "rank5", "mINP"):
-            vals = np.array([r["metrics"][key] for r in results if key in r["metrics"]])
-            if len(vals):
-                row[f"{key}_mean"], row[f"{key}_std"] = float(vals.mean()), float(vals.std(ddof=0))
-        row["seeds"] = len(results)
-        row["train_seconds_mean"] = float(np.mean([r["train_seconds"] for r in results]))
-        out[source] = row
-    return out
 
 
 def table(summary: dict) -> str:
@@ -151,7 +136,7 @@ def main() -> None:
             print(f"{source:>12} seed {seed}: mAP {100 * m['mAP']:.1f} R1 {100 * m['rank1']:.1f} "
                   f"({res['train_seconds']:.0f} s)", flush=True)
             runs[source].append(res)
-    summary = summarise(runs)
+    summary = {source: summarise(results) for source, results in runs.items()}
     atomic_write_json(out / "part_sources.json", {"summary": summary, "part_files": files})
     md = table(summary)
     atomic_write_text(out / "part_sources.md", md)

@@ -124,7 +124,7 @@ def plain_head_embedding(model: ReidNet, images: torch.Tensor, masks: torch.Tens
         raise ValueError("plain_head_embedding covers eval-mode pgan/nopam/grid with retrieval='fb'")
     fg = model.backbone(images)
     if model.spec.grid:
-        masks = model._grid(*fg.shape[-2:], fg).expand(fg.shape[0], -1, -1, -1)
+        masks = model.grid_masks(*fg.shape[-2:], fg).expand(fg.shape[0], -1, -1, -1)
     weights = model.pam(fg, masks) if model.pam is not None else uniform_part_weights(masks)
     fp = part_guided_map(fg, masks, weights)
     return model.bnneck(model.refine_f(torch.cat([fg, fp], dim=1)).mean(dim=(2, 3)))

@@ -97,7 +97,8 @@ class ReidNet(nn.Module):
                                         else 0)
         self._grid_cache: dict[tuple[int, int], torch.Tensor] = {}
 
-    def _grid(self, h: int, w: int, ref: torch.Tensor) -> torch.Tensor:
+    def grid_masks(self, h: int, w: int, ref: torch.Tensor) -> torch.Tensor:
+        """The grid variant's fixed ``(D, h, w)`` cell masks, on ``ref``'s device and dtype (cached)."""
         if (h, w) not in self._grid_cache:
             self._grid_cache[(h, w)] = torch.from_numpy(grid_masks(h, w, self.num_parts))
         return self._grid_cache[(h, w)].to(ref.device, ref.dtype)
@@ -114,7 +115,7 @@ class ReidNet(nn.Module):
 
         b, _, h, w = fg.shape
         if self.spec.grid:
-            masks = self._grid(h, w, fg).expand(b, -1, -1, -1)
+            masks = self.grid_masks(h, w, fg).expand(b, -1, -1, -1)
         elif masks is None:
             raise PganError(f"variant {self.variant!r} needs part masks; none were given")
         elif masks.shape[-2:] != (h, w):
