@@ -40,6 +40,7 @@ class DataConfig:
     workers: int = 2  # DataLoader workers (without cache) / decoding threads (with cache)
     flip_p: float = 0.5
     erase_p: float = 0.5
+    epoch: str = "images"  # "images": an epoch ~ every training image once (the paper's); "identities": old
 
 
 @dataclass
@@ -51,6 +52,9 @@ class ModelConfig:
     frozen_stages: int = 0  # freeze the first N backbone stages (a CPU-budget knob; 0 in the paper)
     reduced_dim: int = 256  # C'; the retrieval feature is 2C'
     temperature: float = 10.0  # PAM softmax temperature (authors' code)
+    pam_score: str = "mean"  # PAM score head: "mean" of C outputs (authors') | "single" output
+    learn_temperature: bool = False  # PAM temperature as a learnable scale
+    part_map: str = "raw"  # F_p = F_g (1 + sum w_i M_i) ("raw", authors') | "area" (masks scaled by 1/area)
     retrieval: str = "fb"  # "fb" (F_fb) or "concat" (F_fb, F_g, F_p)
 
 
@@ -72,6 +76,7 @@ class OptimConfig:
     warmup_factor: float = 0.01
     milestones: tuple[float, ...] = (30, 50, 70, 90, 110, 130)  # lr x gamma at each (authors' code)
     gamma: float = 0.5
+    pam_lr_mult: float = 1.0  # learning rate of the PAM's parameters relative to optim.lr
 
 
 @dataclass

@@ -32,14 +32,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from pgan.data.synth_render import BODIES, render_image
+from pgan.data.synth_render import BODIES, BOX_SCORES, RenderStyle, render_image
 from pgan.data.synth_scene import CAR_COLOURS
 from pgan.data.synth_world import Camera, Family, Identity, _rng, make_camera, make_families, make_identity
 from pgan.errors import PganError
 from pgan.parts.boxfile import ImageParts, PartBox, write_part_file
 from pgan.utils.atomic import atomic_write_json, atomic_write_text
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: ground-truth boxes carry their role (identity | shared)
 NAME_LISTS = {"image_train": "name_train.txt", "image_query": "name_query.txt", "image_test": "name_test.txt"}
 
 
@@ -57,6 +57,14 @@ class SynthConfig:
     queries_per_id: int = 2  # query images per test identity, from distinct cameras
     seed: int = 0
     workers: int = 2
+    # The harder setting's switches (see RenderStyle); the defaults give the standard benchmark.
+    extra_shared_parts: bool = False
+    id_part_scale: float = 1.0
+    box_scores: str = "visibility"  # "visibility" | "detector"
+
+    @property
+    def style(self) -> RenderStyle:
+        return RenderStyle(self.extra_shared_parts, float(self.id_part_scale), self.box_scores)
 
     def __post_init__(self) -> None:
         if isinstance(self.images_per_id, list):
@@ -89,6 +97,13 @@ def check_config(cfg: SynthConfig) -> None:
         fail("num_test_ids", "makes more than 9999 identities (names have 4-digit ids)")
     if cfg.num_cameras <= cfg.queries_per_id:
         fail("num_cameras", f"must be > queries_per_id ({cfg.queries_per_id}) for cross-camera queries")
+    if not isinstance(cfg.extra_shared_parts, bool):
+        fail("extra_shared_parts", "must be true or false")
+    sc = cfg.id_part_scale
+    if isinstance(sc, bool) or not isinstance(sc, (int, float)) or not 0.3 <= sc <= 1.5:
+        fail("id_part_scale", "must be a number in [0.3, 1.5]")
+    if cfg.box_scores not in BOX_SCORES:
+        fail("box_scores", f"must be one of {', '.join(BOX_SCORES)}")
     if ipi[0] < cfg.queries_per_id + 2:
         fail("images_per_id", f"minimum must be >= queries_per_id + 2 = {cfg.queries_per_id + 2}")
 
@@ -164,8 +179,9 @@ def _render_identity(task: tuple[Identity, list[Shot]]) -> list[ImageParts]:
     out = []
     for s in shots:
         rng = np.random.default_rng([cfg.seed, ident.vid, s.index])
+        score_rng = np.random.default_rng([cfg.seed, ident.vid, s.index, 9])  # apart from the drawing
         img, boxes = render_image(_WORLD["families"][ident.family], ident, _WORLD["cameras"][s.cam], rng,
-                                  cfg.image_size, cfg.difficulty)
+                                  cfg.image_size, cfg.difficulty, cfg.style, score_rng)
         name = s.name(ident.vid)
         img.save(root / s.folder / name, "JPEG", quality=90)
         (root / "annotations_voc" / s.folder / (name[:-4] + ".xml")).write_text(

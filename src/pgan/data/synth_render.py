@@ -12,7 +12,7 @@ vehicle's scale, shift and mirroring exactly.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -38,6 +38,28 @@ if TYPE_CHECKING:  # the world's dataclasses live with their samplers
     from pgan.data.synth_world import Camera, Family, Identity, IdPart
 
 VIEWS = ("front", "rear", "side")
+BOX_SCORES = ("visibility", "detector")
+
+
+@dataclass(frozen=True)
+class RenderStyle:
+    """Switches of the harder setting; the defaults draw the standard benchmark unchanged.
+
+    * ``extra_shared_parts``: draw family-level distractor parts (fog lights, vents, wipers,
+      reflectors, exhaust, third brake light, door handles, marker lamp, fuel cap), about five
+      more shared boxes per view, so the shared parts alone outnumber ``D = 8``.
+    * ``id_part_scale``: identity parts are drawn this much smaller (about their centre; a roof
+      carrier stays on the roof).
+    * ``box_scores``: ``"visibility"`` scores a ground-truth box by its visible fraction (ties,
+      i.e. most boxes, keep drawing order, so top-D prefers body parts, drawn first);
+      ``"detector"`` multiplies that by a per-box uniform draw in [0.5, 1], like a detector's
+      confidence, so top-D is a visibility-weighted random subset of the visible parts.
+    """
+
+    extra_shared_parts: bool = False
+    id_part_scale: float = 1.0
+    box_scores: str = "visibility"
+
 MIN_VISIBLE = 0.25  # parts less visible than this are left out of the ground truth
 
 
@@ -80,7 +102,7 @@ class _Pen:
     def __init__(self, draw: ImageDraw.ImageDraw, x0: float, y0: float, w: float, h: float, mirror: bool):
         self.draw, self.x0, self.y0, self.w, self.h, self.mirror = draw, x0, y0, w, h, mirror
         self.a = h / w  # a size s in vehicle widths is s / a in v units
-        self.boxes: list[tuple[str, Rect]] = []
+        self.boxes: list[tuple[str, Rect, str]] = []
 
     def xy(self, u: float, v: float) -> tuple[float, float]:
         return self.x0 + (1.0 - u if self.mirror else u) * self.w, self.y0 + v * self.h
@@ -106,8 +128,10 @@ class _Pen:
     def line(self, pts: list[tuple[float, float]], fill: Colour, width: float) -> None:
         self.draw.line([self.xy(u, v) for u, v in pts], fill=fill, width=max(1, round(width * self.w)))
 
-    def mark(self, label: str, u1: float, v1: float, u2: float, v2: float) -> None:
-        self.boxes.append((label, self.px(u1, v1, u2, v2)))
+    def mark(self, label: str, u1: float, v1: float, u2: float, v2: float, role: str = "shared") -> None:
+        """Record a ground-truth box; ``role`` is "identity" for a part of this vehicle's own, "shared"
+        for one every vehicle of its family has (the one source of truth for part roles)."""
+        self.boxes.append((label, self.px(u1, v1, u2, v2), role))
 
 
 def _shape(pen: _Pen, name: str, b: Rect, fill: Colour, fill2: Colour) -> None:
@@ -173,7 +197,7 @@ def _wheel_side(pen: _Pen, uc: float, fam: Family, wheel: IdPart | None) -> None
         t = 2 * np.pi * k / wheel.count + 0.3  # type: ignore[union-attr]
         pen.line([(uc, vc), (uc + 0.58 * ru * np.cos(t), vc + 0.58 * r * np.sin(t))], wheel.colour2, 0.012)
     pen.ellipse(uc - ru * 0.18, vc - r * 0.18, uc + ru * 0.18, vc + r * 0.18, shade(rim, 0.5))
-    pen.mark("wheel", uc - ru, vc - r, uc + ru, vc + r)
+    pen.mark("wheel", uc - ru, vc - r, uc + ru, vc + r, "identity" if wheel else "shared")
 
 
 def draw_side(pen: _Pen, fam: Family, kinds: dict[str, IdPart]) -> Rect:
@@ -217,7 +241,7 @@ def draw_front_rear(pen: _Pen, fam: Family, kinds: dict[str, IdPart], rear: bool
         if wheel:  # the rim shows a little on the tyre's outer side
             ur = u1 + 0.012 if u1 < 0.5 else u1 + 0.088
             pen.rect(ur, 0.9, ur + 0.04, 0.985, wheel.colour, r=0.3)
-            pen.mark("wheel", u1, 0.87, u1 + 0.14, 1.0)
+            pen.mark("wheel", u1, 0.87, u1 + 0.14, 1.0, "identity")
     pen.rect(0.02, belt - 0.03, 0.98, 0.9, c, r=0.25)
     pen.poly([(0.5 - rw, 0.12), (0.5 + rw, 0.12), (0.955, belt), (0.045, belt)], shade(c, 0.9))
     win = (0.17, belt - 0.045, rw - 0.06, 0.36) if rear else (0.15, belt - 0.025, rw - 0.035, 0.41)
@@ -327,18 +351,72 @@ def _draw_part(pen: _Pen, p: IdPart, b: Rect, side: bool) -> None:
                 pen.rect(u1 + du * f, v1, u1 + du * g, v2 - dv * 0.2, c if i % 2 == 0 else c2, r=0.4)
 
 
-def draw_identity_parts(pen: _Pen, ident: Identity, view: str, geom: Rect, rng: np.random.Generator) -> None:
+def _shrink(b: Rect, scale: float, keep_bottom: bool) -> Rect:
+    u1, v1, u2, v2 = b
+    uc, vc, hu, hv = (u1 + u2) / 2, (v1 + v2) / 2, (u2 - u1) * scale / 2, (v2 - v1) * scale / 2
+    return (uc - hu, v2 - 2 * hv, uc + hu, v2) if keep_bottom else (uc - hu, vc - hv, uc + hu, vc + hv)
+
+
+def draw_identity_parts(pen: _Pen, ident: Identity, view: str, geom: Rect, rng: np.random.Generator,
+                        scale: float = 1.0) -> None:
     """Draw and mark the identity's parts visible in ``view`` (wheels are drawn with the body)."""
     for p in ident.parts:
         ju, jv = rng.normal(0.0, 0.007, 2)
         if view in part_views(p) and p.kind != "wheel":
             b = _place(pen, p, view, geom, float(ju), float(jv))
+            if scale != 1.0:
+                b = _shrink(b, scale, keep_bottom=p.kind == "carrier")
             _draw_part(pen, p, b, view == "side")
-            pen.mark(p.kind, *b)
+            pen.mark(p.kind, *b, role="identity")
+
+
+def draw_distractors(pen: _Pen, fam: Family, view: str, geom: Rect) -> None:
+    """Family-level small parts (the harder setting): the same on every vehicle of the family, so
+    they carry no identity, but they are as small as identity parts and compete for the top-D."""
+    c = fam.colour
+    amber, chrome, dark = (250, 170, 40), (200, 202, 206), shade(c, 0.55)
+    if view == "side":
+        roof, um, r1, r2 = geom
+        for u in (um - 0.13, um + 0.12):
+            pen.rect(u, 0.56, u + 0.06, 0.58, dark, r=0.5)
+            pen.mark("doorhandle", u, 0.56, u + 0.06, 0.58)
+        pen.rect(0.09, 0.63, 0.13, 0.655, amber, r=0.5)
+        pen.mark("marker", 0.09, 0.63, 0.13, 0.655)
+        pen.ellipse(0.8, 0.55, 0.84, 0.6, shade(c, 0.8))
+        pen.mark("fuelcap", 0.8, 0.55, 0.84, 0.6)
+        au = r2 - 0.05
+        pen.line([(au, roof), (au + 0.04, roof - 0.09)], (30, 30, 30), 0.006)
+        pen.mark("antenna", au, roof - 0.09, au + 0.04, roof)
+        return
+    top, bot, tw, bw = geom
+    if view == "front":
+        for u1 in (0.09, 0.81):
+            if fam.light == "rect":
+                pen.rect(u1, 0.7, u1 + 0.1, 0.755, (240, 240, 215), r=0.4)
+            else:
+                pen.ellipse(u1, 0.7, u1 + 0.1, 0.755, (240, 240, 215))
+            pen.mark("foglight", u1, 0.7, u1 + 0.1, 0.755)
+        for u1 in (0.1, 0.72):
+            pen.rect(u1, 0.81, u1 + 0.18, 0.87, (25, 25, 28), r=0.3)
+            pen.mark("vent", u1, 0.81, u1 + 0.18, 0.87)
+        for u0 in (0.5 - bw + 0.06, 0.52):
+            pen.line([(u0, bot - 0.012), (u0 + 0.17, bot - 0.04)], (20, 20, 20), 0.007)
+            pen.mark("wiper", u0, bot - 0.04, u0 + 0.17, bot - 0.005)
+        return
+    for u1 in (0.07, 0.85):
+        pen.rect(u1, 0.72, u1 + 0.08, 0.76, (190, 20, 30), r=0.3)
+        pen.mark("reflector", u1, 0.72, u1 + 0.08, 0.76)
+    pen.ellipse(0.7, 0.9, 0.8, 0.95, chrome)
+    pen.mark("exhaust", 0.7, 0.9, 0.8, 0.95)
+    pen.line([(0.5, bot - 0.01), (0.5 + 0.15, bot - 0.06)], (20, 20, 20), 0.007)
+    pen.mark("wiper", 0.5, bot - 0.06, 0.65, bot - 0.005)
+    pen.rect(0.42, top - 0.035, 0.58, top - 0.005, (220, 30, 35), r=0.5)
+    pen.mark("brakelight", 0.42, top - 0.035, 0.58, top - 0.005)
 
 
 def render_image(fam: Family, ident: Identity, cam: Camera, rng: np.random.Generator, size: int,
-                 difficulty: float) -> tuple[Image.Image, list[PartBox]]:
+                 difficulty: float, style: RenderStyle = RenderStyle(),
+                 score_rng: np.random.Generator | None = None) -> tuple[Image.Image, list[PartBox]]:
     """Render one ``size`` x ``size`` image of ``ident`` seen by ``cam``; returns it and its visible boxes.
 
     The view (front, rear, side, mirrored side) and all jitter come from ``rng``; with ``difficulty`` 0
@@ -360,28 +438,35 @@ def render_image(fam: Family, ident: Identity, cam: Camera, rng: np.random.Gener
         geom = draw_side(pen, fam, kinds)
     else:
         geom = draw_front_rear(pen, fam, kinds, view == "rear", rng)
-    draw_identity_parts(pen, ident, view, geom, rng)
+    if style.extra_shared_parts:
+        draw_distractors(pen, fam, view, geom)
+    draw_identity_parts(pen, ident, view, geom, rng, style.id_part_scale)
     occ = occluder(pen.draw, rng, cam, d, n, pen.px(0.0, 0.1, 1.0, 1.0))
     img = canvas.reduce(k) if k > 1 else canvas
     blur = d * (cam.blur + abs(rng.normal(0.0, 0.25))) * size / 160
     if blur > 0.1:
         img = img.filter(ImageFilter.GaussianBlur(blur))
-    return photometric(img, rng, cam, d), visible_boxes(pen.boxes, occ, k, size)
+    boxes = visible_boxes(pen.boxes, occ, k, size)
+    if style.box_scores == "detector":
+        if score_rng is None:
+            raise ValueError("box_scores='detector' needs a score_rng")
+        boxes = [replace(b, score=round(b.score * float(score_rng.uniform(0.5, 1.0)), 4)) for b in boxes]
+    return photometric(img, rng, cam, d), boxes
 
 
 def _overlap(a: Rect, b: Rect) -> float:
     return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
 
 
-def visible_boxes(boxes: list[tuple[str, Rect]], occ: Rect | None, k: int, size: int) -> list[PartBox]:
+def visible_boxes(boxes: list[tuple[str, Rect, str]], occ: Rect | None, k: int, size: int) -> list[PartBox]:
     """Scale canvas boxes to the image, clip them, score them by their visible fraction, drop hidden ones."""
     out = []
-    for label, b in boxes:
+    for label, b, role in boxes:
         x1, y1, x2, y2 = (v / k for v in b)
         c = tuple(min(max(v, 0.0), float(size)) for v in (x1, y1, x2, y2))
         area = (x2 - x1) * (y2 - y1)
         hidden = _overlap(c, tuple(v / k for v in occ)) if occ else 0.0  # type: ignore[arg-type]
         frac = round(((c[2] - c[0]) * (c[3] - c[1]) - hidden) / area, 2) if area > 0 else 0.0
         if frac >= MIN_VISIBLE:
-            out.append(PartBox(*(round(v, 2) for v in c), min(frac, 1.0), label))
+            out.append(PartBox(*(round(v, 2) for v in c), min(frac, 1.0), label, role))
     return out

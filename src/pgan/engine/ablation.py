@@ -62,6 +62,12 @@ GRIDS: dict[str, Grid] = {
         (f"2C' = {2 * c}", {"model.reduced_dim": c}) for c in (128, 256, 512, 1024))),
     "lambda": Grid("Cross-entropy weight lambda (PGAN)", tuple(
         (f"lambda = {x}", {"loss.lambda_ce": x}) for x in (0.5, 1.0, 2.0, 4.0))),
+    # Issue 12: the PAM's switches (docs/attention.md), each against the authors' PAM.
+    "pam": Grid("Part Attention Module switches (PGAN)", (
+        ("authors' PAM", {}), ("part_map = area", {"model.part_map": "area"}),
+        ("single score head, learnable T", {"model.pam_score": "single", "model.learn_temperature": True}),
+        ("PAM lr x 10", {"optim.pam_lr_mult": 10.0}),
+        ("nopam (reference)", {"model.variant": "nopam"}))),
     "retrieval": Grid("Retrieval feature (PGAN)", (
         ("F_fb", {"model.retrieval": "fb"}), ("concat(F_fb, F_g, F_p)", {"model.retrieval": "concat"}))),
 }
@@ -176,8 +182,9 @@ def summarise(results: list[dict]) -> dict:
     if not results:
         raise PganError("no results to summarise")
     row: dict = {"seeds": len(results)}
-    for key in ("mAP", "rank1", "rank5", "mINP"):
+    for key in ("mAP", "rank1", "rank5", "mINP", "attention_ratio"):
         vals = np.array([r["metrics"][key] for r in results if key in r["metrics"]], dtype=float)
+        vals = vals[np.isfinite(vals)]
         if len(vals):
             row[f"{key}_mean"], row[f"{key}_std"] = float(vals.mean()), float(vals.std())
     row["train_seconds_mean"] = float(np.mean([r["train_seconds"] for r in results]))
@@ -186,12 +193,14 @@ def summarise(results: list[dict]) -> dict:
 
 def markdown_table(summaries: dict[str, dict], title: str = "") -> str:
     lines = [f"**{title}**", ""] if title else []
-    lines += ["| setting | mAP (%) | Rank-1 (%) | Rank-5 (%) | mINP (%) | seeds | train s/run |",
-              "|---|---|---|---|---|---|---|"]
+    lines += ["| setting | mAP (%) | Rank-1 (%) | Rank-5 (%) | mINP (%) | attention ratio | seeds | train s/run |",
+              "|---|---|---|---|---|---|---|---|"]
     for label, r in summaries.items():
         cells = [f"{100 * r[f'{k}_mean']:.1f} ± {100 * r[f'{k}_std']:.1f}" if f"{k}_mean" in r else "–"
                  for k in ("mAP", "rank1", "rank5", "mINP")]
-        lines.append(f"| {label} | {' | '.join(cells)} | {r['seeds']} | {r['train_seconds_mean']:.0f} |")
+        ratio = (f"{r['attention_ratio_mean']:.2f} ± {r['attention_ratio_std']:.2f}"
+                 if "attention_ratio_mean" in r else "–")
+        lines.append(f"| {label} | {' | '.join(cells)} | {ratio} | {r['seeds']} | {r['train_seconds_mean']:.0f} |")
     return "\n".join(lines) + "\n"
 
 

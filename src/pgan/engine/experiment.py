@@ -28,9 +28,13 @@ from pgan.engine.extract import extract_features
 from pgan.engine.schedule import lr_factor
 from pgan.engine.trainer import Trainer
 from pgan.errors import PganError
+from pgan.evaluation.attention_roles import RoleAttention, role_attention
 from pgan.losses.combined import PganLoss
 from pgan.models.backbones import build_backbone
 from pgan.models.network import VARIANTS, ReidNet
+from pgan.parts.boxfile import read_part_file
+from pgan.parts.roles import box_roles
+from pgan.parts.selection import select_top_d
 from pgan.parts.sources import PART_SOURCES, PartSource, build_source
 from pgan.utils.atomic import atomic_write_json, atomic_write_text
 from pgan.utils.device import resolve_device
@@ -68,6 +72,15 @@ def validate_config(cfg: Config) -> None:
             raise PganError(f"{key}={value} must be at least {low}")
     if cfg.optim.lr <= 0:
         raise PganError(f"optim.lr={cfg.optim.lr} must be positive")
+    from pgan.data.sampler import EPOCH_UNITS
+    from pgan.models.part_attention import PAM_SCORES, PART_MAPS
+    for key, value, valid in (("data.epoch", cfg.data.epoch, EPOCH_UNITS),
+                              ("model.pam_score", cfg.model.pam_score, PAM_SCORES),
+                              ("model.part_map", cfg.model.part_map, PART_MAPS)):
+        if value not in valid:
+            raise PganError(f"{key}={value!r} must be one of {', '.join(valid)}")
+    if not cfg.optim.pam_lr_mult > 0:
+        raise PganError(f"optim.pam_lr_mult={cfg.optim.pam_lr_mult} must be positive")
 
 
 def build_part_source(cfg: Config) -> PartSource | None:
@@ -96,7 +109,8 @@ def build_network(cfg: Config, num_classes: int, pretrained: bool | None = None)
     backbone = build_backbone(m.backbone, m.pretrained if pretrained is None else pretrained,
                               m.last_stride, m.frozen_stages)
     return ReidNet(backbone, num_classes, variant=m.variant, reduced_dim=m.reduced_dim,
-                   num_parts=cfg.data.num_parts, temperature=m.temperature, retrieval=m.retrieval)
+                   num_parts=cfg.data.num_parts, temperature=m.temperature, retrieval=m.retrieval,
+                   pam_score=m.pam_score, learn_temperature=m.learn_temperature, part_map=m.part_map)
 
 
 @dataclass
@@ -130,7 +144,41 @@ def evaluate_sets(model: torch.nn.Module, sets: EvalSets, cfg: Config, device: t
                          cfg.run.progress, "gallery features")
     res = evaluate_protocol(cfg.data.dataset, q.feats, g.feats, sets.query.records, sets.gallery.records,
                             seed=cfg.run.seed, rerank={} if cfg.run.rerank else None)
-    return {**res.metrics, **{f"{k}_std": v for k, v in res.std.items()}}
+    out = {**res.metrics, **{f"{k}_std": v for k, v in res.std.items()}}
+    if q.part_weights is not None:
+        att = query_role_attention(sets.query, q.part_weights, cfg)
+        if att is not None:
+            out["attention_ratio"] = att.ratio
+    return out
+
+
+def query_role_attention(query: ReidImageDataset, weights: torch.Tensor, cfg: Config) -> RoleAttention | None:
+    """The PAM's identity-vs-shared attention ratio over ``query`` (see :mod:`pgan.evaluation.attention_roles`),
+    or None when the part boxes have no roles and the dataset root has no ground truth with roles."""
+    parts = query.parts
+    if not hasattr(parts, "boxes_for"):
+        return None
+    truth_file = Path(cfg.data.root) / "parts_gt.jsonl"
+    truth = read_part_file(truth_file) if truth_file.is_file() else {}
+    roles = []
+    for rec in query.records:
+        item = parts.boxes_for(rec.key)
+        boxes = select_top_d(item.boxes, cfg.data.num_parts) if item is not None else []
+        gt = truth.get(rec.key)
+        roles.append(box_roles(boxes, gt.boxes if gt is not None else None))
+    if not any(r is not None for rs in roles for r in rs):
+        return None
+    return role_attention(list(weights.numpy()), roles)
+
+
+def param_groups(model: torch.nn.Module, lr: float, pam_lr_mult: float = 1.0) -> list[dict]:
+    """Trainable parameters; the PAM's in their own group at ``lr * pam_lr_mult`` when that is not 1."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    pam = [p for n, p in named if ".pam." in f".{n}"]
+    rest = [p for n, p in named if ".pam." not in f".{n}"]
+    if pam_lr_mult == 1.0 or not pam:
+        return [{"params": rest + pam}]
+    return [{"params": rest}, {"params": pam, "lr": lr * pam_lr_mult}]
 
 
 def read_configured_dataset(cfg: Config) -> ReidDataset:
@@ -205,7 +253,7 @@ def _train(cfg: Config, resume: bool, info, device: torch.device) -> dict:
                                  cache=d.cache_images, flip_p=d.flip_p, erase_p=d.erase_p,
                                  progress=cfg.run.progress and info.is_main, workers=d.workers)
     sampler = IdentityBatchSampler(train_set.pids, d.p, d.k, seed=cfg.run.seed,
-                                   world_size=info.world_size, rank=info.rank)
+                                   world_size=info.world_size, rank=info.rank, epoch=d.epoch)
     loader = _loader(train_set, cfg, batch_sampler=sampler)
     sets = build_eval_sets(cfg, ds, parts, feat) if info.is_main else None
     model.to(device)
@@ -214,9 +262,9 @@ def _train(cfg: Config, resume: bool, info, device: torch.device) -> dict:
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
-    params = [p for p in model.parameters() if p.requires_grad]
     o = cfg.optim
-    optimizer = torch.optim.Adam(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+    optimizer = torch.optim.Adam(param_groups(model, o.lr, o.pam_lr_mult), lr=o.lr, betas=tuple(o.betas),
+                                 weight_decay=o.weight_decay)
     loss_fn = PganLoss(cfg.loss.lambda_ce, cfg.loss.margin, cfg.loss.label_smoothing, tuple(cfg.loss.terms),
                        gather=gather_for_mining if info.enabled else None)
 

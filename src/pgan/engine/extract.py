@@ -15,6 +15,7 @@ class Features:
     feats: torch.Tensor  # (N, d) float32, L2-normalised
     pids: np.ndarray
     camids: np.ndarray
+    part_weights: torch.Tensor | None = None  # (N, D) PAM (or uniform) weights, part-based variants
 
 
 def _to(batch: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -27,14 +28,18 @@ def _to(batch: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor |
 def extract_features(model: torch.nn.Module, loader: DataLoader, device: torch.device, flip: bool = False,
                      progress: bool = True, desc: str = "features") -> Features:
     model.eval()
-    feats, pids, camids = [], [], []
+    feats, pids, camids, weights = [], [], [], []
     for batch in tqdm(loader, disable=not progress, desc=desc, leave=False):
         images, masks = _to(batch, device)
-        emb = model(images, masks).embedding.float()
+        out = model(images, masks)
+        emb = out.embedding.float()
+        if out.part_weights is not None:
+            weights.append(out.part_weights.float().cpu())
         if flip:
             fm = masks.flip(-1) if masks is not None else None
             emb = emb + model(images.flip(-1), fm).embedding.float()
         feats.append(torch.nn.functional.normalize(emb, dim=1).cpu())
         pids.append(batch["pid"].numpy())
         camids.append(batch["camid"].numpy())
-    return Features(torch.cat(feats), np.concatenate(pids), np.concatenate(camids))
+    return Features(torch.cat(feats), np.concatenate(pids), np.concatenate(camids),
+                    torch.cat(weights) if weights else None)

@@ -67,7 +67,8 @@ class ReidNet(nn.Module):
 
     def __init__(self, backbone: Backbone, num_classes: int, variant: str = "pgan",
                  reduced_dim: int = 256, num_parts: int = 8, temperature: float = 10.0,
-                 retrieval: str = "fb") -> None:
+                 retrieval: str = "fb", pam_score: str = "mean", learn_temperature: bool = False,
+                 part_map: str = "raw") -> None:
         super().__init__()
         if variant not in VARIANTS:
             raise unknown_name("variant", variant, list(VARIANTS))
@@ -80,9 +81,12 @@ class ReidNet(nn.Module):
         self.spec = VARIANTS[variant]
         self.num_parts = num_parts
         self.retrieval = retrieval
+        self.part_map = part_map
         c = backbone.out_channels
         if self.spec.uses_parts:
-            self.pam = PartAttention(c, temperature=temperature) if self.spec.attention == "pam" else None
+            self.pam = (PartAttention(c, temperature=temperature, score=pam_score,
+                                      learn_temperature=learn_temperature)
+                        if self.spec.attention == "pam" else None)
             self.refine_g = Refine(c, reduced_dim)
             self.refine_p = Refine(c, reduced_dim)
             self.refine_f = Refine(2 * c, 2 * reduced_dim)
@@ -122,7 +126,7 @@ class ReidNet(nn.Module):
             raise PganError(f"part masks are {tuple(masks.shape[-2:])} but the feature map is {(h, w)}; "
                             "masks must be built at the backbone's feature resolution")
         weights = self.pam(fg, masks) if self.pam is not None else uniform_part_weights(masks)
-        fp = part_guided_map(fg, masks, weights)
+        fp = part_guided_map(fg, masks, weights, self.part_map)
         f = self.refine_f.forward_pooled_pair(fg, fp)  # exact; in eval mode never builds concat(F_g, F_p)
         fb = self.bnneck(f)
         maps = fp if return_maps else None

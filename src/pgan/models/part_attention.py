@@ -10,6 +10,8 @@ The part features ``F_i = M_i * F_g`` are never materialised as a
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
@@ -39,30 +41,56 @@ def masked_softmax(scores: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     return torch.softmax(scores, dim=-1) * valid.to(scores.dtype)
 
 
+PAM_SCORES = ("mean", "single")
+
+
 class PartAttention(nn.Module):
-    """The PAM: ``w = softmax_i(T * mean(psi(mgap(F_i, M_i))))``.
+    """The PAM: ``w = softmax_i(T * score(psi(mgap(F_i, M_i))))``.
 
     ``psi`` follows the authors' code: weight-normalised Linear(C -> C/4, no bias),
-    LayerNorm, ReLU, weight-normalised Linear(C/4 -> C, no bias); its C outputs are
-    averaged into one score per part; temperature ``T = 10``.
+    LayerNorm, ReLU, then (``score="mean"``, the default) weight-normalised
+    Linear(C/4 -> C, no bias) whose C outputs are averaged into one score per part;
+    temperature ``T = 10``. Switches (off by default, see ``docs/attention.md``):
+
+    * ``score="single"``: a plain Linear(C/4 -> 1) score head instead of averaging C outputs;
+    * ``learn_temperature``: ``T`` becomes a learnable scale (stored as ``log T``).
     """
 
-    def __init__(self, channels: int, hidden: int | None = None, temperature: float = 10.0) -> None:
+    def __init__(self, channels: int, hidden: int | None = None, temperature: float = 10.0,
+                 score: str = "mean", learn_temperature: bool = False) -> None:
         super().__init__()
+        if score not in PAM_SCORES:
+            raise ValueError(f"PAM score head {score!r} must be one of {PAM_SCORES}")
         hidden = hidden or max(channels // 4, 8)
+        head = weight_norm(nn.Linear(hidden, channels, bias=False)) if score == "mean" else nn.Linear(hidden, 1)
         self.psi = nn.Sequential(
             weight_norm(nn.Linear(channels, hidden, bias=False)),
             nn.LayerNorm(hidden),
             nn.ReLU(inplace=True),
-            weight_norm(nn.Linear(hidden, channels, bias=False)),
+            head,
         )
-        self.temperature = temperature
+        if score == "single":  # start from uniform weights, as the "mean" head nearly does
+            nn.init.zeros_(head.weight)
+            nn.init.zeros_(head.bias)
+        self.score = score
+        log_t = torch.tensor(math.log(temperature))
+        if learn_temperature:
+            self.log_temperature = nn.Parameter(log_t)
+        else:
+            self.register_buffer("log_temperature", log_t, persistent=False)
+
+    @property
+    def temperature(self) -> float:
+        return float(self.log_temperature.detach().exp())
+
+    def scores(self, feat: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """Unnormalised part scores ``(B, D)`` (before the masked softmax)."""
+        pooled = mask_guided_avg_pool(feat, masks)  # (B, D, C)
+        return self.psi(pooled).mean(-1) * self.log_temperature.exp()
 
     def forward(self, feat: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """Part weights ``(B, D)``: sum to 1 over valid parts, 0 on empty ones."""
-        pooled = mask_guided_avg_pool(feat, masks)  # (B, D, C)
-        scores = self.psi(pooled).mean(-1) * self.temperature  # (B, D)
-        return masked_softmax(scores, valid_parts(masks))
+        return masked_softmax(self.scores(feat, masks), valid_parts(masks))
 
 
 def uniform_part_weights(masks: torch.Tensor) -> torch.Tensor:
@@ -71,7 +99,25 @@ def uniform_part_weights(masks: torch.Tensor) -> torch.Tensor:
     return valid / valid.sum(-1, keepdim=True).clamp_min(1.0)
 
 
-def part_guided_map(feat: torch.Tensor, masks: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """``F_p = sum_i w_i (M_i * F_g) + F_g`` computed as ``F_g * (1 + sum_i w_i M_i)``."""
-    attention = torch.einsum("bd,bdhw->bhw", weights.to(feat.dtype), masks.to(feat.dtype))
+PART_MAPS = ("raw", "area")
+
+
+def part_guided_map(feat: torch.Tensor, masks: torch.Tensor, weights: torch.Tensor,
+                    mode: str = "raw") -> torch.Tensor:
+    """``F_p = sum_i w_i (M_i * F_g) + F_g`` computed as ``F_g * (1 + sum_i w_i M_i)``.
+
+    ``mode="area"`` (a switch, off by default) scales each part's mask by ``mean area / its area``
+    (areas of the image's valid parts, no gradient), so with equal weights every part adds the same
+    mass to ``F_p`` whatever its size: in the raw form a part's effect on the pooled feature, and so
+    the gradient its weight receives, grows with its area, which steers the PAM to large parts.
+    """
+    m = masks.to(feat.dtype)
+    if mode == "area":
+        area = m.flatten(2).sum(-1)  # (B, D)
+        valid = area > 0
+        mean_area = area.sum(-1, keepdim=True) / valid.sum(-1, keepdim=True).clamp_min(1)
+        m = m * (mean_area / area.clamp_min(1.0)).unsqueeze(-1).unsqueeze(-1)
+    elif mode != "raw":
+        raise ValueError(f"part map mode {mode!r} must be one of {PART_MAPS}")
+    attention = torch.einsum("bd,bdhw->bhw", weights.to(feat.dtype), m)
     return feat * (1.0 + attention).unsqueeze(1)

@@ -5,6 +5,11 @@ Format (JSON Lines, UTF-8)::
     {"image": "image_train/0001_c001_00000001_0.jpg", "width": 224, "height": 224,
      "boxes": [[x1, y1, x2, y2, score, "label"], ...]}
 
+  A box may carry a seventh element, its *role*: ``"identity"`` (a part that tells this
+  vehicle from its near-twins) or ``"shared"`` (a part every vehicle of its family has).
+  The synthetic generator writes it for every ground-truth box; it is only used to
+  measure what the Part Attention Module attends to (``pgan analyze attention``).
+
 * ``image`` is the image's path relative to the dataset root (POSIX separators);
   it is the :attr:`pgan.data.records.ImageRecord.key` of the image.
 * Coordinates are in original-image pixels, ``x2 >= x1`` and ``y2 >= y1``.
@@ -30,6 +35,8 @@ from pgan.utils.atomic import atomic_open
 
 log = logging.getLogger(__name__)
 
+PART_ROLES = ("identity", "shared")
+
 
 @dataclass(frozen=True)
 class PartBox:
@@ -39,14 +46,16 @@ class PartBox:
     y2: float
     score: float = 1.0
     label: str = "part"
+    role: str | None = None  # "identity" | "shared" | None (unknown); see the module docstring
 
     @property
     def area(self) -> float:
         return max(0.0, self.x2 - self.x1) * max(0.0, self.y2 - self.y1)
 
     def to_list(self) -> list:
-        return [round(self.x1, 2), round(self.y1, 2), round(self.x2, 2), round(self.y2, 2),
-                round(float(self.score), 4), self.label]
+        out = [round(self.x1, 2), round(self.y1, 2), round(self.x2, 2), round(self.y2, 2),
+               round(float(self.score), 4), self.label]
+        return out + [self.role] if self.role is not None else out
 
 
 @dataclass
@@ -84,20 +93,23 @@ def _parse_line(line: str, where: str, stats: ReadStats) -> ImageParts:
         raise PganError(f"{where}: image size {width}x{height} is not positive")
     boxes = []
     for j, b in enumerate(raw):
-        if not isinstance(b, (list, tuple)) or len(b) not in (5, 6):
-            raise PganError(f"{where}: box {j} must be [x1, y1, x2, y2, score, label]")
+        if not isinstance(b, (list, tuple)) or len(b) not in (5, 6, 7):
+            raise PganError(f"{where}: box {j} must be [x1, y1, x2, y2, score, label(, role)]")
         try:
             x1, y1, x2, y2, score = (float(v) for v in b[:5])
         except (TypeError, ValueError):
             raise PganError(f"{where}: box {j} has a non-numeric coordinate or score") from None
-        label = str(b[5]) if len(b) == 6 else "part"
+        label = str(b[5]) if len(b) >= 6 else "part"
+        role = b[6] if len(b) == 7 else None
+        if role is not None and role not in PART_ROLES:
+            raise PganError(f"{where}: box {j} role {role!r} must be one of {', '.join(PART_ROLES)}")
         if x2 < x1 or y2 < y1:
             raise PganError(f"{where}: box {j} of {image!r} has x2<x1 or y2<y1: {b[:4]}")
         cx1, cy1 = min(max(x1, 0.0), width), min(max(y1, 0.0), height)
         cx2, cy2 = min(max(x2, 0.0), width), min(max(y2, 0.0), height)
         if (cx1, cy1, cx2, cy2) != (x1, y1, x2, y2):
             stats.clipped += 1
-        boxes.append(PartBox(cx1, cy1, cx2, cy2, score, label))
+        boxes.append(PartBox(cx1, cy1, cx2, cy2, score, label, role))
     return ImageParts(image, width, height, boxes)
 
 

@@ -1,0 +1,58 @@
+"""What the Part Attention Module attends to, by part role (pure; ``pgan analyze attention``).
+
+For every image, each selected part's *relative weight* is its PAM weight times the
+number of valid parts of the image (1.0 = the uniform share). The headline figure is
+
+    ratio = mean relative weight of identity parts / mean relative weight of shared parts
+
+so 1.0 means the PAM treats both kinds alike (as PGAN w/o PAM does), above 1 it favours
+the parts that tell near-twins apart. Images need no particular number of parts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+ROLES = ("identity", "shared", "clutter")
+
+
+@dataclass
+class RoleAttention:
+    ratio: float  # identity vs shared, 1.0 = uniform; nan when either kind is absent
+    relative: dict[str, float]  # mean relative weight per role (1.0 = uniform share)
+    share: dict[str, float]  # fraction of all attention mass per role
+    count: dict[str, int]  # selected parts per role
+    images: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def role_attention(weights: Sequence[np.ndarray], roles: Sequence[Sequence[str | None]]) -> RoleAttention:
+    """``weights[i]`` are image i's PAM weights (slot order), ``roles[i]`` the roles of its selected
+    parts in the same order (shorter than ``weights[i]`` when the image has fewer than D parts).
+    Parts of unknown role (``None``) count towards the number of valid parts but no role."""
+    rel: dict[str, list[float]] = {r: [] for r in ROLES}
+    mass: dict[str, float] = {r: 0.0 for r in ROLES}
+    total, images = 0.0, 0
+    for w, rs in zip(weights, roles):
+        w = np.asarray(w, dtype=np.float64)[:len(rs)]
+        valid = w > 0
+        n = int(valid.sum())
+        if n == 0:
+            continue
+        images += 1
+        total += float(w.sum())
+        for wi, r, ok in zip(w, rs, valid):
+            if ok and r in rel:
+                rel[r].append(float(wi) * n)
+                mass[r] += float(wi)
+    mean = {r: float(np.mean(v)) if v else math.nan for r, v in rel.items()}
+    ratio = mean["identity"] / mean["shared"] if rel["identity"] and rel["shared"] and mean["shared"] > 0 \
+        else math.nan
+    share = {r: mass[r] / total if total > 0 else math.nan for r in ROLES}
+    return RoleAttention(ratio, mean, share, {r: len(v) for r, v in rel.items()}, images)

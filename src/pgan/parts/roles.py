@@ -1,0 +1,41 @@
+"""Which role a selected part box plays: a part of the vehicle's own ("identity"), one its whole
+family shares ("shared"), or neither ("clutter": a proposal or detection on no annotated part).
+
+Ground-truth boxes of the synthetic benchmark carry their role (written by the generator,
+the one source of truth); other boxes (detector, proposals) take the role of the
+ground-truth box they overlap most, at IoU >= 0.5 (pure).
+"""
+
+from __future__ import annotations
+
+from pgan.parts.boxfile import PartBox
+
+CLUTTER = "clutter"
+
+
+def box_iou(a: PartBox, b: PartBox) -> float:
+    iw = max(0.0, min(a.x2, b.x2) - max(a.x1, b.x1))
+    ih = max(0.0, min(a.y2, b.y2) - max(a.y1, b.y1))
+    inter = iw * ih
+    union = a.area + b.area - inter
+    return inter / union if union > 0 else 0.0
+
+
+def box_roles(boxes: list[PartBox], truth: list[PartBox] | None, min_iou: float = 0.5) -> list[str | None]:
+    """The role of each box: its own if it has one, else the best-overlapping ground-truth box's
+    (IoU >= ``min_iou``), else ``"clutter"``; ``None`` where nothing is known (no ground truth)."""
+    out: list[str | None] = []
+    for b in boxes:
+        if b.role is not None:
+            out.append(b.role)
+            continue
+        if truth is None:
+            out.append(None)
+            continue
+        best, role = 0.0, CLUTTER
+        for t in truth:
+            iou = box_iou(b, t)
+            if iou >= min_iou and iou > best and t.role is not None:
+                best, role = iou, t.role
+        out.append(role)
+    return out
