@@ -49,6 +49,9 @@ def main() -> None:
     ap.add_argument("--data", default=None, help="dataset folder (default data/bench-synth[-<setting>])")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
+    ap.add_argument("--eval-every", type=int, default=None,
+                    help="evaluate every N epochs (default: 1 for the hard/dev settings, for the attention "
+                         "curves; 0 = only after the last epoch for the standard one)")
     ap.add_argument("--progress", action="store_true")
     ap.add_argument("--summarise-only", action="store_true",
                     help="train nothing; tabulate the finished runs (unfinished ones are reported)")
@@ -60,7 +63,8 @@ def main() -> None:
     generate_synth(data, synth_config_from_dict(dict(SETTINGS[args.setting])), progress=args.progress)
     extra = {"optim__epochs": args.epochs} if args.epochs else {}
     base = synth_cpu_config("pgan", data, args.out, recipe=SYNTH_ABLATION_CPU, run__progress=args.progress,
-                            run__eval_every=1, **extra)
+                            run__eval_every=args.eval_every if args.eval_every is not None
+                            else int(args.setting != "standard"), **extra)
     t0 = time.perf_counter()
     for grid in args.grids:
         summaries = run_grid(grid, base, Path(args.out) / f"synth{suffix}", tuple(args.seeds),
