@@ -46,9 +46,9 @@ def test_veri_reader_and_errors(tmp_path):
         read_dataset("veri777", tmp_path)
 
 
-def test_sampler_pk_invariant_and_determinism():
+def test_sampler_pk_invariant_and_determinism_identity_epochs():
     pids = np.repeat(np.arange(10), [2, 3, 4, 5, 6, 7, 8, 9, 10, 11])
-    s = IdentityBatchSampler(pids, p=4, k=3, seed=7)
+    s = IdentityBatchSampler(pids, p=4, k=3, seed=7, epoch="identities")
     batches = list(s)
     assert len(batches) == len(s) == 2
     seen = set()
@@ -59,11 +59,12 @@ def test_sampler_pk_invariant_and_determinism():
         assert len(uniq) == 4 and (counts == 3).all()
         assert not (set(uniq) & seen)  # no identity repeats within an epoch
         seen |= set(uniq)
-    assert batches == list(IdentityBatchSampler(pids, p=4, k=3, seed=7))
+    assert batches == list(IdentityBatchSampler(pids, p=4, k=3, seed=7, epoch="identities"))
     s.set_epoch(1)
     assert list(s) != batches
     # Two ranks: disjoint identities whose union is the single-process batch.
-    r0, r1 = (list(IdentityBatchSampler(pids, 4, 3, seed=7, world_size=2, rank=r)) for r in (0, 1))
+    r0, r1 = (list(IdentityBatchSampler(pids, 4, 3, seed=7, world_size=2, rank=r, epoch="identities"))
+              for r in (0, 1))
     for full, a, b in zip(batches, r0, r1):
         assert a + b == full and not (set(pids[a]) & set(pids[b]))
     with pytest.raises(PganError, match="not divisible"):

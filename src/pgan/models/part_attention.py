@@ -102,6 +102,20 @@ def uniform_part_weights(masks: torch.Tensor) -> torch.Tensor:
 PART_MAPS = ("raw", "area")
 
 
+def attention_map(masks: torch.Tensor, weights: torch.Tensor, mode: str = "raw") -> torch.Tensor:
+    """``sum_i w_i M_i`` ``(B, h, w)``; ``mode="area"`` scales each mask by ``mean area / its area``
+    first (see :func:`part_guided_map`)."""
+    m = masks.to(weights.dtype)
+    if mode == "area":
+        area = m.flatten(2).sum(-1)  # (B, D)
+        valid = area > 0
+        mean_area = area.sum(-1, keepdim=True) / valid.sum(-1, keepdim=True).clamp_min(1)
+        m = m * (mean_area / area.clamp_min(1.0)).unsqueeze(-1).unsqueeze(-1)
+    elif mode != "raw":
+        raise ValueError(f"part map mode {mode!r} must be one of {PART_MAPS}")
+    return torch.einsum("bd,bdhw->bhw", weights, m)
+
+
 def part_guided_map(feat: torch.Tensor, masks: torch.Tensor, weights: torch.Tensor,
                     mode: str = "raw") -> torch.Tensor:
     """``F_p = sum_i w_i (M_i * F_g) + F_g`` computed as ``F_g * (1 + sum_i w_i M_i)``.
@@ -111,13 +125,5 @@ def part_guided_map(feat: torch.Tensor, masks: torch.Tensor, weights: torch.Tens
     mass to ``F_p`` whatever its size: in the raw form a part's effect on the pooled feature, and so
     the gradient its weight receives, grows with its area, which steers the PAM to large parts.
     """
-    m = masks.to(feat.dtype)
-    if mode == "area":
-        area = m.flatten(2).sum(-1)  # (B, D)
-        valid = area > 0
-        mean_area = area.sum(-1, keepdim=True) / valid.sum(-1, keepdim=True).clamp_min(1)
-        m = m * (mean_area / area.clamp_min(1.0)).unsqueeze(-1).unsqueeze(-1)
-    elif mode != "raw":
-        raise ValueError(f"part map mode {mode!r} must be one of {PART_MAPS}")
-    attention = torch.einsum("bd,bdhw->bhw", weights.to(feat.dtype), m)
+    attention = attention_map(masks.to(feat.dtype), weights.to(feat.dtype), mode)
     return feat * (1.0 + attention).unsqueeze(1)

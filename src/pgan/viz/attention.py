@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 
 from pgan.data.records import ImageRecord
 from pgan.errors import PganError
+from pgan.models.part_attention import attention_map
 from pgan.parts.boxfile import PartBox
 from pgan.parts.masks import grid_masks
 from pgan.parts.selection import select_top_d
@@ -102,7 +103,7 @@ def image_attention(run: LoadedRun, records: list[ImageRecord], batch_size: int 
         valid = masks.flatten(2).amax(-1) > 0
         if maps:
             heat_fp = res.part_map.float().mean(1)
-            heat_fg = heat_fp / (1.0 + torch.einsum("bd,bdhw->bhw", weights, masks.float()))
+            heat_fg = heat_fp / (1.0 + attention_map(masks.float(), weights, getattr(model, "part_map", "raw")))
         for j, idx in enumerate(batch["index"].tolist()):
             boxes, labels = selected[idx]
             out.append(ImageAttention(records[idx], boxes, labels, weights[j].numpy(), valid[j].numpy(),

@@ -3,19 +3,31 @@
 For each part class: how often it is among the top-D selected boxes (Fig. 11a) and
 the distribution of its PAM weights (Fig. 11b), as CSVs, plots, a markdown
 summary naming the most and least attended classes, and ``report.html``.
+
+Where ground-truth boxes carry roles (the synthetic benchmark), it also reports the
+PAM's weight on identity parts vs shared (family-level) parts as a ratio, 1.0 being
+uniform (:mod:`pgan.evaluation.attention_roles`); detector and proposal boxes take the
+role of the ground-truth box they overlap at IoU >= 0.5, or count as clutter. The
+same ratio is logged at every evaluation during training (``eval_attention_ratio``
+in ``metrics.csv``) and plotted over epochs when the run's ``metrics.csv`` has it.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from pgan.errors import PganError
+from pgan.evaluation.attention_roles import RoleAttention, role_attention
 from pgan.parts import PART_CLASSES
+from pgan.parts.boxfile import read_part_file
+from pgan.parts.roles import box_roles
 from pgan.utils.atomic import atomic_open, atomic_write_text
 from pgan.viz.attention import (
     SPLITS,
@@ -52,6 +64,7 @@ class AttentionStats:
     images_with_parts: int  # images with at least one valid part (their weights sum to 1)
     max_sum_error: float  # max |sum of an image's weights over valid parts - 1|
     classes: list[ClassStats]  # most often selected first
+    roles: RoleAttention | None = None  # identity vs shared parts, where roles are known
 
     def csv_rows(self) -> list[dict]:
         def stat(f, a: np.ndarray) -> str:
@@ -171,6 +184,56 @@ def _plot_stats(stats: AttentionStats, out: Path, variant: str) -> list[str]:
     return ["selection_counts.png", "weight_distribution.png"]
 
 
+def roles_of_items(items: list[ImageAttention], truth_file: Path | None) -> list[list[str | None]]:
+    """The role of every selected box (its own, else matched to the ground truth at IoU >= 0.5)."""
+    truth = read_part_file(truth_file) if truth_file is not None and truth_file.is_file() else {}
+    out = []
+    for it in items:
+        gt = truth.get(it.record.key)
+        out.append(box_roles(it.boxes, gt.boxes if gt is not None else None))
+    return out
+
+
+def _role_lines(att: RoleAttention) -> list[str]:
+    def f(x: float, fmt: str = ".2f") -> str:
+        return "n/a" if math.isnan(x) else format(x, fmt)
+
+    return [f"* **Identity vs shared parts: attention ratio {f(att.ratio)}** (1.0 = uniform; mean weight relative "
+            f"to a uniform share: identity {f(att.relative['identity'])}x over {att.count['identity']} parts, "
+            f"shared {f(att.relative['shared'])}x over {att.count['shared']}, clutter "
+            f"{f(att.relative['clutter'])}x over {att.count['clutter']}). Share of all attention: identity "
+            f"{f(100 * att.share['identity'], '.1f')}%, shared {f(100 * att.share['shared'], '.1f')}%, clutter "
+            f"{f(100 * att.share['clutter'], '.1f')}%."]
+
+
+def read_ratio_curve(metrics_csv: Path) -> list[tuple[int, float]]:
+    """``(epoch, eval_attention_ratio)`` rows of a run's ``metrics.csv`` (empty when it has none)."""
+    if not metrics_csv.is_file():
+        return []
+    with open(metrics_csv, encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    out = []
+    for r in rows:
+        v = r.get("eval_attention_ratio")
+        if v not in (None, ""):
+            out.append((int(r["epoch"]), float(v)))
+    return out
+
+
+def _plot_curve(curve: list[tuple[int, float]], out: Path) -> str:
+    fig = agg_figure(5.0, 3.2)
+    ax = fig.subplots()
+    ax.plot([e for e, _ in curve], [v for _, v in curve], marker="o")
+    ax.axhline(1.0, color="grey", linestyle="--", linewidth=1, label="uniform")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("identity / shared attention")
+    ax.set_title("PAM attention ratio over training (query split)", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, out / "attention_ratio_curve.png")
+    return "attention_ratio_curve.png"
+
+
 def _write_csv(path: Path, rows: list[dict]) -> None:
     with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["class"])
@@ -202,8 +265,16 @@ def analyze_attention(checkpoint: str | Path, out_dir: str | Path, split: str = 
     _write_csv(out / "attention_classes.csv", stats.csv_rows())
     variant = run.cfg.model.variant
     summary = _summary_md(stats, split, str(checkpoint), variant)
+    roles = roles_of_items(items, Path(run.cfg.data.root) / "parts_gt.jsonl")
+    if any(r is not None for rs in roles for r in rs):
+        stats.roles = role_attention([it.weights for it in items], roles)
+        summary += "\n" + "\n".join(_role_lines(stats.roles)) + "\n"
+        atomic_write_text(out / "attention_roles.json", json.dumps(stats.roles.to_dict(), indent=2) + "\n")
     atomic_write_text(out / "summary.md", summary)
     figures = _plot_stats(stats, out, variant)
+    curve = read_ratio_curve(Path(checkpoint).parent / "metrics.csv")
+    if curve:
+        figures.append(_plot_curve(curve, out))
     keys = ["class", "candidates", "selected", "images", "selected_per_image", "weight_mean", "weight_median",
             "relative_weight_mean", "weight_share"]
     table = [keys] + [[str(r[k]) for k in keys] for r in stats.csv_rows()]
