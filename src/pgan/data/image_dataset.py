@@ -74,7 +74,9 @@ class ReidImageDataset(Dataset):
         if self.dropped:
             log.warning("skipped %d unreadable images (first: %s)", len(self.dropped), self.dropped[0].path)
         if not keep:
-            raise PganError("no readable images in this split")
+            first = self.records[0].path if self.records else "none"
+            raise PganError(f"none of the {len(self.records)} images of this split could be decoded for the "
+                            f"image cache (first: {first})")
         self.records = [self.records[i] for i in keep]
         self.cache = torch.stack([images[i] for i in keep])
 
