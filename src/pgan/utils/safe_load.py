@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -43,15 +45,18 @@ def safe_torch_load(path: str | Path, trust: bool | None = None, what: str = "ch
         raise PganError(f"{what} {path} does not exist")
     trust = trust_from_env() if trust is None else trust
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing; the error says it
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if not _needs_full_unpickler(exc):
-            raise PganError(f"cannot read {what} {path}: {type(exc).__name__}: {_first_line(exc)}") from None
+        refused = _refused_global(exc)
+        if refused is None:
+            raise PganError(f"cannot read {what} {path}: not a PyTorch checkpoint, or a damaged one") from None
     except Exception as exc:  # a truncated or foreign file fails in many ways
         raise PganError(f"cannot read {what} {path}: {type(exc).__name__}: {_first_line(exc)}") from None
     if not trust:
-        raise PganError(f"{what} {path} holds Python objects beyond tensors (an old pgan format or a "
-                        f"foreign file); loading it could run code from it: if you trust its source, "
+        raise PganError(f"{what} {path} holds Python objects beyond tensors ({refused}; an old pgan format or a "
+                        f"foreign file), and loading it could run code from it: if you trust its source, "
                         f"pass --trust-checkpoint (or set {TRUST_ENV}=1, or trust=True)")
     log.warning("loading %s %s with the full unpickler (trusted by the user): it can run code", what, path)
     try:
@@ -60,9 +65,10 @@ def safe_torch_load(path: str | Path, trust: bool | None = None, what: str = "ch
         raise PganError(f"cannot read {what} {path}: {type(exc).__name__}: {_first_line(exc)}") from None
 
 
-def _needs_full_unpickler(exc: Exception) -> bool:
-    """weights_only refused a global (as opposed to a truncated or corrupt file)."""
-    return "Weights only load failed" in str(exc)
+def _refused_global(exc: Exception) -> str | None:
+    """The global ``weights_only`` refused (e.g. ``numpy...._reconstruct``); None for a damaged or foreign file."""
+    m = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+    return m.group(1) if m else None
 
 
 def _first_line(exc: Exception) -> str:
