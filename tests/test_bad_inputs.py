@@ -28,8 +28,9 @@ from pgan.engine.checkpoint import load_checkpoint, rng_state, set_rng_state
 from pgan.engine.experiment import build_part_source, default_part_file, load_trained, train, validate_config
 from pgan.engine.run_folder import LOCK_NAME, RunLock
 from pgan.errors import PganError
-from pgan.parts.boxfile import read_part_file
+from pgan.parts.boxfile import part_file_kind, read_part_file
 from pgan.parts.detector import read_checkpoint
+from pgan.parts.extract import detector_part_file
 from pgan.parts.proposals import propose_parts
 from pgan.parts.sources import build_source
 from pgan.utils.safe_load import TRUST_ENV
@@ -97,6 +98,7 @@ def test_crafted_pickle_never_runs(tmp_path, run_cli, capsys, fmt):
     assert run_cli("eval", "--checkpoint", evil) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and err.startswith("pgan: error: ")
+    assert run_cli("parts", "extract", "--checkpoint", evil, "--dataset", "synth", "--root", tmp_path) == 2
     assert not marker.exists()
 
 
@@ -188,6 +190,15 @@ def test_no_source_reads_another_sources_file(tiny_synth, tmp_path):
     cfg = _run_cfg(tiny_synth, tmp_path / "run", variant="pgan", **{"data.part_source": "detector"})
     with pytest.raises(PganError, match="needs part_file"):
         build_part_source(cfg)  # was: the ground truth, silently
+
+
+def test_detector_part_file_names_its_detector(tmp_path):
+    (tmp_path / "a.pt").write_bytes(b"detector A")
+    (tmp_path / "b.pt").write_bytes(b"detector B")
+    a, b = detector_part_file(tmp_path / "a.pt", tmp_path), detector_part_file(tmp_path / "b.pt", tmp_path)
+    assert a.parent == tmp_path and a.name.startswith("parts_detector-") and a.suffix == ".jsonl" and a != b
+    assert part_file_kind(a) == "detector" and part_file_kind("x/parts_gt.jsonl") == "file"
+    assert part_file_kind("my_boxes.jsonl") is None
 
 
 # --------------------------------------------------------------------------- 3. resume
