@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
 import yaml
 
 from pgan.errors import PganError
+from pgan.utils.safe_load import TRUST_ENV
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
@@ -97,6 +99,9 @@ def _cmd_ablation(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pgan", description="Part-Guided Attention Network for vehicle re-ID")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--trust-checkpoint", action="store_true",
+                        help="allow checkpoints that need the full unpickler (old pgan format): only for files "
+                             "from a source you trust, since loading them can run code")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("synth", help="generate the synthetic near-twin vehicle benchmark (VeRi-776 layout)")
@@ -155,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    trust_before = os.environ.get(TRUST_ENV)
+    if args.trust_checkpoint:  # read by pgan.utils.safe_load wherever a checkpoint is loaded
+        os.environ[TRUST_ENV] = "1"
     try:
         return args.func(args)
     except PganError as exc:
@@ -166,6 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("pgan: interrupted; finished epochs are checkpointed (rerun with --resume)", file=sys.stderr)
         return 130
+    finally:
+        if trust_before is None:
+            os.environ.pop(TRUST_ENV, None)
+        else:
+            os.environ[TRUST_ENV] = trust_before
 
 
 if __name__ == "__main__":

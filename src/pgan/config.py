@@ -12,6 +12,7 @@ Unknown keys and wrongly typed values raise :class:`PganError` naming the key.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import asdict, dataclass, field
@@ -29,7 +30,8 @@ class DataConfig:
     root: str = "data/synth"
     test_subset: str | None = None  # VehicleID: 800 | 1600 | 2400 (default); VERI-Wild: small | medium | large
     part_source: str = "file"  # file | detector | official-masks | proposals | grid (pgan.parts.sources)
-    part_file: str | None = None  # part-box file; default <root>/parts_gt.jsonl
+    part_file: str | None = None  # part-box file; default: see pgan.engine.experiment.default_part_file
+    part_cache: str | None = None  # folder for derived part files (proposals); default <run.out_dir>/parts
     mask_root: str | None = None  # folder of the authors' per-image .npy masks (part_source=official-masks)
     missing_parts: str = "error"  # "error" or "empty" for images the part file lacks
     input_size: tuple[int, int] = (224, 224)  # (H, W), the paper's size
@@ -190,7 +192,7 @@ def _load_yaml(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[dict, str]
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise PganError(f"{path}: not valid YAML ({exc})") from None
+        raise PganError(yaml_error_line(path, exc)) from None
     if not isinstance(data, dict):
         raise PganError(f"{path}: a recipe must be a mapping of sections")
     layers: list[tuple[dict, str]] = []
@@ -199,6 +201,55 @@ def _load_yaml(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[dict, str]
         layers += _load_yaml(path.parent / base, seen + (path.resolve(),))
     layers.append((data, str(path)))
     return layers
+
+
+def yaml_error_line(path: str | Path, exc: yaml.YAMLError) -> str:
+    """``file:line:column: message`` on one line, from a PyYAML error."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+    parts = [getattr(exc, "context", None), getattr(exc, "problem", None)]
+    message = "; ".join(p for p in parts if p) or str(exc).splitlines()[0]
+    return f"{where}: not valid YAML: {' '.join(message.split())}"
+
+
+_RANGES: tuple[tuple[str, float, float, bool], ...] = (
+    # key, low, high, low_inclusive (every value must also be finite)
+    ("optim.lr", 0.0, math.inf, False),
+    ("optim.weight_decay", 0.0, math.inf, True),
+    ("optim.warmup_epochs", 0.0, math.inf, True),
+    ("optim.warmup_factor", 0.0, 1.0, False),
+    ("optim.gamma", 0.0, math.inf, False),
+    ("loss.margin", 0.0, math.inf, True),
+    ("loss.lambda_ce", 0.0, math.inf, True),
+    ("loss.label_smoothing", 0.0, 1.0, True),
+    ("model.temperature", 0.0, math.inf, False),
+    ("data.flip_p", 0.0, 1.0, True),
+    ("data.erase_p", 0.0, 1.0, True),
+    ("data.workers", 0, math.inf, True),
+    ("run.eval_every", 0, math.inf, True),
+    ("optim.pam_lr_mult", 0.0, math.inf, False),
+)
+
+
+def check_values(cfg: Config) -> None:
+    """Range checks of numeric keys (finite, within bounds); :class:`PganError` naming the first bad key.
+
+    Names (variants, backbones, datasets) are checked where their registries live
+    (:func:`pgan.engine.experiment.validate_config`).
+    """
+    for key, low, high, low_inclusive in _RANGES:
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        ok = math.isfinite(value) and (value >= low if low_inclusive else value > low) and value <= high
+        if not ok:
+            bound = "[" if low_inclusive else "("
+            upper = "inf)" if math.isinf(high) else f"{high:g}]"
+            raise PganError(f"{key}={value} is out of range: must be finite and in {bound}{low:g}, {upper}")
+    betas = cfg.optim.betas
+    if not all(math.isfinite(b) and 0.0 <= b < 1.0 for b in betas):
+        raise PganError(f"optim.betas={list(betas)} must both be in [0, 1)")
+    if any(not math.isfinite(m) or m < 0 for m in cfg.optim.milestones):
+        raise PganError(f"optim.milestones={list(cfg.optim.milestones)} must be non-negative epochs")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:

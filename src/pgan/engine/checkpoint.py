@@ -1,4 +1,11 @@
-"""Checkpoints: atomic saves, and everything needed to resume exactly."""
+"""Checkpoints: atomic saves, everything needed to resume exactly, and safe loading.
+
+Everything in a checkpoint is a tensor, a number, a string or a plain container
+(the numpy and Python RNG states are stored as lists), so :func:`load_checkpoint`
+reads it with ``torch.load(weights_only=True)``: loading never runs code from the
+file. Older checkpoints that pickled the RNG tuples load only with ``trust=True``
+(see :mod:`pgan.utils.safe_load`).
+"""
 
 from __future__ import annotations
 
@@ -11,17 +18,32 @@ import torch
 
 from pgan.errors import PganError
 from pgan.utils.atomic import atomic_torch_save
+from pgan.utils.safe_load import safe_torch_load
 
 
 def rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+    """The torch / numpy / Python / CUDA RNG states as tensors and plain types (``weights_only``-safe)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {"torch": torch.get_rng_state(),
+            "numpy": {"name": str(name), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+                      "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+            "python": {"version": int(version), "internal": list(internal), "gauss_next": gauss_next},
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
 
 def set_rng_state(state: dict) -> None:
+    """Restore :func:`rng_state` (also the tuple form older checkpoints stored)."""
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    npy = state["numpy"]
+    if isinstance(npy, dict):
+        keys = np.asarray(npy["keys"].numpy() if torch.is_tensor(npy["keys"]) else npy["keys"], dtype=np.uint32)
+        npy = (npy["name"], keys, npy["pos"], npy["has_gauss"], npy["cached_gaussian"])
+    np.random.set_state(npy)
+    py = state["python"]
+    if isinstance(py, dict):
+        py = (py["version"], tuple(py["internal"]), py["gauss_next"])
+    random.setstate(py)
     if state.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
@@ -30,14 +52,18 @@ def save_checkpoint(path: str | Path, **payload: Any) -> None:
     atomic_torch_save(payload, path)
 
 
-def load_checkpoint(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise PganError(f"checkpoint {path} does not exist")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # a truncated or foreign file
-        raise PganError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from None
+def load_checkpoint(path: str | Path, trust: bool | None = None) -> dict:
+    """Read a checkpoint on CPU without running code from it; the one loader pgan uses.
+
+    ``trust=True`` (or ``PGAN_TRUST_CHECKPOINT=1``; ``None`` reads the environment) allows
+    the full unpickler for checkpoints written before the safe format, with a warning.
+    Errors (missing, truncated, foreign, not a dict, untrusted pickle) are one-line
+    :class:`PganError`.
+    """
+    ckpt = safe_torch_load(path, trust, "checkpoint")
+    if not isinstance(ckpt, dict):
+        raise PganError(f"checkpoint {path} holds a {type(ckpt).__name__}, not a pgan checkpoint (a dict)")
+    return ckpt
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:

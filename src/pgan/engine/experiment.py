@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from pgan.config import Config, apply_overrides, dump_config
+from pgan.config import Config, apply_overrides, check_values, dump_config
 from pgan.data.datasets import read_dataset
 from pgan.data.image_dataset import ReidImageDataset
 from pgan.data.records import ReidDataset, relabel
@@ -25,6 +25,7 @@ from pgan.data.sampler import IdentityBatchSampler
 from pgan.engine.checkpoint import load_checkpoint, unwrap
 from pgan.engine.distributed import cleanup, gather_for_mining, init_distributed
 from pgan.engine.extract import extract_features
+from pgan.engine.run_folder import RunLock, check_resume_config, remove_stale_temporaries
 from pgan.engine.schedule import lr_factor
 from pgan.engine.trainer import Trainer
 from pgan.errors import PganError
@@ -70,8 +71,7 @@ def validate_config(cfg: Config) -> None:
                             ("model.reduced_dim", cfg.model.reduced_dim, 8)):
         if value < low:
             raise PganError(f"{key}={value} must be at least {low}")
-    if cfg.optim.lr <= 0:
-        raise PganError(f"optim.lr={cfg.optim.lr} must be positive")
+    check_values(cfg)
     from pgan.data.sampler import EPOCH_UNITS
     from pgan.models.part_attention import PAM_SCORES, PART_MAPS
     for key, value, valid in (("data.epoch", cfg.data.epoch, EPOCH_UNITS),
@@ -79,8 +79,6 @@ def validate_config(cfg: Config) -> None:
                               ("model.part_map", cfg.model.part_map, PART_MAPS)):
         if value not in valid:
             raise PganError(f"{key}={value!r} must be one of {', '.join(valid)}")
-    if not cfg.optim.pam_lr_mult > 0:
-        raise PganError(f"optim.pam_lr_mult={cfg.optim.pam_lr_mult} must be positive")
 
 
 def build_part_source(cfg: Config) -> PartSource | None:
@@ -90,9 +88,29 @@ def build_part_source(cfg: Config) -> PartSource | None:
     if not spec.uses_parts or spec.grid:
         return None
     d = cfg.data
-    part_file = d.part_file or str(Path(d.root) / "parts_gt.jsonl")
-    return build_source(d.part_source, part_file=part_file, mask_root=d.mask_root, num_parts=d.num_parts,
-                        missing=d.missing_parts, dataset=d.dataset, root=d.root)
+    return build_source(d.part_source, part_file=default_part_file(cfg), mask_root=d.mask_root,
+                        num_parts=d.num_parts, missing=d.missing_parts, dataset=d.dataset, root=d.root)
+
+
+def default_part_file(cfg: Config) -> str | None:
+    """``data.part_file``, else the file the part source reads by default.
+
+    * ``file``: the dataset's ground truth, ``<root>/parts_gt.jsonl`` (beside a CSV dataset:
+      ``<csv stem>.parts_gt.jsonl``);
+    * ``proposals``: derived, so never in the dataset: ``<data.part_cache>/parts_proposals.jsonl``,
+      by default under ``<run.out_dir>/parts/`` (written on first use);
+    * ``detector``: none (the file ``pgan parts extract`` wrote must be named).
+    """
+    d = cfg.data
+    if d.part_file:
+        return d.part_file
+    if d.part_source == "proposals":
+        cache = Path(d.part_cache) if d.part_cache else Path(cfg.run.out_dir) / "parts"
+        return str(cache / "parts_proposals.jsonl")
+    if d.part_source == "file":
+        root = Path(d.root)
+        return str(root.with_name(f"{root.stem}.parts_gt.jsonl") if root.is_file() else root / "parts_gt.jsonl")
+    return None
 
 
 def feature_size(backbone: torch.nn.Module, input_size: tuple[int, int]) -> tuple[int, int]:
@@ -231,9 +249,42 @@ def train(cfg: Config, resume: bool = False) -> dict:
             cleanup()
 
 
+def check_splits(ds: ReidDataset) -> None:
+    """Every split a run needs (train for the steps, query and gallery for the evaluation) has images."""
+    for split in ("train", "query", "gallery"):
+        if not getattr(ds, split):
+            raise PganError(f"dataset {ds.name!r} at {ds.root} has no {split} images; a training run needs "
+                            f"train, query and gallery images")
+
+
+def stored_config(cfg: Config) -> dict:
+    """``cfg`` as stored in checkpoints: paths made absolute, so ``pgan eval`` works from any folder."""
+    d = cfg.to_dict()
+    for section, key in (("data", "root"), ("data", "part_file"), ("data", "part_cache"), ("data", "mask_root"),
+                         ("run", "out_dir")):
+        if d[section][key]:
+            d[section][key] = str(Path(d[section][key]).expanduser().resolve())
+    return d
+
+
 def _train(cfg: Config, resume: bool, info, device: torch.device) -> dict:
     run_dir = Path(cfg.run.out_dir)
-    if resume and not (run_dir / "last.pt").is_file():
+    if not info.is_main:
+        return _train_locked(cfg, resume, info, device, None)
+    with RunLock(run_dir):  # one writer per run folder; released on any exit
+        remove_stale_temporaries(run_dir)
+        ckpt = None
+        if resume:
+            if not (run_dir / "last.pt").is_file():
+                raise PganError(f"--resume: no checkpoint at {run_dir / 'last.pt'}")
+            ckpt = load_checkpoint(run_dir / "last.pt")
+            check_resume_config(ckpt, cfg, run_dir)  # before anything in the folder is rewritten
+        return _train_locked(cfg, resume, info, device, ckpt)
+
+
+def _train_locked(cfg: Config, resume: bool, info, device: torch.device, ckpt: dict | None) -> dict:
+    run_dir = Path(cfg.run.out_dir)
+    if resume and ckpt is None and not (run_dir / "last.pt").is_file():
         raise PganError(f"--resume: no checkpoint at {run_dir / 'last.pt'}")
     if cfg.run.sync_bn and info.enabled and device.type != "cuda":
         raise PganError("run.sync_bn=true needs CUDA (PyTorch's SyncBatchNorm has no CPU kernel); "
@@ -244,6 +295,7 @@ def _train(cfg: Config, resume: bool, info, device: torch.device) -> dict:
         raise PganError(f"data.p={d.p} identities per global batch is not divisible by the "
                         f"world size {info.world_size}")
     ds = read_configured_dataset(cfg)
+    check_splits(ds)
     train_records, _ = relabel(ds.train)
     num_classes = len({r.pid for r in train_records})
     parts = build_part_source(cfg)
@@ -280,10 +332,10 @@ def _train(cfg: Config, resume: bool, info, device: torch.device) -> dict:
     trainer = Trainer(model, loss_fn, optimizer, loader, device, o.epochs, schedule, run_dir,
                       amp=cfg.run.amp, progress=cfg.run.progress, evaluate=evaluate,
                       eval_every=cfg.run.eval_every, is_main=info.is_main,
-                      extra_state={"config": cfg.to_dict(), "num_classes": num_classes,
+                      extra_state={"config": stored_config(cfg), "num_classes": num_classes,
                                    "world_size": info.world_size})
     if resume:
-        trainer.resume(run_dir / "last.pt")
+        trainer.resume(ckpt if ckpt is not None else run_dir / "last.pt")
     history = trainer.fit()
     # Summed per-epoch times, so a resumed run reports its whole training time.
     train_seconds = float(sum(h.get("seconds", 0.0) for h in history))

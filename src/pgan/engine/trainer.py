@@ -56,8 +56,9 @@ class Trainer:
                 "scaler": self.scaler.state_dict(), "epoch": epoch, "rng": rng_state(),
                 "history": self.history, "best_map": self.best_map, **self.extra_state}
 
-    def resume(self, path: str | Path) -> None:
-        ckpt = load_checkpoint(path)
+    def resume(self, path: str | Path | dict) -> None:
+        """Continue from a checkpoint file (or its already-loaded dict)."""
+        ckpt = path if isinstance(path, dict) else load_checkpoint(path)
         unwrap(self.model).load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scaler.load_state_dict(ckpt["scaler"])
@@ -65,7 +66,7 @@ class Trainer:
         self.start_epoch = int(ckpt["epoch"])
         self.history = list(ckpt.get("history", []))
         self.best_map = float(ckpt.get("best_map", -1.0))
-        log.info("resumed from %s after epoch %d", path, self.start_epoch)
+        log.info("resumed after epoch %d", self.start_epoch)
 
     def _set_lr(self, epoch_float: float) -> float:
         f = self.schedule(epoch_float)
@@ -116,24 +117,36 @@ class Trainer:
     def fit(self) -> list[dict]:
         for epoch in range(self.start_epoch, self.epochs):
             stats = self.train_epoch(epoch)
+            self.history.append(stats)
+            self._save_last(epoch + 1)  # before evaluating: a failed evaluation costs no training
             last = epoch + 1 == self.epochs
             if self.evaluate is not None and (last or (self.eval_every and (epoch + 1) % self.eval_every == 0)):
-                # Evaluation must not move the training RNG (DataLoaders draw seeds from it), so a
-                # run's trajectory does not depend on how often it was evaluated, and resume is exact.
-                with torch.random.fork_rng(devices=[]):
-                    metrics = self.evaluate(self.model)
-                stats.update({f"eval_{k}": v for k, v in metrics.items()})
-                if self.is_main and metrics.get("mAP", -1) > self.best_map and self.run_dir is not None:
-                    self.best_map = metrics["mAP"]
-                    save_checkpoint(self.run_dir / "best.pt", **self.state(epoch + 1))
-            self.history.append(stats)
+                self._evaluate_into(stats, epoch + 1)
+                self._save_last(epoch + 1)
             if self.is_main:
                 log.info("epoch %d: %s", epoch + 1,
                          " ".join(f"{k}={v:.4g}" for k, v in stats.items() if isinstance(v, float)))
-                if self.run_dir is not None:
-                    save_checkpoint(self.run_dir / "last.pt", **self.state(epoch + 1))
-                    self._write_metrics()
+        if (self.evaluate is not None and self.history and self.start_epoch >= self.epochs
+                and not any(k.startswith("eval_") for k in self.history[-1])):
+            # Resumed after training finished but its evaluation failed: evaluate now.
+            self._evaluate_into(self.history[-1], self.epochs)
+            self._save_last(self.epochs)
         return self.history
+
+    def _evaluate_into(self, stats: dict, epochs_done: int) -> None:
+        # Evaluation must not move the training RNG (DataLoaders draw seeds from it), so a
+        # run's trajectory does not depend on how often it was evaluated, and resume is exact.
+        with torch.random.fork_rng(devices=[]):
+            metrics = self.evaluate(self.model)
+        stats.update({f"eval_{k}": v for k, v in metrics.items()})
+        if self.is_main and metrics.get("mAP", -1) > self.best_map and self.run_dir is not None:
+            self.best_map = metrics["mAP"]
+            save_checkpoint(self.run_dir / "best.pt", **self.state(epochs_done))
+
+    def _save_last(self, epochs_done: int) -> None:
+        if self.is_main and self.run_dir is not None:
+            save_checkpoint(self.run_dir / "last.pt", **self.state(epochs_done))
+            self._write_metrics()
 
     def _write_metrics(self) -> None:
         keys: list[str] = []

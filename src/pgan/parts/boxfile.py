@@ -17,6 +17,10 @@ Format (JSON Lines, UTF-8)::
   part class name (kept for analysis, ignored by selection).
 * Images may list any number of boxes, including none.
 
+Derived files say what they are in their names (``parts_proposals.jsonl``,
+``parts_detector-<fingerprint>.jsonl``, ``parts_grid.jsonl``); ``parts_gt*`` is only
+ever ground truth (see :func:`check_part_file_owner`).
+
 Lines are independent, so extraction can append and resume; a truncated last
 line (an interrupted write) is skipped with a warning when reading.
 """
@@ -26,6 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,3 +167,26 @@ def append_part_lines(path: str | os.PathLike, items: Iterable[ImageParts]) -> N
             fh.write(item.to_json() + "\n")
         fh.flush()
         os.fsync(fh.fileno())
+
+
+_KINDS = {"gt": "file", "prop": "proposals", "det": "detector", "grid": "grid"}
+_KIND_RE = re.compile(r"parts_(gt|prop|det|grid)")
+
+
+def part_file_kind(path: str | Path) -> str | None:
+    """The source a part file's name says wrote it: ``file`` (``parts_gt*``: ground truth), ``proposals``
+    (``parts_prop*``), ``detector`` (``parts_det*``), ``grid`` (``parts_grid*``); None for other names."""
+    m = _KIND_RE.search(Path(path).name)
+    return _KINDS[m.group(1)] if m else None
+
+
+def check_part_file_owner(path: str | Path, source: str) -> None:
+    """Refuse a ``proposals``/``detector``/``grid`` source reading or writing another source's file.
+
+    The ``file`` source reads any part file (ground truth or a converted tool's output).
+    """
+    kind = part_file_kind(path)
+    if source != "file" and kind is not None and kind != source:
+        what = "ground-truth" if kind == "file" else kind
+        raise PganError(f"part source {source!r} must not use {path}: its name marks it as the {what} part file; "
+                        f"name the {source} file itself (e.g. parts_{source}.jsonl) or leave data.part_file unset")

@@ -5,9 +5,10 @@ Wired into the main parser by ``register(subparsers)``. Examples (the synthetic 
     pgan parts train --voc data/synth/annotations_voc/image_train --out runs/partdet --minutes 30
     pgan parts eval --checkpoint runs/partdet/last.pt \\
         --voc data/synth/annotations_voc/image_query data/synth/annotations_voc/image_test
-    pgan parts extract --checkpoint runs/partdet/last.pt --dataset synth --root data/synth \\
-        --out data/synth/parts_det.jsonl
-    pgan parts proposals --dataset synth --root data/synth --out data/synth/parts_prop.jsonl
+    pgan parts extract --checkpoint runs/partdet/last.pt --dataset synth --root data/synth
+        # -> runs/partdet/parts_detector-<fingerprint>.jsonl (names say which source wrote a file;
+        #    parts_gt* is only ever ground truth, see pgan.parts.boxfile.check_part_file_owner)
+    pgan parts proposals --dataset synth --root data/synth --out runs/parts/parts_proposals.jsonl
     pgan parts convert --from text --input my_boxes/ --dataset veri776 --root data/VeRi --out parts.jsonl
 """
 
@@ -89,10 +90,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_extract(args: argparse.Namespace) -> int:
-    from pgan.parts.extract import extract_parts
+    from pgan.parts.extract import detector_part_file, extract_parts
 
     _threads(args)
-    report = extract_parts(args.checkpoint, args.dataset, args.root, args.out, args.d, args.nms, args.min_score,
+    if not Path(args.checkpoint).is_file():
+        raise PganError(f"detector checkpoint {args.checkpoint} does not exist")
+    out = args.out or detector_part_file(args.checkpoint, Path(args.checkpoint).parent)
+    report = extract_parts(args.checkpoint, args.dataset, args.root, out, args.d, args.nms, args.min_score,
                            args.batch_size, args.device, not args.quiet, args.workers)
     print(json.dumps(report.to_dict(), indent=2))
     return 0
@@ -141,10 +145,10 @@ def _annotation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strict-labels", action="store_true", help="classes outside the label set are errors")
 
 
-def _dataset_args(p: argparse.ArgumentParser, out_help: str) -> None:
+def _dataset_args(p: argparse.ArgumentParser, out_help: str, out_required: bool = True) -> None:
     p.add_argument("--dataset", required=True, help="dataset reader name (synth, veri776, vehicleid, ...)")
     p.add_argument("--root", required=True, help="dataset root folder")
-    p.add_argument("--out", required=True, help=out_help)
+    p.add_argument("--out", required=out_required, help=out_help)
 
 
 def _common(p: argparse.ArgumentParser, device: bool = True) -> None:
@@ -187,7 +191,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
     p = sub.add_parser("extract", help="run the detector over a whole dataset -> part-box file (resumable)")
     p.add_argument("--checkpoint", required=True)
-    _dataset_args(p, "part-box file to write or continue")
+    _dataset_args(p, "part-box file to write or continue (default: parts_detector-<fingerprint>.jsonl "
+                     "beside the checkpoint)", out_required=False)
     p.add_argument("--d", type=int, default=8, help="boxes kept per image (top-D by score)")
     p.add_argument("--nms", type=float, default=0.45, help="per-class NMS IoU threshold")
     p.add_argument("--min-score", type=float, default=0.05)

@@ -39,6 +39,7 @@ from pgan.models.backbones import build_backbone
 from pgan.parts import PART_CLASSES
 from pgan.parts.box_ap import APResult, Detections, GroundTruth, box_ap
 from pgan.utils.device import resolve_device
+from pgan.utils.safe_load import safe_torch_load
 
 
 @dataclass
@@ -143,15 +144,12 @@ def detector_checkpoint(model: nn.Module, cfg: DetectorConfig, **state) -> dict:
     return {"kind": "pgan-part-detector", "config": asdict(cfg), "model": model.state_dict(), **state}
 
 
-def read_checkpoint(path: str | Path) -> dict:
-    """The raw dict of a detector checkpoint; PganError for a missing, unreadable or foreign file."""
-    path = Path(path)
-    if not path.is_file():
-        raise PganError(f"detector checkpoint {path} does not exist")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # a truncated or foreign file fails in many ways
-        raise PganError(f"{path}: cannot read the detector checkpoint ({type(exc).__name__})") from None
+def read_checkpoint(path: str | Path, trust: bool | None = None) -> dict:
+    """The raw dict of a detector checkpoint; PganError for a missing, unreadable or foreign file.
+
+    Read with ``weights_only=True`` (no code runs); ``trust`` as in :func:`pgan.utils.safe_load.safe_torch_load`.
+    """
+    ckpt = safe_torch_load(path, trust, "detector checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("kind") != "pgan-part-detector":
         raise PganError(f"{path} is not a part-detector checkpoint (written by 'pgan parts train')")
     return ckpt

@@ -10,7 +10,8 @@ and skipped (they are retried on the next run).
 
 Example::
 
-    report = extract_parts("runs/detector/last.pt", "synth", "data/synth", "data/synth/parts_det.jsonl")
+    report = extract_parts("runs/detector/last.pt", "synth", "data/synth",
+                           detector_part_file("runs/detector/last.pt", "runs/detector"))
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from tqdm import tqdm
 from pgan.data.datasets import read_dataset
 from pgan.data.records import ImageRecord
 from pgan.errors import PganError
-from pgan.parts.boxfile import ImageParts, PartBox, append_part_lines, read_part_file
+from pgan.parts.boxfile import ImageParts, PartBox, append_part_lines, check_part_file_owner, read_part_file
 from pgan.parts.detection_data import load_rgb
 from pgan.parts.selection import select_top_d
 
@@ -169,12 +170,24 @@ def detector_boxes_fn(model, classes: list[str], d: int, nms: float, min_score: 
     return fn
 
 
+def detector_part_file(checkpoint: str | Path, folder: str | Path) -> Path:
+    """``<folder>/parts_detector-<fingerprint>.jsonl``: a name that says which detector wrote the boxes
+    (the fingerprint is the first 12 hex digits of the checkpoint file's SHA-1)."""
+    import hashlib
+
+    h = hashlib.sha1()
+    with open(checkpoint, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return Path(folder) / f"parts_detector-{h.hexdigest()[:12]}.jsonl"
+
+
 def extract_parts(checkpoint: str | Path, dataset: str, root: str | Path, out: str | Path, d: int = 8,
                   nms: float = 0.45, min_score: float = 0.05, batch_size: int = 8, device: str = "cpu",
                   progress: bool = True, workers: int = 2) -> ExtractReport:
     """Run a trained part detector over every image of ``dataset`` and write its top-``d`` boxes."""
     from pgan.parts.detector import load_detector
-
+    check_part_file_owner(out, "detector")
     if d < 1:
         raise PganError(f"D (boxes per image) must be >= 1, got {d}")
     if not 0.0 < nms <= 1.0:
@@ -189,6 +202,7 @@ def write_grid_file(dataset: str, root: str | Path, out: str | Path, d: int = 8,
     """Write :func:`pgan.parts.sources.grid_boxes` for every image of ``dataset`` (resumable)."""
     from pgan.parts.sources import grid_boxes
 
+    check_part_file_owner(out, "grid")
     if d < 1:
         raise PganError(f"D (cells per image) must be >= 1, got {d}")
 

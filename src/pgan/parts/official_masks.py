@@ -95,7 +95,7 @@ class OfficialMaskParts:
         if self.missing == "error":
             raise PganError(f"official masks under {self.root} lack image {absent[0]!r} (expected "
                             f"{self.root / PurePosixPath(absent[0]).with_suffix('.npy')}; {len(absent)} "
-                            f"missing in all; use missing='empty' to allow)")
+                            f"missing in all; set data.missing_parts=empty to allow)")
         log.warning("official masks under %s lack %d images; they get empty masks", self.root, len(absent))
 
     def masks_for(self, key: str, fh: int, fw: int) -> np.ndarray:

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pgan.parts.boxfile import PartBox
+from pgan.parts.boxfile import PartBox, check_part_file_owner
 
 WORK_SIZE = 128
 THRESHOLDS = (80.0, 88.0, 94.0)
@@ -174,5 +174,6 @@ def propose_parts(dataset: str, root: str, out: str, max_boxes: int = 16, nms: f
 
     if max_boxes < 1:
         raise PganError(f"max_boxes must be >= 1, got {max_boxes}")
+    check_part_file_owner(out, "proposals")
     return run_extraction(dataset_images(dataset, root), out, proposal_boxes_fn(max_boxes, nms), batch_size,
                           progress, workers, desc="part proposals")

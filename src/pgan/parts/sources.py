@@ -16,6 +16,12 @@ Sources by name (:data:`PART_SOURCES`, built with :func:`build_source`):
 * ``proposals``: the part file ``pgan parts proposals`` wrote; written first
   when it does not exist yet and ``dataset``/``root`` are given
   (:mod:`pgan.parts.proposals`).
+
+Derived part files say what they are in their names (``parts_proposals.jsonl``,
+``parts_detector-<fingerprint>.jsonl``, ``parts_grid.jsonl``); ``parts_gt*`` is only
+ever ground truth. :func:`check_part_file_owner` refuses a ``detector`` or
+``proposals`` source (or writer) on a file whose name says another source made it,
+so a derived source can never silently read (or overwrite) the ground truth.
 * ``grid``: uniform cells (:func:`pgan.parts.masks.grid_masks`). The ``grid``
   model variant builds these itself; :func:`grid_boxes` writes them as a part
   file so the file-based path can use them too (``pgan parts grid``). Through a
@@ -40,7 +46,7 @@ from typing import Protocol
 import numpy as np
 
 from pgan.errors import PganError, unknown_name
-from pgan.parts.boxfile import ImageParts, PartBox, read_part_file
+from pgan.parts.boxfile import ImageParts, PartBox, check_part_file_owner, read_part_file
 from pgan.parts.masks import boxes_to_masks, grid_masks
 from pgan.parts.selection import select_top_d
 
@@ -79,7 +85,7 @@ class BoxFileParts:
             return
         if self.missing == "error":
             raise PganError(f"part file {self.path} lacks image {absent[0]!r} "
-                            f"({len(absent)} images missing in all; use missing='empty' to allow)")
+                            f"({len(absent)} images missing in all; set data.missing_parts=empty to allow)")
         log.warning("part file %s lacks %d images; they get empty part masks", self.path, len(absent))
 
     def boxes_for(self, key: str) -> ImageParts | None:
@@ -119,15 +125,26 @@ def grid_boxes(width: int, height: int, d: int = 8) -> list[PartBox]:
     return [PartBox(xs[j], ys[i], xs[j + 1], ys[i + 1], 1.0, "grid") for i in range(rows) for j in range(cols)]
 
 
+_NEED_HINT = {"detector": " (data.part_file: the file 'pgan parts extract --out ...' wrote)",
+              "official-masks": " (data.mask_root)", "file": " (data.part_file)", "proposals": " (data.part_file)"}
+
+
 def _need(name: str, **values: object) -> None:
     for key, value in values.items():
         if value is None:
-            raise PganError(f"part source {name!r} needs {key}")
+            raise PganError(f"part source {name!r} needs {key}{_NEED_HINT.get(name, '')}")
 
 
 def _file_source(part_file: str | Path | None = None, num_parts: int = 8, missing: str = "error",
                  **_: object) -> PartSource:
     _need("file", part_file=part_file)
+    return BoxFileParts(part_file, num_parts, missing)  # type: ignore[arg-type]
+
+
+def _detector_source(part_file: str | Path | None = None, num_parts: int = 8, missing: str = "error",
+                     **_: object) -> PartSource:
+    _need("detector", part_file=part_file)
+    check_part_file_owner(part_file, "detector")  # type: ignore[arg-type]
     return BoxFileParts(part_file, num_parts, missing)  # type: ignore[arg-type]
 
 
@@ -142,6 +159,7 @@ def _official_source(mask_root: str | Path | None = None, num_parts: int = 8, mi
 def _proposal_source(part_file: str | Path | None = None, num_parts: int = 8, missing: str = "error",
                      dataset: str | None = None, root: str | Path | None = None, **_: object) -> PartSource:
     _need("proposals", part_file=part_file)
+    check_part_file_owner(part_file, "proposals")  # type: ignore[arg-type]
     if not Path(part_file).is_file():  # type: ignore[arg-type]
         if dataset is None or root is None:
             raise PganError(f"proposal file {part_file} does not exist; write it with 'pgan parts proposals' "
@@ -158,7 +176,7 @@ def _grid_source(num_parts: int = 8, **_: object) -> PartSource:
 
 PART_SOURCES: dict[str, Callable[..., PartSource]] = {
     "file": _file_source,
-    "detector": _file_source,
+    "detector": _detector_source,
     "official-masks": _official_source,
     "proposals": _proposal_source,
     "grid": _grid_source,

@@ -16,7 +16,8 @@ def _cmd_viz_ranks(args: argparse.Namespace) -> int:
     from pgan.viz.ranks import rank_pages
 
     summary = rank_pages(args.checkpoint, args.out, compare=args.compare, num_queries=args.queries,
-                         query_ids=args.query_ids, k=args.k, per_page=args.per_page, seed=args.seed)
+                         query_ids=args.query_ids, k=args.k, per_page=args.per_page, seed=args.seed,
+                         overrides=args.overrides)
     for label, m in zip(summary["models"], summary["mean_ap"]):
         print(f"{label}: mean AP of the {len(summary['queries'])} shown queries {m:.3f}")
     print(f"wrote {len(summary['pages'])} pages and {Path(args.out) / 'report.html'}")
@@ -77,6 +78,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse._SubParsersActi
     p.add_argument("--per-page", type=int, default=4, help="queries per PNG page (default 4)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random query choice")
     _out(p)
+    p.add_argument("overrides", nargs="*", metavar="SECTION.KEY=VALUE",
+                   help="change the checkpoints' stored config, e.g. data.root=... for moved data")
     p.set_defaults(func=_cmd_viz_ranks)
 
     p = vsub.add_parser("attention", help="per image: top-D part boxes, PAM weights, F_g / F_p heatmaps")

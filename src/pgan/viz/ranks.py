@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from pgan.config import Config
+from pgan.config import Config, apply_overrides
 from pgan.data.image_dataset import ReidImageDataset
 from pgan.data.records import ImageRecord, ReidDataset
 from pgan.engine.experiment import build_part_source, feature_size, load_trained, read_configured_dataset
@@ -56,9 +56,14 @@ class LoadedRun:
                                 train=False, progress=False)
 
 
-def load_run(checkpoint: str | Path, device: torch.device | None = None) -> LoadedRun:
-    """Load a checkpoint, its dataset and its part source (errors name the file at fault)."""
+def load_run(checkpoint: str | Path, device: torch.device | None = None,
+             overrides: list[str] | None = None) -> LoadedRun:
+    """Load a checkpoint, its dataset and its part source (errors name the file at fault).
+
+    ``overrides`` (``section.key=value``) change the stored config, e.g. ``data.root=...`` for
+    data that moved since training."""
     model, cfg = load_trained(checkpoint, device)
+    apply_overrides(cfg, overrides or [])
     ds = read_configured_dataset(cfg)
     parts = build_part_source(cfg)
     feat = feature_size(model.backbone, tuple(cfg.data.input_size))
@@ -151,20 +156,21 @@ def _check_same_data(a: LoadedRun, b: LoadedRun) -> None:
 
 def rank_pages(checkpoint: str | Path, out_dir: str | Path, compare: str | Path | None = None,
                num_queries: int = 8, query_ids: list[str] | None = None, k: int = 5, per_page: int = 4,
-               seed: int = 0, size: int = 112) -> dict:
+               seed: int = 0, size: int = 112, overrides: list[str] | None = None) -> dict:
     """Write rank-list pages, ``ranks.json`` and ``report.html`` into ``out_dir``; returns the summary.
 
     With ``compare`` each row shows ``compare``'s top-K on the left and
     ``checkpoint``'s on the right (e.g. baseline vs PGAN, as in the paper's Fig. 9).
+    ``overrides`` apply to both checkpoints' configs (see :func:`load_run`).
     """
     if k < 1 or per_page < 1:
         raise PganError(f"--k and the queries per page must be at least 1 (got k={k}, per_page={per_page})")
     out = prepare_out_dir(out_dir)
     device = torch.device("cpu")
-    main = load_run(checkpoint, device)
+    main = load_run(checkpoint, device, overrides)
     runs = [main]
     if compare is not None:
-        other = load_run(compare, device)
+        other = load_run(compare, device, overrides)
         _check_same_data(main, other)
         runs = [other, main]
     queries = select_queries(main.dataset.query, num_queries, query_ids, seed,

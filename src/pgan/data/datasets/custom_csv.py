@@ -16,7 +16,9 @@ Format (UTF-8, comma-separated, one header line, one row per image)::
   every query a camera id that no gallery image uses.
 * ``split``: ``train``, ``query`` or ``gallery``.
 
-Columns may come in any order; extra columns are ignored. ``read_custom_csv``
+Columns may come in any order; extra columns are ignored. A row repeated in
+the same split is counted once (a counted warning); the same image listed twice
+in one split with different ids is an error naming both lines. ``read_custom_csv``
 takes the CSV file itself or the folder holding it (named ``dataset.csv``, or
 the folder's only ``.csv`` file). A record's ``key`` is its path relative to the
 root in POSIX form (the absolute POSIX path for images outside the root).
@@ -25,6 +27,7 @@ root in POSIX form (the absolute POSIX path for images outside the root).
 from __future__ import annotations
 
 import csv
+import logging
 from pathlib import Path
 
 from pgan.data.records import ImageRecord, ReidDataset
@@ -32,6 +35,8 @@ from pgan.errors import PganError
 
 COLUMNS = ("path", "vehicle_id", "camera_id", "split")
 SPLITS = ("train", "query", "gallery")
+
+log = logging.getLogger(__name__)
 
 
 def _find_csv(root_or_csv: Path) -> Path:
@@ -60,6 +65,8 @@ def read_custom_csv(root_or_csv: str | Path) -> ReidDataset:
     csv_path = _find_csv(Path(root_or_csv))
     root = csv_path.parent
     splits: dict[str, list[ImageRecord]] = {s: [] for s in SPLITS}
+    seen: dict[tuple[str, str], tuple[int, int, int]] = {}  # (split, key) -> (line, vehicle, camera)
+    duplicates = 0
     with open(csv_path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         header = [h.strip() for h in (reader.fieldnames or [])]
@@ -86,7 +93,18 @@ def read_custom_csv(root_or_csv: str | Path) -> ReidDataset:
             path = Path(rel) if Path(rel).is_absolute() else root / rel
             if not path.is_file():
                 raise PganError(f"{where}: image {rel!r} not found")
-            splits[split].append(ImageRecord(path, ids[0], ids[1], _key(path, root)))
+            key = _key(path, root)
+            first = seen.get((split, key))
+            if first is not None:
+                if first[1:] != (ids[0], ids[1]):
+                    raise PganError(f"{where}: image {rel!r} is listed again in split {split!r} with other ids "
+                                    f"(line {first[0]} gives vehicle {first[1]}, camera {first[2]})")
+                duplicates += 1
+                continue
+            seen[(split, key)] = (reader.line_num, ids[0], ids[1])
+            splits[split].append(ImageRecord(path, ids[0], ids[1], key))
+    if duplicates:
+        log.warning("%s: %d duplicate rows (same image, split and ids) were ignored", csv_path, duplicates)
     if not any(splits.values()):
         raise PganError(f"{csv_path} lists no images")
     return ReidDataset("custom", root, splits["train"], splits["query"], splits["gallery"],
