@@ -6,6 +6,10 @@ finds itself and its same-coloured siblings first, as a trained model would.
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -91,3 +95,30 @@ class FakeIndex:
             out.append([FakeHit(r + 1, s, k, str(self.paths[k]), self.meta[k][0], self.meta[k][1],
                                 boxes=[[0, 0, 4, 4, 1.0, "logo"]]) for r, (s, k) in enumerate(scores)])
         return out
+
+
+@contextlib.contextmanager
+def running_server(app, host: str = "127.0.0.1"):
+    """Serve ``app`` with uvicorn on a free loopback port in a daemon thread; yields its base URL."""
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind((host, 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    for _ in range(600):  # bounded: at most 60 s for the lifespan (model warm-up) to finish
+        if server.started:
+            break
+        if not thread.is_alive():
+            raise RuntimeError("the test server failed to start")
+        time.sleep(0.1)
+    else:
+        raise RuntimeError("the test server did not start within 60 s")
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()

@@ -28,7 +28,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     settings = ServeSettings(max_upload_bytes=args.max_upload_mb * 2**20, max_pixels=args.max_pixels,
                              max_topk=args.max_topk, default_topk=min(args.topk, args.max_topk),
                              max_batch=args.max_batch, token=token)
-    serve(args.index, args.checkpoint, host=args.host, port=args.port, settings=settings, device=args.device)
+    serve(args.index, args.checkpoint, host=args.host, port=args.port, settings=settings, parts=args.parts,
+          device=args.device)
     return 0
 
 
@@ -36,6 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="search service: HTTP API + web page over a gallery index")
     p.add_argument("--index", required=True, help="a gallery index folder (`pgan index build`)")
     p.add_argument("--checkpoint", help="model checkpoint (default: the one the index was built with)")
+    p.add_argument("--parts", help="part boxes of uploaded photos: 'proposals', 'grid' or a part-detector "
+                   "checkpoint (default: the model's part source); as for `pgan index build`")
     p.add_argument("--host", default="127.0.0.1", help="address to bind; anything but loopback warns")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--token", help="bearer token every API call must carry (or env PGAN_SERVE_TOKEN)")

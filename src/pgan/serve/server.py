@@ -19,9 +19,14 @@ from pgan.serve.settings import ServeSettings
 log = logging.getLogger(__name__)
 
 
-def load_service(index_path: str | Path, checkpoint: str | Path | None = None, device: str = "auto",
-                 batch_size: int = 32) -> tuple[Any, Any]:
-    """Open the gallery index and its model; ``checkpoint=None`` uses the one the index was built with."""
+def load_service(index_path: str | Path, checkpoint: str | Path | None = None, parts: str | None = None,
+                 device: str = "auto", batch_size: int = 32) -> tuple[Any, Any]:
+    """Open the gallery index and its model; ``checkpoint=None`` uses the one the index was built with.
+
+    ``parts`` says where the part boxes of an uploaded photo come from (``"proposals"``,
+    ``"grid"``, a part-detector checkpoint; see :class:`pgan.inference.FeatureExtractor`);
+    None follows the model's own part source. Use the same as for ``pgan index build``.
+    """
     from pgan.index import GalleryIndex
     from pgan.inference import FeatureExtractor
 
@@ -33,7 +38,7 @@ def load_service(index_path: str | Path, checkpoint: str | Path | None = None, d
     if not ckpt.is_file():
         hint = "" if checkpoint is not None else " (recorded in the index; pass --checkpoint)"
         raise PganError(f"checkpoint {ckpt} does not exist{hint}")
-    extractor = FeatureExtractor(ckpt, device=device, batch_size=batch_size)
+    extractor = FeatureExtractor(ckpt, parts=parts, device=device, batch_size=batch_size)
     if extractor.model_fingerprint != index.model_fingerprint:
         raise PganError(f"index {index_path} was built with model {str(index.model_fingerprint)[:12]}, but "
                         f"{ckpt} is model {str(extractor.model_fingerprint)[:12]}; rebuild the index with this "
@@ -61,8 +66,8 @@ def exposure_warning(host: str, token: str | None) -> str | None:
 
 
 def serve(index_path: str | Path, checkpoint: str | Path | None = None, host: str = "127.0.0.1",
-          port: int = 8000, settings: ServeSettings | None = None, device: str = "auto",
-          log_level: str = "info") -> None:
+          port: int = 8000, settings: ServeSettings | None = None, parts: str | None = None,
+          device: str = "auto", log_level: str = "info") -> None:
     """Load everything, then serve until interrupted (the ``pgan serve`` command)."""
     import uvicorn
 
@@ -72,6 +77,6 @@ def serve(index_path: str | Path, checkpoint: str | Path | None = None, host: st
     warning = exposure_warning(host, settings.token)
     if warning:
         print(f"\n{'!' * 100}\n{warning}\n{'!' * 100}\n", file=sys.stderr, flush=True)
-    index, extractor = load_service(index_path, checkpoint, device=device)
+    index, extractor = load_service(index_path, checkpoint, parts=parts, device=device)
     log.info("gallery %s: %d images, model %s", index_path, len(index), str(index.model_fingerprint)[:12])
     uvicorn.run(create_app(index, extractor, settings), host=host, port=port, log_level=log_level)

@@ -183,7 +183,8 @@ function wire() {
     if (id === null) showError("enter a gallery image id (a number) or an /api/images/<id> URL");
     else searchById(id);
   });
-  $("token-save").addEventListener("click", () => {
+  $("token-row").addEventListener("submit", (e) => {
+    e.preventDefault();
     token = $("token").value.trim();
     sessionStorage.setItem("pgan-token", token);
     showError("");
