@@ -13,7 +13,7 @@ from PIL import Image
 
 from pgan.errors import PganError
 from pgan.serve import ServeSettings, create_app
-from serve_fakes import COLOURS, FakeExtractor, FakeIndex
+from serve_helpers import COLOURS, FakeExtractor, FakeIndex
 
 
 def _png(colour=(200, 30, 30), size=(32, 24)) -> bytes:

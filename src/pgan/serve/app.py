@@ -58,6 +58,7 @@ class _State:
 
     def __init__(self, index: Any, extractor: Any, settings: ServeSettings) -> None:
         self.index, self.extractor, self.settings = index, extractor, settings
+        self.gallery_size = len(index)  # the index is read-only while it is served
         self.worker = InferenceWorker(extractor, settings.max_batch)
         self.decode_limiter: anyio.CapacityLimiter | None = None
         self.sizes: dict[int, tuple[int, int] | None] = {}
@@ -201,7 +202,7 @@ def create_app(index: Any, extractor: Any, settings: ServeSettings | None = None
 
     @api.get("/health", response_model=Health)
     async def health() -> Health:
-        return Health(status="ok", gallery_size=len(index))
+        return Health(status="ok", gallery_size=state.gallery_size)
 
     @api.get("/info", response_model=Info)
     async def info() -> Info:
@@ -209,7 +210,8 @@ def create_app(index: Any, extractor: Any, settings: ServeSettings | None = None
         return Info(model_fingerprint=str(meta.get("model_fingerprint", "")),
                     checkpoint=Path(str(meta.get("checkpoint", ""))).name,
                     embedding_dim=int(getattr(extractor, "embedding_dim", meta.get("dim", 0))),
-                    gallery_size=int(meta.get("size", len(index))), index_type=str(meta.get("index_type", "")),
+                    gallery_size=int(meta.get("size", state.gallery_size)),
+                    index_type=str(meta.get("index_type", "")),
                     limits={"max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels,
                             "max_topk": settings.max_topk, "default_topk": settings.default_topk,
                             "max_thumbnail": settings.max_thumbnail},
@@ -237,7 +239,7 @@ def create_app(index: Any, extractor: Any, settings: ServeSettings | None = None
         else:
             raise HTTPException(422, "missing field 'image' (the query photo) or 'image_id' (a gallery image)")
         emb = await state.worker.embed(img)
-        hits = (await state.worker.run(index.search, emb.embedding[None, :], min(k, max(len(index), 1)), cam))[0]
+        hits = (await state.worker.run(index.search, emb.embedding[None, :], min(k, state.gallery_size), cam))[0]
         paths = [Path(str(h.path)) if getattr(h, "path", None) else None for h in hits]
         sizes = await state.decode(lambda: [state.size_of(h.image_id, p) if p else None
                                             for h, p in zip(hits, paths)])

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from pgan.errors import PganError
+from pgan.index import GalleryIndex
+from pgan.inference import FeatureExtractor
 from pgan.serve.settings import ServeSettings
 
 log = logging.getLogger(__name__)
@@ -25,24 +27,25 @@ def load_service(index_path: str | Path, checkpoint: str | Path | None = None, p
 
     ``parts`` says where the part boxes of an uploaded photo come from (``"proposals"``,
     ``"grid"``, a part-detector checkpoint; see :class:`pgan.inference.FeatureExtractor`);
-    None follows the model's own part source. Use the same as for ``pgan index build``.
+    None takes the one the index was built with, else the model's own part source.
     """
-    from pgan.index import GalleryIndex
-    from pgan.inference import FeatureExtractor
-
     index_path = Path(index_path)
     if not index_path.exists():
         raise PganError(f"index {index_path} does not exist (build one with `pgan index build`)")
     index = GalleryIndex.open(index_path)
+    meta = index.info()
+    if not meta.get("complete", True):
+        raise PganError(f"index {index_path} is incomplete (its build was interrupted); rerun `pgan index build`")
+    if len(index) == 0:
+        raise PganError(f"index {index_path} holds no images")
     ckpt = Path(checkpoint) if checkpoint is not None else Path(str(index.checkpoint))
     if not ckpt.is_file():
         hint = "" if checkpoint is not None else " (recorded in the index; pass --checkpoint)"
         raise PganError(f"checkpoint {ckpt} does not exist{hint}")
+    if parts is None and meta.get("parts") not in (None, "", "None", "model's own"):
+        parts = meta["parts"]  # the part source the gallery was embedded with
     extractor = FeatureExtractor(ckpt, parts=parts, device=device, batch_size=batch_size)
-    if extractor.model_fingerprint != index.model_fingerprint:
-        raise PganError(f"index {index_path} was built with model {str(index.model_fingerprint)[:12]}, but "
-                        f"{ckpt} is model {str(extractor.model_fingerprint)[:12]}; rebuild the index with this "
-                        f"checkpoint or serve the index's own")
+    index.check_model(extractor.model_fingerprint, extractor.embedding_dim)  # IndexMismatchError, one line
     return index, extractor
 
 

@@ -1,4 +1,4 @@
-"""Small stand-ins for the gallery index and the feature extractor, for the API tests.
+"""Helpers of the serve tests: small stand-ins for the gallery index and the extractor, a test server.
 
 The fake embedding of an image is its mean colour (L2-normalised, padded to 4-d), so an image
 finds itself and its same-coloured siblings first, as a trained model would.
@@ -122,3 +122,15 @@ def running_server(app, host: str = "127.0.0.1"):
         server.should_exit = True
         thread.join(30)
         sock.close()
+
+
+def build_tiny_index(tiny_synth: Path, checkpoint: Path, root: Path) -> Path:
+    """An index of the tiny test split, copied outside the dataset so its boxes come from proposals."""
+    import shutil
+
+    from pgan.index import build_index
+
+    shutil.copytree(tiny_synth / "image_test", root / "gallery")
+    build_index(root / "gallery", root / "index", checkpoint=checkpoint, parts="proposals", device="cpu",
+                batch_size=8, progress=False)
+    return root / "index"
