@@ -21,7 +21,6 @@ Usage: ``PYTHONPATH=src python benchmarks/serve_load.py [--clients 8 --requests 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import shutil
@@ -166,27 +165,13 @@ def same_answers(a: list, b: list) -> bool:
                                                                           atol=1e-5) for x, y in zip(a, b))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--work", type=Path, default=ROOT / "data" / "serve-bench")
-    ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--parts", default="proposals", help="part source for photos (FeatureExtractor parts=)")
-    ap.add_argument("--clients", type=int, default=8)
-    ap.add_argument("--requests", type=int, default=200, help="per client (corrupt uploads included)")
-    ap.add_argument("--corrupt-every", type=int, default=10)
-    ap.add_argument("--max-seconds", type=float, default=900)
-    ap.add_argument("--threads", type=int, default=1, help="the server's torch threads")
-    ap.add_argument("--max-batch", type=int, default=8)
-    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "serve_load.json")
-    args = ap.parse_args()
-
-    data, ckpt, index = prepare(args.work, args.epochs, args.parts)
-    photos = sorted((data / "image_query").glob("*.jpg"))
-    queries = [(p.read_bytes(), int(p.name[:4])) for p in photos]
+def run_load(args: argparse.Namespace, index: Path, ckpt: Path, queries: list[tuple[bytes, int]],
+             max_batch: int, log_name: str) -> dict:
+    """One server (``max_batch``), the whole client load, the after-load check -> figures."""
     bad = corrupt_payloads(queries[0][0])
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = start_server(index, ckpt, port, args.threads, args.parts, args.max_batch, args.work / "server.log")
+    proc = start_server(index, ckpt, port, args.threads, args.parts, max_batch, args.work / log_name)
     try:
         fixed = queries[:: max(1, len(queries) // 5)][:5]
         before = fixed_answers(base, fixed)
@@ -212,7 +197,7 @@ def main() -> None:
     batches = info1["inference"]["batches"] - info0["batches"]
     images = info1["inference"]["images"] - info0["images"]
     consistent = same_answers(before, after)
-    result = {
+    return {
         "requests": len(lat), "errors": len(tally.errors) + int(not consistent) + int(not alive),
         "p50_ms": round(float(np.percentile(lat, 50)), 1), "p95_ms": round(float(np.percentile(lat, 95)), 1),
         "p99_ms": round(float(np.percentile(lat, 99)), 1), "throughput_rps": round(len(lat) / wall, 2),
@@ -220,21 +205,54 @@ def main() -> None:
         "corrupt_uploads": tally.corrupt_sent, "corrupt_refused_4xx": tally.corrupt_refused,
         "answers_unchanged_after_load": consistent, "server_alive_after_load": alive,
         "top1_same_vehicle": round(tally.correct_top1 / max(len(lat), 1), 3),
-        "mean_batch": round(images / max(batches, 1), 2), "server_threads": args.threads,
-        "max_batch": args.max_batch, "gallery_size": info1["gallery_size"],
-        "embedding_dim": info1["embedding_dim"], "parts": args.parts,
-        "model": f"pgan mobilenet_v2 160 px, {args.epochs} epochs of the synthetic CPU recipe",
-        "error_samples": tally.errors[:10], "cpu_count": os.cpu_count(),
+        "mean_batch": round(images / max(batches, 1), 2), "max_batch": max_batch,
+        "gallery_size": info1["gallery_size"], "embedding_dim": info1["embedding_dim"],
+        "error_samples": tally.errors[:10],
     }
+
+
+def _row(name: str, r: dict) -> str:
+    return (f"| {name} | {r['requests']} | {r['errors']} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | "
+            f"{r['throughput_rps']} | {r['mean_batch']} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--work", type=Path, default=ROOT / "data" / "serve-bench")
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--parts", default="proposals", help="part source for photos (FeatureExtractor parts=)")
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--requests", type=int, default=200, help="per client (corrupt uploads included)")
+    ap.add_argument("--corrupt-every", type=int, default=10)
+    ap.add_argument("--max-seconds", type=float, default=900, help="per server run")
+    ap.add_argument("--threads", type=int, default=1, help="the server's torch threads")
+    ap.add_argument("--max-batch", type=int, default=8)
+    ap.add_argument("--no-compare", action="store_true", help="skip the unbatched (--max-batch 1) run")
+    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "serve_load.json")
+    args = ap.parse_args()
+
+    data, ckpt, index = prepare(args.work, args.epochs, args.parts)
+    photos = sorted((data / "image_query").glob("*.jpg"))
+    queries = [(p.read_bytes(), int(p.name[:4])) for p in photos]
+    result = run_load(args, index, ckpt, queries, args.max_batch, "server.log")
+    result.update({"server_threads": args.threads, "parts": args.parts, "cpu_count": os.cpu_count(),
+                   "model": f"pgan mobilenet_v2 160 px, {args.epochs} epochs of the synthetic CPU recipe"})
+    rows = [_row(f"batched (max {args.max_batch})", result)]
+    if not args.no_compare:
+        single = run_load(args, index, ckpt, queries, 1, "server-unbatched.log")
+        result["unbatched"] = single
+        result["batching_speedup"] = round(result["throughput_rps"] / single["throughput_rps"], 2)
+        result["errors"] += single["errors"]
+        rows.append(_row("one at a time (max 1)", single))
     atomic_write_json(args.out, result)
-    print("| requests | errors | p50 ms | p95 ms | p99 ms | throughput (req/s) | mean batch |")
-    print("|---|---|---|---|---|---|---|")
-    print(f"| {result['requests']} | {result['errors']} | {result['p50_ms']} | {result['p95_ms']} | "
-          f"{result['p99_ms']} | {result['throughput_rps']} | {result['mean_batch']} |")
-    print(json.dumps({k: v for k, v in result.items() if k != "error_samples"}))
+    print("| server | requests | errors | p50 ms | p95 ms | p99 ms | throughput (req/s) | mean batch |")
+    print("|---|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
+    if "batching_speedup" in result:
+        print(f"batching: {result['batching_speedup']}x the throughput of one query at a time (same run)")
     print(f"wrote {args.out}")
     if result["errors"]:
-        raise SystemExit(f"{result['errors']} errors: {tally.errors[:3]}")
+        raise SystemExit(f"{result['errors']} errors: {result['error_samples'][:3]}")
 
 
 if __name__ == "__main__":
