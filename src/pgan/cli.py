@@ -137,6 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
     register_parts(sub)  # parts {train, eval, extract, convert, proposals, grid}
     register_serve(sub)  # serve (search service; issue 11)
 
+    from pgan.search_cli import register as register_search
+
+    register_search(sub)  # search, index {build, add, info}, export {onnx}
+
     bench = register_viz(sub)  # viz {ranks, attention}, analyze {attention}, bench {runtime}
     p = bench.add_parser("ablation", help="the paper's ablation tables: named grids x seeds, mean ± std")
     p.add_argument("--dataset", default="synth", help="'synth' (built-in CPU recipe) or a dataset name")

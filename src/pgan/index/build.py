@@ -99,19 +99,19 @@ def embed_into(store: GalleryIndex, entries: list[GalleryEntry], extractor: Feat
     return added, skipped
 
 
-def _extractor(checkpoint, extractor, parts, device, batch_size, runtime, onnx_path) -> FeatureExtractor:
+def _extractor(checkpoint, extractor, parts, device, batch_size, runtime, onnx_path, flip) -> FeatureExtractor:
     if extractor is not None:
         return extractor
     if checkpoint is None:
         raise PganError("a checkpoint (or an extractor) is needed to embed the gallery")
     return FeatureExtractor(checkpoint, parts=parts, device=device, batch_size=batch_size, runtime=runtime,
-                            onnx_path=onnx_path)
+                            onnx_path=onnx_path, flip=flip)
 
 
 def build_index(images: str | Path, out: str | Path, checkpoint: str | Path | None = None,
                 index_type: str = "auto", batch_size: int = 32, parts: str | Path | None = None,
                 device: str = "auto", runtime: str = "torch", onnx_path: str | Path | None = None,
-                params: dict | None = None, progress: bool = True,
+                params: dict | None = None, progress: bool = True, flip: bool = False,
                 extractor: FeatureExtractor | None = None) -> BuildReport:
     """Build (or resume building) the index ``out`` of the gallery ``images`` (a folder or a CSV)."""
     from pgan.engine.distributed import barrier, cleanup, env_dist_info, init_distributed
@@ -125,14 +125,14 @@ def build_index(images: str | Path, out: str | Path, checkpoint: str | Path | No
         _, dev = init_distributed(resolve_device(device, "--device"))
         device = str(dev)
     try:
-        fx = _extractor(checkpoint, extractor, parts, device, batch_size, runtime, onnx_path)
+        fx = _extractor(checkpoint, extractor, parts, device, batch_size, runtime, onnx_path, flip)
         kind = choose_index_type(len(entries)) if index_type == "auto" else index_type
         out = Path(out)
         t0 = time.perf_counter()
         if info.is_main:
             store = GalleryIndex.create(out, fx.embedding_dim, fx.model_fingerprint, fx.checkpoint, kind, params,
                                         source=str(Path(images).resolve()), parts=str(parts or "model's own"),
-                                        runtime=fx.runtime)
+                                        runtime=fx.runtime, flip=str(bool(fx.flip)))
             store.close()
         barrier()
         main = GalleryIndex.open(out, readonly=not info.is_main)
@@ -207,7 +207,8 @@ def add_to_index(index: str | Path, images: str | Path, checkpoint: str | Path |
     (:class:`pgan.errors.IndexMismatchError`)."""
     store = GalleryIndex.open(index, readonly=False)
     try:
-        fx = _extractor(checkpoint or store.checkpoint, extractor, parts, device, batch_size, runtime, onnx_path)
+        fx = _extractor(checkpoint or store.checkpoint, extractor, parts, device, batch_size, runtime, onnx_path,
+                        store.meta.get("flip") == "True")
         store.check_model(fx.model_fingerprint, fx.embedding_dim)
         entries = list_gallery(images)
         done = store.paths()

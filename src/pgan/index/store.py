@@ -139,6 +139,8 @@ class GalleryIndex:
             if idx.index_type != index_type:
                 raise PganError(f"{path} was built as {idx.index_type!r}, not {index_type!r}; "
                                 f"choose another --out or the same --index-type")
+            if "flip" in extra and idx.meta.get("flip", str(extra["flip"])) != str(extra["flip"]):
+                raise IndexMismatchError(f"{path} was built with flip={idx.meta['flip']}; resume it with the same")
             return idx
         new_faiss_index(dim, index_type, params)  # validate the factory string before writing anything
         path.mkdir(parents=True, exist_ok=True)

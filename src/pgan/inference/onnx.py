@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -84,7 +85,12 @@ def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = 17) -> Pat
     out = Path(out)
     tmp = out.with_name(f".{out.name}.export.tmp")
     try:
-        with torch.no_grad():
+        # The TorchScript exporter (dynamo=False) handles this graph as is; the new exporter is the default
+        # since torch 2.9 and warns about the old one. The tracer's warning is about the mask-shape check,
+        # a constant for a fixed input size.
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
             torch.onnx.export(net, args, str(tmp), input_names=names, output_names=["embedding"],
                               dynamic_axes=axes, opset_version=opset, dynamo=False)
         proto = onnx.load(str(tmp))
