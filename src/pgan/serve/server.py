@@ -11,10 +11,10 @@ import ipaddress
 import logging
 import sys
 from pathlib import Path
-from typing import Any
 
 from pgan.errors import PganError
 from pgan.index import GalleryIndex
+from pgan.index.search import extractor_for
 from pgan.inference import FeatureExtractor
 from pgan.serve.settings import ServeSettings
 
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 def load_service(index_path: str | Path, checkpoint: str | Path | None = None, parts: str | None = None,
-                 device: str = "auto", batch_size: int = 32) -> tuple[Any, Any]:
+                 device: str = "auto") -> tuple[GalleryIndex, FeatureExtractor]:
     """Open the gallery index and its model; ``checkpoint=None`` uses the one the index was built with.
 
     ``parts`` says where the part boxes of an uploaded photo come from (``"proposals"``,
@@ -44,8 +44,8 @@ def load_service(index_path: str | Path, checkpoint: str | Path | None = None, p
         raise PganError(f"checkpoint {ckpt} does not exist{hint}")
     if parts is None and meta.get("parts") not in (None, "", "None", "model's own"):
         parts = meta["parts"]  # the part source the gallery was embedded with
-    extractor = FeatureExtractor(ckpt, parts=parts, device=device, batch_size=batch_size)
-    index.check_model(extractor.model_fingerprint, extractor.embedding_dim)  # IndexMismatchError, one line
+    # The index's own settings (flip TTA), checked against it: IndexMismatchError, one line.
+    extractor = extractor_for(index, ckpt, parts=parts, device=device)
     return index, extractor
 
 
