@@ -169,6 +169,16 @@ def test_upload_over_byte_limits(gallery):
         assert "bytes" in _error(r, 413)
         r = client.post("/api/search", files={"image": ("q.png", b"x" * 200_000, "image/png")})
         assert "request body exceeds" in _error(r, 413)  # refused from Content-Length, before parsing
+        boundary = "b0undary"
+        def chunked():  # no Content-Length: counted while it arrives
+            yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"q.png\"\r\n"
+                   "Content-Type: image/png\r\n\r\n").encode()
+            for _ in range(100):
+                yield b"x" * 10_000
+            yield f"\r\n--{boundary}--\r\n".encode()
+        r = client.post("/api/search", content=chunked(),
+                        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        assert "request body exceeds" in _error(r, 413)
         r = client.post("/api/search", files={"image": ("q.png", _png(size=(200, 100)), "image/png")})
         assert "20000 pixels exceeds the limit of 10000" in _error(r, 413)
 

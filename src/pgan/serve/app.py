@@ -150,20 +150,33 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 class _BodyLimit:
-    """Refuse a request whose declared Content-Length exceeds ``limit`` before reading its body."""
+    """Refuse a request body over ``limit`` bytes: from its Content-Length before reading it, or, for a
+    chunked body, as soon as the bytes received pass the limit (nothing larger is spooled to disk)."""
 
     def __init__(self, app: Any, limit: int) -> None:
         self.app, self.limit = app, limit
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            length = dict(scope.get("headers") or []).get(b"content-length")
-            if length is not None and (not length.isdigit() or int(length) > self.limit):
-                response = JSONResponse({"error": f"request body exceeds the limit of {self.limit} bytes"},
-                                        status_code=413)
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        message = f"request body exceeds the limit of {self.limit} bytes"
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            await JSONResponse({"error": message}, status_code=413)(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> dict:
+            nonlocal received
+            msg = await receive()
+            if msg["type"] == "http.request":
+                received += len(msg.get("body", b""))
+                if received > self.limit:
+                    raise HTTPException(413, message)  # answered by the app's handler, as a 413
+            return msg
+
+        await self.app(scope, counted, send)
 
 
 def create_app(index: Any, extractor: Any, settings: ServeSettings | None = None) -> FastAPI:
