@@ -110,6 +110,13 @@ def _extractor(checkpoint, extractor, parts, device, batch_size, runtime, onnx_p
                             onnx_path=onnx_path, flip=flip)
 
 
+def _parts_setting(parts: str | Path | None) -> str:
+    """What the index records for ``parts=`` (searches reuse it): a name, or a file's absolute path."""
+    if parts is None:
+        return "model's own"
+    return str(Path(parts).resolve()) if Path(parts).is_file() else str(parts)
+
+
 def build_index(images: str | Path, out: str | Path, checkpoint: str | Path | None = None,
                 index_type: str = "auto", batch_size: int = 32, parts: str | Path | None = None,
                 device: str = "auto", runtime: str = "torch", onnx_path: str | Path | None = None,
@@ -133,7 +140,7 @@ def build_index(images: str | Path, out: str | Path, checkpoint: str | Path | No
         t0 = time.perf_counter()
         if info.is_main:
             store = GalleryIndex.create(out, fx.embedding_dim, fx.model_fingerprint, fx.checkpoint, kind, params,
-                                        source=str(Path(images).resolve()), parts=str(parts or "model's own"),
+                                        source=str(Path(images).resolve()), parts=_parts_setting(fx.parts_arg),
                                         runtime=fx.runtime, flip=str(bool(fx.flip)))
             store.close()
         barrier()
