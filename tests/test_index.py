@@ -65,6 +65,18 @@ def test_build_and_search_finds_each_gallery_image_first(gallery, tmp_path, extr
     with pytest.raises(KeyError):
         idx.image_path(999)
     assert first.to_dict()["path"] == first.path
+    assert info["parts"] == "proposals"
+
+
+def test_search_boxes_new_photos_as_the_build_did(gallery, tmp_path, extractor):
+    from pgan.index.search import search_images
+
+    build_index(gallery, tmp_path / "idx", extractor=extractor, progress=False)
+    photo = sorted(gallery.iterdir())[3]  # outside the model's dataset: proposals, as recorded at build
+    res = search_images(tmp_path / "idx", [photo], topk=2, device="cpu")[0]
+    assert res.hits[0].path == str(photo.resolve()) and res.hits[0].score == pytest.approx(1.0, abs=1e-5)
+    assert res.query_boxes and [[round(b.x1, 2), round(b.y1, 2), round(b.x2, 2), round(b.y2, 2)]
+                                for b in res.query_boxes] == res.hits[0].boxes
 
 
 def test_camera_filters_and_topk_beyond_the_gallery(gallery, tmp_path, extractor, caplog):

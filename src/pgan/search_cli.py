@@ -105,7 +105,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="index folder")
     p.add_argument("--index-type", default="auto",
                    help="faiss factory string: Flat (exact), HNSW32,Flat, IVF1024,PQ64, ...; auto: Flat up to "
-                        "200,000 images, HNSW32,Flat beyond")
+                        "100,000 images, HNSW32,Flat beyond")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--flip", action="store_true", help="flip test-time augmentation (searches use it too)")
     p.add_argument("--quiet", action="store_true")

@@ -36,9 +36,11 @@ from pgan.inference.images import decode
 
 log = logging.getLogger(__name__)
 
-AUTO_EXACT_MAX = 200_000
-"""``index_type="auto"``: exact search up to this many images (about 30 ms per query single-threaded at
-512-d, see docs/search_speed.json), HNSW beyond."""
+AUTO_EXACT_MAX = 100_000
+"""``index_type="auto"``: exact search up to this many images, HNSW beyond. Exact search costs linear
+time: 75 ms per single query at 200,000 x 512-d on one loaded thread here (docs/search_speed.json),
+so about 35 ms at this size, still interactive and with perfect recall; past it HNSW answers in
+well under a millisecond at recall@10 >= 0.99 for a graph that costs minutes to build."""
 
 
 def choose_index_type(n: int) -> str:
@@ -108,6 +110,13 @@ def _extractor(checkpoint, extractor, parts, device, batch_size, runtime, onnx_p
                             onnx_path=onnx_path, flip=flip)
 
 
+def _parts_setting(parts: str | Path | None) -> str:
+    """What the index records for ``parts=`` (searches reuse it): a name, or a file's absolute path."""
+    if parts is None:
+        return "model's own"
+    return str(Path(parts).resolve()) if Path(parts).is_file() else str(parts)
+
+
 def build_index(images: str | Path, out: str | Path, checkpoint: str | Path | None = None,
                 index_type: str = "auto", batch_size: int = 32, parts: str | Path | None = None,
                 device: str = "auto", runtime: str = "torch", onnx_path: str | Path | None = None,
@@ -131,7 +140,7 @@ def build_index(images: str | Path, out: str | Path, checkpoint: str | Path | No
         t0 = time.perf_counter()
         if info.is_main:
             store = GalleryIndex.create(out, fx.embedding_dim, fx.model_fingerprint, fx.checkpoint, kind, params,
-                                        source=str(Path(images).resolve()), parts=str(parts or "model's own"),
+                                        source=str(Path(images).resolve()), parts=_parts_setting(fx.parts_arg),
                                         runtime=fx.runtime, flip=str(bool(fx.flip)))
             store.close()
         barrier()

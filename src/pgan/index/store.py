@@ -107,6 +107,7 @@ class GalleryIndex:
         self.meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         self.params = json.loads(self.meta.get("params", "{}")) or dict(DEFAULT_PARAMS)
         self._faiss: faiss.Index | None = None
+        self._cameras: dict[int, int | None] | None = None  # id -> camera, loaded on the first filtered search
 
     # --- opening -----------------------------------------------------------------------------
     @classmethod
@@ -246,6 +247,7 @@ class GalleryIndex:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.shape != (len(items), self.dim):
             raise IndexMismatchError(f"expected {len(items)} x {self.dim} vectors, got {vectors.shape}")
+        self._cameras = None
         with self.conn:
             start = int(self.conn.execute("SELECT COALESCE(MAX(id), -1) FROM items").fetchone()[0]) + 1
             ids = list(range(start, start + len(items)))
@@ -329,7 +331,9 @@ class GalleryIndex:
         filtered = camera is not None or exclude_camera is not None
         allowed = None
         if filtered:
-            cams = dict(self.conn.execute("SELECT id, camera FROM items").fetchall())
+            if self._cameras is None:
+                self._cameras = dict(self.conn.execute("SELECT id, camera FROM items").fetchall())
+            cams = self._cameras
             allowed = {i for i, c in cams.items() if (camera is None or c == camera)
                        and (exclude_camera is None or c != exclude_camera)}
         want = min(topk, n if allowed is None else len(allowed))

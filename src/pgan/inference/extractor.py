@@ -67,6 +67,7 @@ class FeatureExtractor:
             self.input_size, self.feat_size = net.input_size, net.feat_size
             self._forward = net.run
             self._model = net
+        self.parts_arg = parts  # recorded by indexes, so their searches box new photos the same way
         self.parts = TestTimeParts(self.config, parts, str(device_t))
 
     @torch.no_grad()
