@@ -42,9 +42,7 @@ def load_service(index_path: str | Path, checkpoint: str | Path | None = None, p
     if not ckpt.is_file():
         hint = "" if checkpoint is not None else " (recorded in the index; pass --checkpoint)"
         raise PganError(f"checkpoint {ckpt} does not exist{hint}")
-    if parts is None and meta.get("parts") not in (None, "", "None", "model's own"):
-        parts = meta["parts"]  # the part source the gallery was embedded with
-    # The index's own settings (flip TTA), checked against it: IndexMismatchError, one line.
+    # The index's own settings (part source, flip TTA), checked against it: IndexMismatchError, one line.
     extractor = extractor_for(index, ckpt, parts=parts, device=device)
     return index, extractor
 
