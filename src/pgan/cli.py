@@ -136,9 +136,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     from pgan.engine.ablation import DEFAULT_GRIDS, GRIDS
     from pgan.parts.cli import register as register_parts
+    from pgan.serve.cli import register as register_serve
     from pgan.viz.cli import register as register_viz
 
     register_parts(sub)  # parts {train, eval, extract, convert, proposals, grid}
+    register_serve(sub)  # serve (search service; issue 11)
+
+    from pgan.search_cli import register as register_search
+
+    register_search(sub)  # search, index {build, add, info}, export {onnx}
 
     bench = register_viz(sub)  # viz {ranks, attention}, analyze {attention}, bench {runtime}
     p = bench.add_parser("ablation", help="the paper's ablation tables: named grids x seeds, mean ± std")

@@ -13,3 +13,12 @@ class PganError(Exception):
 def unknown_name(kind: str, name: str, valid: "list[str] | tuple[str, ...]") -> PganError:
     """The error for a registry miss: names the valid choices."""
     return PganError(f"unknown {kind} {name!r}; valid names: {', '.join(sorted(valid))}")
+
+
+class IndexMismatchError(PganError):
+    """A gallery index and a model (or query embeddings) that do not belong together:
+    the embedding size or the model fingerprint differs."""
+
+
+class NotAnImageError(PganError):
+    """An input that cannot be decoded as an image (corrupt, zero-byte, another file type)."""

@@ -11,7 +11,8 @@ from PIL import Image, ImageDraw
 
 from pgan.utils.atomic import atomic_open
 
-GREEN, RED, BLUE = (40, 170, 60), (210, 40, 40), (60, 90, 200)
+GREEN, RED, BLUE, GREY = (40, 170, 60), (210, 40, 40), (60, 90, 200), (150, 150, 150)
+BOX = (255, 200, 0)
 
 
 @dataclass
@@ -20,7 +21,9 @@ class RankRow:
     query_caption: str
     gallery_paths: list[Path]
     gallery_captions: list[str]
-    correct: list[bool]
+    correct: list[bool | None]  # None: unknown (grey frame), e.g. a query photo without an identity
+    query_boxes: list[list[float]] | None = None  # part boxes [x1, y1, x2, y2] in image pixels, drawn if given
+    gallery_boxes: list[list[list[float]]] | None = None
 
 
 def top_k_valid(q_feat: torch.Tensor, g_feats: torch.Tensor, q_pid: int, q_cam: int, g_pids: np.ndarray,
@@ -34,11 +37,15 @@ def top_k_valid(q_feat: torch.Tensor, g_feats: torch.Tensor, q_pid: int, q_cam: 
     return order[:k]
 
 
-def _tile(path: Path, size: int, frame: tuple[int, int, int], caption: str, border: int = 5) -> Image.Image:
+def _tile(path: Path, size: int, frame: tuple[int, int, int], caption: str, border: int = 5,
+          boxes: list[list[float]] | None = None) -> Image.Image:
     tile = Image.new("RGB", (size + 2 * border, size + 2 * border + 16), "white")
     with Image.open(path) as im:
+        sx, sy = size / im.width, size / im.height
         tile.paste(im.convert("RGB").resize((size, size)), (border, border))
     draw = ImageDraw.Draw(tile)
+    for x1, y1, x2, y2 in (b[:4] for b in boxes or []):
+        draw.rectangle([border + x1 * sx, border + y1 * sy, border + x2 * sx, border + y2 * sy], outline=BOX)
     draw.rectangle([0, 0, size + 2 * border - 1, size + 2 * border - 1], outline=frame, width=border)
     draw.text((border, size + 2 * border + 2), caption, fill=(0, 0, 0))
     return tile
@@ -52,9 +59,10 @@ def _save_png(canvas: Image.Image, out_path: str | Path) -> Path:
 
 
 def _row_tiles(row: RankRow, size: int, with_query: bool = True) -> list[Image.Image]:
-    tiles = [_tile(row.query_path, size, BLUE, row.query_caption)] if with_query else []
-    return tiles + [_tile(p, size, GREEN if ok else RED, c)
-                    for p, c, ok in zip(row.gallery_paths, row.gallery_captions, row.correct)]
+    tiles = [_tile(row.query_path, size, BLUE, row.query_caption, boxes=row.query_boxes)] if with_query else []
+    boxes = row.gallery_boxes or [None] * len(row.gallery_paths)
+    return tiles + [_tile(p, size, GREY if ok is None else GREEN if ok else RED, c, boxes=b)
+                    for p, c, ok, b in zip(row.gallery_paths, row.gallery_captions, row.correct, boxes)]
 
 
 def draw_rank_rows(rows: list[RankRow], out_path: str | Path, size: int = 112, title: str = "") -> Path:

@@ -1,0 +1,16 @@
+"""The gallery index: faiss vectors + SQLite metadata in one folder (:mod:`pgan.index.store`),
+built from a folder or CSV of images (:mod:`pgan.index.build`).
+
+Example::
+
+    build_index("data/demo-synth/image_test", "runs/gallery", checkpoint="runs/demo/pgan/last.pt")
+    index = GalleryIndex.open("runs/gallery")
+    hits = index.search(FeatureExtractor(index.checkpoint)(["query.jpg"]), topk=5)[0]
+"""
+
+from pgan.index.build import BuildReport, add_to_index, build_index, choose_index_type
+from pgan.index.gallery import GalleryEntry, list_gallery
+from pgan.index.store import GalleryIndex, GalleryItem, Hit
+
+__all__ = ["BuildReport", "GalleryEntry", "GalleryIndex", "GalleryItem", "Hit", "add_to_index", "build_index",
+           "choose_index_type", "list_gallery"]

@@ -1,0 +1,84 @@
+"""What a gallery is made of: the files of a folder, or the rows of a CSV, with what is known of each.
+
+* A folder: every file under it (recursively, hidden files excepted), sorted by
+  path. Files that are not images are not filtered here: the build tries each
+  and lists the unreadable ones in the index's log. Names in the VeRi-776 style
+  (``0002_c003_00030640_1.jpg``: vehicle 2, camera 3, timestamp ``00030640``)
+  give their vehicle id, camera and timestamp; other names give none.
+* A CSV (UTF-8, one header line): ``path`` (relative to the CSV's folder, or
+  absolute), and optionally ``camera`` (or ``camera_id``), ``vehicle_id`` and
+  ``timestamp``. The custom-dataset CSV of :mod:`pgan.data.datasets.custom_csv`
+  is accepted as is (its ``split`` column is ignored).
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from pgan.errors import PganError
+
+VERI_NAME = re.compile(r"^(\d+)_c(\d+)_(\d+)_\d+\.[A-Za-z]+$")
+
+
+@dataclass(frozen=True)
+class GalleryEntry:
+    path: Path  # absolute
+    camera: int | None = None
+    vehicle_id: int | None = None
+    timestamp: str | None = None
+
+
+def entry_from_name(path: Path) -> GalleryEntry:
+    """A gallery entry for ``path``, with the ids its VeRi-style name carries (if it has one)."""
+    m = VERI_NAME.match(path.name)
+    if m is None:
+        return GalleryEntry(path)
+    return GalleryEntry(path, camera=int(m.group(2)), vehicle_id=int(m.group(1)), timestamp=m.group(3))
+
+
+def _int_or_none(value: str | None, where: str) -> int | None:
+    if value is None or value.strip() == "":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise PganError(f"{where}: {value!r} is not an integer") from None
+
+
+def _from_csv(path: Path) -> list[GalleryEntry]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        if reader.fieldnames is None or "path" not in reader.fieldnames:
+            raise PganError(f"gallery CSV {path} needs a 'path' column (header: {reader.fieldnames})")
+        out = []
+        for line, row in enumerate(reader, start=2):
+            where = f"{path}:{line}"
+            p = Path(row["path"])
+            p = p if p.is_absolute() else path.parent / p
+            cam = row.get("camera") if row.get("camera") not in (None, "") else row.get("camera_id")
+            out.append(GalleryEntry(p.resolve(), _int_or_none(cam, where),
+                                    _int_or_none(row.get("vehicle_id"), where), row.get("timestamp") or None))
+    return out
+
+
+def list_gallery(source: str | Path) -> list[GalleryEntry]:
+    """The gallery of a folder or a CSV file (see the module docstring); PganError if it is empty."""
+    source = Path(source)
+    if source.is_file() and source.suffix.lower() == ".csv":
+        entries = _from_csv(source)
+    elif source.is_dir():
+        files = sorted(p for p in source.rglob("*") if p.is_file()
+                       and not any(part.startswith(".") for part in p.relative_to(source).parts))
+        entries = [entry_from_name(p.resolve()) for p in files]
+    elif source.exists():
+        raise PganError(f"gallery {source} must be a folder of images or a .csv file")
+    else:
+        raise PganError(f"gallery {source} does not exist")
+    if not entries:
+        raise PganError(f"gallery {source} holds no files")
+    seen: set[Path] = set()
+    unique = [e for e in entries if not (e.path in seen or seen.add(e.path))]
+    return unique

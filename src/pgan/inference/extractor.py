@@ -1,0 +1,111 @@
+"""``FeatureExtractor``: images in, L2-normalised retrieval embeddings out, the whole test-time path.
+
+Example::
+
+    fx = FeatureExtractor("runs/demo/pgan/last.pt")
+    emb = fx(["a.jpg", "b.jpg"])                  # (2, 512) float32, rows of unit length
+    emb, boxes = fx.extract_with_parts(["a.jpg"])  # and the part boxes used, in image pixels
+
+For each batch: decode (:mod:`pgan.inference.images`), part boxes -> top-D ->
+masks (:mod:`pgan.inference.parts`), the network's ``F_fb`` (PyTorch, or an ONNX
+export with ``runtime="onnx"``), optional flip test-time augmentation (the
+embedding of the image plus that of its mirror, as ``pgan eval`` with
+``run.flip_test=true``), L2 normalisation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pgan.errors import PganError
+from pgan.inference.images import ImageInput, decode, network_input
+from pgan.inference.model import load_model
+from pgan.inference.parts import TestTimeParts, box_lists
+from pgan.parts.boxfile import PartBox
+from pgan.utils.device import resolve_device
+
+RUNTIMES = ("torch", "onnx")
+
+
+class FeatureExtractor:
+    """Embeddings of images for a trained checkpoint (or, with ``runtime="onnx"``, its ONNX export).
+
+    ``checkpoint``: a ``pgan train`` checkpoint; with ``runtime="onnx"`` an ``.onnx`` file written by
+    :func:`pgan.inference.export_onnx` (its metadata carries the config), or a checkpoint whose
+    export is given as ``onnx_path``. ``parts``: see :mod:`pgan.inference.parts`.
+    """
+
+    def __init__(self, checkpoint: str | Path, parts: str | Path | None = None, device: str = "auto",
+                 batch_size: int = 32, flip: bool = False, runtime: str = "torch",
+                 onnx_path: str | Path | None = None) -> None:
+        if runtime not in RUNTIMES:
+            raise PganError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+        if batch_size < 1:
+            raise PganError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = batch_size
+        self.flip = flip
+        self.runtime = runtime
+        device_t = resolve_device(device, "device")
+        if runtime == "torch":
+            model = load_model(checkpoint, str(device_t))
+            self.config, self.checkpoint = model.config, model.checkpoint
+            self.model_fingerprint, self.embedding_dim = model.fingerprint, model.embedding_dim
+            self.input_size, self.feat_size = model.input_size, model.feat_size
+            self._forward = self._torch_forward
+            self._model = model
+        else:
+            from pgan.inference.onnx import OnnxNetwork
+
+            onnx_file = Path(onnx_path) if onnx_path is not None else Path(checkpoint)
+            net = OnnxNetwork(onnx_file)
+            self.config, self.checkpoint = net.config, net.checkpoint
+            self.model_fingerprint, self.embedding_dim = net.fingerprint, net.embedding_dim
+            self.input_size, self.feat_size = net.input_size, net.feat_size
+            self._forward = net.run
+            self._model = net
+        self.parts_arg = parts  # recorded by indexes, so their searches box new photos the same way
+        self.parts = TestTimeParts(self.config, parts, str(device_t))
+
+    @torch.no_grad()
+    def _torch_forward(self, images: np.ndarray, masks: np.ndarray | None) -> np.ndarray:
+        dev = self._model.device
+        m = torch.from_numpy(masks).to(dev) if masks is not None and self._model.needs_masks else None
+        return self._model.network(torch.from_numpy(images).to(dev), m).embedding.float().cpu().numpy()
+
+    def _embed(self, images: np.ndarray, masks: np.ndarray | None) -> np.ndarray:
+        emb = self._forward(images, masks).astype(np.float32)
+        if self.flip:
+            fm = np.ascontiguousarray(masks[..., ::-1]) if masks is not None else None
+            emb = emb + self._forward(np.ascontiguousarray(images[..., ::-1]), fm).astype(np.float32)
+        norm = np.linalg.norm(emb, axis=1, keepdims=True)
+        return (emb / np.maximum(norm, 1e-12)).astype(np.float32)
+
+    def prepare(self, images: Sequence[ImageInput]) -> tuple[np.ndarray, np.ndarray | None, list[list[PartBox]]]:
+        """Network inputs of a batch: ``(N, 3, H, W)`` images, ``(N, D, h, w)`` masks (or None), boxes."""
+        decoded = [decode(im) for im in images]
+        parts = self.parts.boxes(decoded)
+        x = torch.stack([network_input(d, self.input_size) for d in decoded]).numpy()
+        return x, self.parts.masks(parts, self.feat_size), box_lists(parts)
+
+    def extract_with_parts(self, images: Sequence[ImageInput] | ImageInput
+                           ) -> tuple[np.ndarray, list[list[PartBox]]]:
+        """``(N, d)`` float32 L2-normalised embeddings and the part boxes used for each image."""
+        if isinstance(images, (np.ndarray, torch.Tensor)):
+            images = [images] if images.ndim == 3 else list(images)
+        elif isinstance(images, (str, Path)) or not isinstance(images, Sequence):
+            images = [images]  # type: ignore[list-item]
+        feats, boxes = [], []
+        for i in range(0, len(images), self.batch_size):
+            x, m, b = self.prepare(images[i:i + self.batch_size])
+            feats.append(self._embed(x, m))
+            boxes.extend(b)
+        if not feats:
+            return np.zeros((0, self.embedding_dim), np.float32), []
+        return np.concatenate(feats), boxes
+
+    def __call__(self, images: Sequence[ImageInput] | ImageInput) -> np.ndarray:
+        return self.extract_with_parts(images)[0]

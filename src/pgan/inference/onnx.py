@@ -1,0 +1,194 @@
+"""ONNX export of the test-time network (images, masks -> F_fb) and an onnxruntime runner.
+
+The exported graph has a dynamic batch axis; its inputs are ``images``
+``(N, 3, H, W)`` float32 (normalised) and, for variants that take part masks,
+``masks`` ``(N, D, h, w)`` float32; its output is ``embedding`` ``(N, d)``, before
+L2 normalisation. The file's metadata carries the training config, the model
+fingerprint and the feature size, so ``FeatureExtractor("model.onnx",
+runtime="onnx")`` needs nothing else.
+
+``quantize_int8`` writes onnxruntime's static int8 quantisation (QDQ format, per
+channel) calibrated on real images through the same preprocessing; its
+fingerprint is the float model's with ``-int8`` appended, since its embeddings
+differ (a gallery must be indexed and searched with the same one).
+
+Example::
+
+    export_onnx("runs/demo/pgan/last.pt", "pgan.onnx")
+    quantize_int8("pgan.onnx", "pgan-int8.onnx", calibration=["a.jpg", "b.jpg", ...])
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pgan.errors import IndexMismatchError, PganError
+from pgan.inference.model import TrainedModel, config_from_dict, load_model
+from pgan.utils.atomic import atomic_open
+
+log = logging.getLogger(__name__)
+
+
+class _TestTimeNet(torch.nn.Module):
+    def __init__(self, model: TrainedModel) -> None:
+        super().__init__()
+        self.net = model.network
+        self.needs_masks = model.needs_masks
+
+    def forward(self, images: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(images, masks if self.needs_masks else None).embedding
+
+
+def _metadata(model: TrainedModel, precision: str) -> dict[str, str]:
+    fp = model.fingerprint if precision == "fp32" else f"{model.fingerprint}-{precision}"
+    return {"pgan_config": json.dumps(model.config.to_dict()), "pgan_fingerprint": fp,
+            "pgan_embedding_dim": str(model.embedding_dim), "pgan_feat_size": json.dumps(list(model.feat_size)),
+            "pgan_checkpoint": str(model.checkpoint), "pgan_precision": precision}
+
+
+def _set_metadata(proto, meta: dict[str, str]) -> None:
+    del proto.metadata_props[:]
+    for k, v in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = k, v
+
+
+def _save(proto, out: Path) -> Path:
+    with atomic_open(out, "wb") as fh:
+        fh.write(proto.SerializeToString())
+    return out
+
+
+def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = 17) -> Path:
+    """Export the test-time network of ``checkpoint`` to ``out`` (written atomically)."""
+    import onnx
+
+    model = load_model(checkpoint, "cpu")
+    net = _TestTimeNet(model).eval()
+    h, w = model.input_size
+    fh, fw = model.feat_size
+    images = torch.zeros(2, 3, h, w)
+    args: tuple = (images,)
+    names = ["images"]
+    axes = {"images": {0: "batch"}, "embedding": {0: "batch"}}
+    if model.needs_masks:
+        args = (images, torch.ones(2, model.config.data.num_parts, fh, fw))
+        names.append("masks")
+        axes["masks"] = {0: "batch"}
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.export.tmp")
+    try:
+        # The TorchScript exporter (dynamo=False) handles this graph as is; the new exporter is the default
+        # since torch 2.9 and warns about the old one. The tracer's warning is about the mask-shape check,
+        # a constant for a fixed input size.
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            torch.onnx.export(net, args, str(tmp), input_names=names, output_names=["embedding"],
+                              dynamic_axes=axes, opset_version=opset, dynamo=False)
+        proto = onnx.load(str(tmp))
+    finally:
+        tmp.unlink(missing_ok=True)
+    _set_metadata(proto, _metadata(model, "fp32"))
+    return _save(proto, out)
+
+
+class OnnxNetwork:
+    """An onnxruntime session over a pgan export; ``run(images, masks) -> (N, d)`` (not normalised)."""
+
+    def __init__(self, path: str | Path, threads: int = 0) -> None:
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise PganError(f"ONNX model {path} does not exist")
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.intra_op_num_threads = threads  # 0: onnxruntime's default (one per core)
+        opts.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own types for a foreign or corrupt file
+            raise PganError(f"cannot load ONNX model {path}: {str(exc).splitlines()[0]}") from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if "pgan_fingerprint" not in meta:
+            raise PganError(f"{path} is not a pgan export (no pgan metadata; write it with 'pgan export onnx')")
+        self.path = path
+        self.config = config_from_dict(json.loads(meta["pgan_config"]), str(path))
+        self.fingerprint = meta["pgan_fingerprint"]
+        self.embedding_dim = int(meta["pgan_embedding_dim"])
+        self.feat_size = tuple(json.loads(meta["pgan_feat_size"]))
+        self.checkpoint = Path(meta["pgan_checkpoint"])
+        self.precision = meta.get("pgan_precision", "fp32")
+        self.input_size = (int(self.config.data.input_size[0]), int(self.config.data.input_size[1]))
+        self.input_names = [i.name for i in self.session.get_inputs()]
+
+    def check_matches(self, fingerprint: str) -> None:
+        """:class:`IndexMismatchError` unless this export was made from the model with ``fingerprint``."""
+        if self.fingerprint.removesuffix("-int8") != fingerprint:
+            raise IndexMismatchError(f"ONNX model {self.path} was exported from another model "
+                                     f"(fingerprint {self.fingerprint}, expected {fingerprint})")
+
+    def run(self, images: np.ndarray, masks: np.ndarray | None) -> np.ndarray:
+        feeds = {"images": np.ascontiguousarray(images, dtype=np.float32)}
+        if "masks" in self.input_names:
+            if masks is None:
+                raise PganError(f"{self.path} needs part masks")
+            feeds["masks"] = np.ascontiguousarray(masks, dtype=np.float32)
+        return self.session.run(["embedding"], feeds)[0]
+
+
+class _Calibration:
+    """onnxruntime's CalibrationDataReader protocol over prepared batches."""
+
+    def __init__(self, batches: list[dict[str, np.ndarray]]) -> None:
+        self.batches = iter(batches)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self.batches, None)
+
+
+def quantize_int8(onnx_path: str | Path, out: str | Path, calibration: Sequence, parts: str | Path | None = None,
+                  batch_size: int = 16) -> Path:
+    """Static int8 quantisation of an fp32 export, calibrated on ``calibration`` images (paths or arrays)."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from pgan.inference.extractor import FeatureExtractor
+
+    if not calibration:
+        raise PganError("int8 quantisation needs calibration images; none were given")
+    fx = FeatureExtractor(onnx_path, parts=parts, runtime="onnx", device="cpu", batch_size=batch_size)
+    names = fx._model.input_names
+    batches = []
+    for i in range(0, len(calibration), batch_size):
+        x, m, _ = fx.prepare(calibration[i:i + batch_size])
+        feed = {"images": x}
+        if "masks" in names:
+            feed["masks"] = m
+        batches.append(feed)
+    out = Path(out)
+    pre = out.with_name(f".{out.name}.pre.tmp")
+    raw = out.with_name(f".{out.name}.q.tmp")
+    try:
+        quant_pre_process(str(onnx_path), str(pre), skip_symbolic_shape=True)
+        quantize_static(str(pre), str(raw), _Calibration(batches), quant_format=QuantFormat.QDQ,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+                        calibrate_method=CalibrationMethod.MinMax)
+        proto = onnx.load(str(raw))
+    finally:
+        pre.unlink(missing_ok=True)
+        raw.unlink(missing_ok=True)
+    meta = {p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}
+    meta["pgan_fingerprint"] = meta["pgan_fingerprint"] + "-int8"
+    meta["pgan_precision"] = "int8"
+    _set_metadata(proto, meta)
+    return _save(proto, out)

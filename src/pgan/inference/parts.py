@@ -1,0 +1,137 @@
+"""The test-time part pipeline for a new image: part boxes -> top-D -> masks at feature resolution.
+
+The part source must be the one the model was trained with (``cfg.data.part_source``):
+
+* an image that belongs to the training dataset (its path lies under
+  ``cfg.data.root`` and the dataset's part file lists it) gets the boxes of that
+  file, exactly what ``pgan eval`` uses;
+* otherwise the boxes are computed: ``proposals`` and ``grid`` models compute
+  them with the same method; a ``detector`` or ``file`` model needs ``parts=``
+  to say where boxes of a brand-new photo come from.
+
+``parts`` (the ``FeatureExtractor`` argument) overrides the source for images the
+part file does not list: ``"proposals"``, ``"grid"``, a part-detector checkpoint
+(``*.pt``, from ``pgan parts train``) or a part-box file (``*.jsonl``, keyed by path
+relative to the dataset root, or by absolute path).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from pgan.config import Config
+from pgan.errors import PganError
+from pgan.inference.images import DecodedImage
+from pgan.models.network import VARIANTS
+from pgan.parts.boxfile import ImageParts, PartBox, read_part_file
+from pgan.parts.masks import boxes_to_masks
+from pgan.parts.selection import select_top_d
+from pgan.parts.sources import grid_boxes
+
+log = logging.getLogger(__name__)
+
+
+def _detector_fn(checkpoint: Path, d: int, device: str):
+    from pgan.parts.detector import load_detector
+    from pgan.parts.extract import detector_boxes_fn
+
+    model, dcfg, _ = load_detector(checkpoint, device)
+    return detector_boxes_fn(model, dcfg.classes, d, nms=0.45, min_score=0.05)
+
+
+class TestTimeParts:
+    """Part boxes and masks for decoded images, following the model's training part source."""
+
+    __test__ = False  # not a pytest class
+
+    def __init__(self, config: Config, parts: str | Path | None = None, device: str = "cpu") -> None:
+        spec = VARIANTS[config.model.variant]
+        self.d = int(config.data.num_parts)
+        self.kind = "none" if not spec.uses_parts else ("grid" if spec.grid else "boxes")
+        self.source = config.data.part_source
+        self.root = Path(config.data.root).resolve()
+        self.lookup: dict[str, ImageParts] = {}
+        self.part_file: Path | None = None
+        self.compute = None  # a pgan.parts.extract.BoxesFn for images the part file lacks
+        self.compute_name: str | None = None
+        if self.kind != "boxes":
+            return
+        if self.source in ("file", "detector", "proposals"):
+            self.part_file = Path(config.data.part_file or Path(config.data.root) / "parts_gt.jsonl")
+            if self.part_file.is_file():
+                self.lookup = read_part_file(self.part_file)
+            else:
+                log.info("part file %s of the model's dataset is absent; boxes will be computed", self.part_file)
+        name = str(parts) if parts is not None else (self.source if self.source in ("proposals", "grid")
+                                                      else None)
+        if name == "proposals":
+            from pgan.parts.proposals import proposal_boxes_fn
+
+            self.compute, self.compute_name = proposal_boxes_fn(), "proposals"
+        elif name == "grid":
+            self.compute = lambda ims: [grid_boxes(int(im.shape[-1]), int(im.shape[-2]), self.d) for im in ims]
+            self.compute_name = "grid"
+        elif name is not None:
+            path = Path(name)
+            if not path.is_file():
+                raise PganError(f"parts={name!r}: expected 'proposals', 'grid', a part-detector checkpoint "
+                                f"or a part-box file, and no such file exists")
+            if path.suffix in (".pt", ".pth"):
+                self.compute, self.compute_name = _detector_fn(path, self.d, device), f"detector {path}"
+            else:
+                extra = read_part_file(path)
+                self.lookup = {**self.lookup, **extra}
+                self.compute_name = None
+
+    def _key(self, path: Path | None) -> str | None:
+        if path is None:
+            return None
+        p = path.resolve()
+        try:
+            return p.relative_to(self.root).as_posix()
+        except ValueError:
+            return p.as_posix()
+
+    def boxes(self, images: list[DecodedImage]) -> list[ImageParts]:
+        """The top-D boxes of each image (original pixels) and the size they refer to."""
+        if self.kind == "none":
+            return [ImageParts("", im.width, im.height, []) for im in images]
+        if self.kind == "grid":
+            return [ImageParts("", im.width, im.height, grid_boxes(im.width, im.height, self.d)) for im in images]
+        out: list[ImageParts | None] = []
+        todo: list[int] = []
+        for i, im in enumerate(images):
+            key = self._key(im.path)
+            item = self.lookup.get(key) if key is not None else None
+            if item is None and im.path is not None:
+                item = self.lookup.get(im.path.resolve().as_posix())
+            if item is not None:
+                out.append(ImageParts(item.image, item.width, item.height, select_top_d(item.boxes, self.d)))
+            else:
+                out.append(None)
+                todo.append(i)
+        if todo:
+            if self.compute is None:
+                where = images[todo[0]].path or "an in-memory image"
+                raise PganError(
+                    f"no part boxes for {where}: the model was trained on part source {self.source!r} "
+                    f"({self.part_file or 'no part file'}), which does not list it; pass parts='proposals', "
+                    f"parts=<part-detector checkpoint> or parts=<part-box file>")
+            found = self.compute([images[i].chw_uint8() for i in todo])
+            for i, boxes in zip(todo, found):
+                out[i] = ImageParts("", images[i].width, images[i].height, select_top_d(list(boxes), self.d))
+        return out  # type: ignore[return-value]
+
+    def masks(self, parts: list[ImageParts], feat_size: tuple[int, int]) -> np.ndarray | None:
+        """``(N, D, h, w)`` float32 masks (None when the network takes no masks)."""
+        if self.kind != "boxes":
+            return None
+        fh, fw = feat_size
+        return np.stack([boxes_to_masks(p.boxes, p.width, p.height, fh, fw, self.d) for p in parts])
+
+
+def box_lists(parts: list[ImageParts]) -> list[list[PartBox]]:
+    return [list(p.boxes) for p in parts]

@@ -1,0 +1,147 @@
+"""The ``search``, ``index`` and ``export`` subcommands of ``pgan`` (thin argparse over
+:mod:`pgan.inference` and :mod:`pgan.index`).
+
+``pgan.cli`` calls :func:`register` with its subparsers object. faiss and
+onnxruntime are imported by the commands that need them, not when the parser is built.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+from pgan.errors import PganError
+
+log = logging.getLogger(__name__)
+
+
+def _cmd_index_build(args: argparse.Namespace) -> int:
+    from pgan.engine.distributed import env_dist_info
+    from pgan.index import build_index
+
+    report = build_index(args.images, args.out, args.checkpoint, index_type=args.index_type,
+                         batch_size=args.batch_size, parts=args.parts, device=args.device, runtime=args.runtime,
+                         onnx_path=args.onnx, flip=args.flip, progress=not args.quiet)
+    if env_dist_info().is_main:  # under torchrun rank 0 holds the merged report
+        print(json.dumps(report.to_dict()))
+    return 0
+
+
+def _cmd_index_add(args: argparse.Namespace) -> int:
+    from pgan.index import add_to_index
+
+    report = add_to_index(args.index, args.images, args.checkpoint, batch_size=args.batch_size, parts=args.parts,
+                          device=args.device, runtime=args.runtime, onnx_path=args.onnx, progress=not args.quiet)
+    print(json.dumps(report.to_dict()))
+    return 0
+
+
+def _cmd_index_info(args: argparse.Namespace) -> int:
+    from pgan.index import GalleryIndex
+
+    with GalleryIndex.open(args.index) as idx:
+        info = idx.info()
+        if args.skipped:
+            info["skipped_files"] = [{"path": p, "reason": r} for p, r in idx.skipped()]
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from pgan.index import GalleryIndex
+    from pgan.index.search import draw_results, extractor_for, search_images
+
+    with GalleryIndex.open(args.index) as idx:
+        fx = extractor_for(idx, args.checkpoint, args.parts, args.device, args.runtime, args.onnx)
+        results = search_images(idx, args.photos, args.topk, camera=args.camera,
+                                exclude_camera=args.exclude_camera, extractor=fx)
+    for r in results:
+        for line in r.json_lines():
+            print(json.dumps(line))
+    if args.figure:
+        log.info("wrote %s", draw_results(results, args.figure))  # stderr: stdout stays JSON lines
+    return 0
+
+
+def _cmd_export_onnx(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pgan.inference.onnx import export_onnx, quantize_int8
+
+    out = export_onnx(args.checkpoint, args.out)
+    written = {"fp32": str(out)}
+    if args.int8:
+        if not args.calibration:
+            raise PganError("--int8 needs --calibration DIR|CSV (training images to calibrate on)")
+        from pgan.index.gallery import list_gallery
+
+        entries = list_gallery(args.calibration)
+        entries = entries[:: max(1, len(entries) // args.calibration_size)][: args.calibration_size]
+        q = Path(args.int8_out) if args.int8_out else out.with_name(f"{out.stem}-int8.onnx")
+        written["int8"] = str(quantize_int8(out, q, [e.path for e in entries], parts=args.parts))
+    print(json.dumps(written))
+    return 0
+
+
+def _model_args(p: argparse.ArgumentParser, checkpoint_required: bool) -> None:
+    p.add_argument("--checkpoint", required=checkpoint_required,
+                   help="pgan train checkpoint" + ("" if checkpoint_required else " (default: the index's)"))
+    p.add_argument("--parts", help="part boxes for images the model's part file lacks: 'proposals', 'grid', "
+                                   "a part-detector checkpoint or a part-box file")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    p.add_argument("--runtime", default="torch", choices=["torch", "onnx"])
+    p.add_argument("--onnx", help="the ONNX export to run with --runtime onnx")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``search``, ``index {build, add, info}`` and ``export {onnx}`` to ``pgan``'s subcommands."""
+    index = sub.add_parser("index", help="gallery index: build | add | info").add_subparsers(
+        dest="index_command", required=True, metavar="ACTION")
+    p = index.add_parser("build", help="embed a folder or CSV of images into a faiss + SQLite index "
+                                       "(resumable; torchrun shards it)")
+    _model_args(p, True)
+    p.add_argument("--images", required=True, help="folder of images or CSV (path[,camera,vehicle_id,timestamp])")
+    p.add_argument("--out", required=True, help="index folder")
+    p.add_argument("--index-type", default="auto",
+                   help="faiss factory string: Flat (exact), HNSW32,Flat, IVF1024,PQ64, ...; auto: Flat up to "
+                        "100,000 images, HNSW32,Flat beyond")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--flip", action="store_true", help="flip test-time augmentation (searches use it too)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_index_build)
+
+    p = index.add_parser("add", help="add the images of a folder or CSV to an index (same model only)")
+    _model_args(p, False)
+    p.add_argument("--index", required=True)
+    p.add_argument("--images", required=True)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_index_add)
+
+    p = index.add_parser("info", help="what an index holds (JSON)")
+    p.add_argument("--index", required=True)
+    p.add_argument("--skipped", action="store_true", help="list the files the build skipped, with the reason")
+    p.set_defaults(func=_cmd_index_info)
+
+    p = sub.add_parser("search", help="top-k gallery matches of query photos (JSON lines)")
+    p.add_argument("--index", required=True)
+    p.add_argument("photos", nargs="+")
+    p.add_argument("--topk", type=int, default=20)
+    p.add_argument("--camera", type=int, help="only matches from this camera")
+    p.add_argument("--exclude-camera", type=int, help="no matches from this camera (e.g. the query's)")
+    p.add_argument("--figure", help="PNG: each query and its top-k with part boxes")
+    _model_args(p, False)
+    p.set_defaults(func=_cmd_search)
+
+    export = sub.add_parser("export", help="export a trained model").add_subparsers(
+        dest="export_command", required=True, metavar="FORMAT")
+    p = export.add_parser("onnx", help="the test-time network (images, masks -> F_fb), dynamic batch axis")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--out", required=True, help="the fp32 model (.onnx)")
+    p.add_argument("--int8", action="store_true", help="also write a static int8 model (onnxruntime)")
+    p.add_argument("--int8-out", help="where the int8 model goes (default: <out stem>-int8.onnx)")
+    p.add_argument("--calibration", help="folder or CSV of training images to calibrate int8 on")
+    p.add_argument("--calibration-size", type=int, default=64, help="images used for calibration")
+    p.add_argument("--parts", help="part boxes for calibration images the model's part file lacks")
+    p.set_defaults(func=_cmd_export_onnx)

@@ -1,0 +1,288 @@
+"""The FastAPI application: ``create_app(index, extractor, settings)``.
+
+Routes (``/docs`` shows them with their schemas):
+
+* ``POST /api/search``: multipart form, the photo in ``image`` (or a gallery ``image_id``),
+  ``topk`` and an optional ``camera`` filter -> ``{"query": ..., "results": [...]}``;
+* ``GET /api/images/{id}[?size=N]``: a gallery image, or a JPEG thumbnail whose longer side is N;
+* ``GET /api/health``, ``GET /api/info``;
+* ``GET /``: the search page (plain HTML/CSS/JS from ``pgan/serve/static``).
+
+Every error is a 4xx with a one-line JSON body ``{"error": "..."}``. Image ids are integers
+looked up in the index, never paths. The model runs on one thread (:class:`InferenceWorker`);
+decoding runs in at most two worker threads; the event loop only waits.
+
+Example::
+
+    app = create_app(GalleryIndex.open("runs/index"), FeatureExtractor("runs/demo/pgan/last.pt"))
+    uvicorn.run(app, host="127.0.0.1", port=8000)
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+import time
+from collections import OrderedDict
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import anyio
+from fastapi import APIRouter, Depends, FastAPI, File, Form, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
+from PIL import Image
+from starlette.exceptions import HTTPException
+
+from pgan import __version__
+from pgan.errors import PganError
+from pgan.serve.schemas import Box, Error, Health, Info, Query, Result, SearchResponse, box_json
+from pgan.serve.settings import ServeSettings
+from pgan.serve.uploads import BadImage, decode_upload, image_size, load_gallery_image, thumbnail_jpeg
+from pgan.serve.worker import InferenceWorker
+
+log = logging.getLogger(__name__)
+
+_ID = re.compile(r"[0-9]{1,18}")
+_ERRORS = {400: {"model": Error}, 401: {"model": Error}, 404: {"model": Error}, 413: {"model": Error},
+           422: {"model": Error}}
+
+
+class _State:
+    """What the routes share: the index, the worker, small caches."""
+
+    def __init__(self, index: Any, extractor: Any, settings: ServeSettings) -> None:
+        self.index, self.extractor, self.settings = index, extractor, settings
+        self.gallery_size = len(index)  # the index is read-only while it is served
+        self.worker = InferenceWorker(extractor, settings.max_batch)
+        self.decode_limiter: anyio.CapacityLimiter | None = None
+        self.sizes: dict[int, tuple[int, int] | None] = {}
+        self.thumbs: OrderedDict[tuple[int, int], bytes] = OrderedDict()
+
+    async def decode(self, fn, *args) -> Any:
+        return await anyio.to_thread.run_sync(fn, *args, limiter=self.decode_limiter)
+
+    async def gallery_path(self, image_id: int) -> Path:
+        try:
+            path = Path(await self.worker.run(self.index.image_path, image_id))
+        except KeyError:
+            raise HTTPException(404, f"image id {image_id} is not in the gallery") from None
+        if not path.is_file():
+            raise HTTPException(404, f"image id {image_id}: its file is missing on the server")
+        return path
+
+    def size_of(self, image_id: int, path: Path) -> tuple[int, int] | None:
+        if image_id not in self.sizes:
+            try:
+                self.sizes[image_id] = image_size(path)
+            except (OSError, ValueError):
+                self.sizes[image_id] = None
+        return self.sizes[image_id]
+
+
+def parse_image_id(raw: str, field: str = "image_id") -> int:
+    """A gallery image id: decimal digits only, so ``../../etc/passwd`` never reaches the file system."""
+    raw = raw.strip()
+    if not _ID.fullmatch(raw):
+        shown = raw if len(raw) <= 40 else raw[:40] + "..."
+        raise HTTPException(422, f"{field} must be a non-negative integer id from the index, got {shown!r}")
+    return int(raw)
+
+
+def _parse_int(raw: str | None, field: str, lo: int, hi: int, default: int | None) -> int | None:
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise HTTPException(422, f"{field} must be an integer, got {raw[:40]!r}") from None
+    if not lo <= value <= hi:
+        raise HTTPException(422, f"{field} must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def _hit_json(hit: Any, size: tuple[int, int] | None) -> Result:
+    d = hit.to_dict() if hasattr(hit, "to_dict") else dict(hit)
+    path = d.pop("path", None)
+    w, h = size if size else (None, None)
+    return Result(rank=d["rank"], score=float(d["score"]), image_id=int(d["image_id"]),
+                  name=Path(str(path)).name if path else str(d["image_id"]), camera=d.get("camera"),
+                  vehicle_id=d.get("vehicle_id"), timestamp=d.get("timestamp"), width=w, height=h,
+                  boxes=[Box(**box_json(b)) for b in d.get("boxes") or []])
+
+
+def _one_line(message: Any) -> str:
+    return " ".join(str(message).split()) or "error"
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    def error(status: int, message: Any, headers: dict | None = None) -> JSONResponse:
+        return JSONResponse({"error": _one_line(message)}, status_code=status, headers=headers)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        return error(exc.status_code, exc.detail, getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header")]
+        msg = first.get("msg", "invalid request")
+        return error(422, f"{'.'.join(loc)}: {msg}" if loc else msg)
+
+    @app.exception_handler(BadImage)
+    async def bad_image(_: Request, exc: BadImage) -> JSONResponse:
+        return error(exc.status, exc)
+
+    @app.exception_handler(PganError)
+    async def user_error(_: Request, exc: PganError) -> JSONResponse:
+        return error(400, exc)
+
+    @app.exception_handler(Exception)
+    async def bug(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("internal error")
+        return error(500, f"internal error ({type(exc).__name__}); see the server log")
+
+
+class _BodyLimit:
+    """Refuse a request body over ``limit`` bytes: from its Content-Length before reading it, or, for a
+    chunked body, as soon as the bytes received pass the limit (nothing larger is spooled to disk)."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        message = f"request body exceeds the limit of {self.limit} bytes"
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            await JSONResponse({"error": message}, status_code=413)(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> dict:
+            nonlocal received
+            msg = await receive()
+            if msg["type"] == "http.request":
+                received += len(msg.get("body", b""))
+                if received > self.limit:
+                    raise HTTPException(413, message)  # answered by the app's handler, as a 413
+            return msg
+
+        await self.app(scope, counted, send)
+
+
+def create_app(index: Any, extractor: Any, settings: ServeSettings | None = None) -> FastAPI:
+    """The search service over an open gallery ``index`` and a loaded ``extractor`` (see module doc)."""
+    settings = settings or ServeSettings()
+    state = _State(index, extractor, settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        state.decode_limiter = anyio.CapacityLimiter(2)
+        state.worker.start()
+        if settings.warmup:
+            try:
+                await state.worker.embed(Image.new("RGB", (64, 64), (128, 128, 128)))
+            except Exception as exc:  # a warm-up failure is logged; real queries report their own errors
+                log.warning("warm-up query failed: %s", exc)
+        yield
+        state.worker.stop()
+
+    app = FastAPI(title="pgan search", version=__version__, lifespan=lifespan,
+                  description="Find a vehicle's other sightings in an indexed gallery (PGAN embeddings).")
+    app.state.pgan = state
+    _install_error_handlers(app)
+    app.add_middleware(_BodyLimit, limit=settings.max_upload_bytes + 64 * 1024)  # + form overhead
+    bearer = HTTPBearer(auto_error=False, description="the token given to `pgan serve --token`")
+
+    def require_token(cred: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+        if settings.token is None:
+            return
+        given = cred.credentials.encode() if cred and cred.scheme.lower() == "bearer" else b""
+        if not hmac.compare_digest(given, settings.token.encode()):
+            raise HTTPException(401, "missing or wrong bearer token (Authorization: Bearer <token>)",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    api = APIRouter(prefix="/api", dependencies=[Depends(require_token)], responses=_ERRORS)
+
+    @api.get("/health", response_model=Health)
+    async def health() -> Health:
+        return Health(status="ok", gallery_size=state.gallery_size)
+
+    @api.get("/info", response_model=Info)
+    async def info() -> Info:
+        meta = await state.worker.run(index.info)
+        return Info(model_fingerprint=str(meta.get("model_fingerprint", "")),
+                    checkpoint=Path(str(meta.get("checkpoint", ""))).name,
+                    embedding_dim=int(getattr(extractor, "embedding_dim", meta.get("dim", 0))),
+                    gallery_size=int(meta.get("size", state.gallery_size)),
+                    index_type=str(meta.get("index_type", "")),
+                    limits={"max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels,
+                            "max_topk": settings.max_topk, "default_topk": settings.default_topk,
+                            "max_thumbnail": settings.max_thumbnail},
+                    inference={"batches": state.worker.batches, "images": state.worker.images})
+
+    @api.post("/search", response_model=SearchResponse)
+    async def search(image: UploadFile | None = File(None, description="the query photo (JPEG, PNG, ...)"),
+                     image_id: str | None = Form(None, description="or: search with this gallery image"),
+                     topk: str | None = Form(None, description="number of results"),
+                     camera: str | None = Form(None, description="only results from this camera id")
+                     ) -> SearchResponse:
+        start = time.perf_counter()
+        k = _parse_int(topk, "topk", 1, settings.max_topk, settings.default_topk)
+        cam = _parse_int(camera, "camera", 0, 2**31 - 1, None)
+        if image is not None and image_id not in (None, ""):
+            raise HTTPException(422, "give either an upload in 'image' or a gallery 'image_id', not both")
+        if image is not None:
+            data = await image.read(settings.max_upload_bytes + 1)
+            img = await state.decode(decode_upload, data, settings, "image")
+            query_id = None
+        elif image_id not in (None, ""):
+            query_id = parse_image_id(image_id)
+            path = await state.gallery_path(query_id)
+            img = await state.decode(load_gallery_image, path, settings, f"gallery image {query_id}")
+        else:
+            raise HTTPException(422, "missing field 'image' (the query photo) or 'image_id' (a gallery image)")
+        emb = await state.worker.embed(img)
+        hits = (await state.worker.run(index.search, emb.embedding[None, :], min(k, state.gallery_size), cam))[0]
+        paths = [Path(str(h.path)) if getattr(h, "path", None) else None for h in hits]
+        sizes = await state.decode(lambda: [state.size_of(h.image_id, p) if p else None
+                                            for h, p in zip(hits, paths)])
+        return SearchResponse(query=Query(image_id=query_id, width=img.width, height=img.height,
+                                          boxes=[Box(**box_json(b)) for b in emb.boxes]),
+                              results=[_hit_json(h, s) for h, s in zip(hits, sizes)],
+                              took_ms=round(1000 * (time.perf_counter() - start), 2))
+
+    @api.get("/images/{image_id}", response_class=Response,
+             responses={200: {"content": {"image/jpeg": {}, "image/png": {}}}})
+    async def gallery_image(image_id: str, size: str | None = None) -> Response:
+        gid = parse_image_id(image_id)
+        px = _parse_int(size, "size", 16, settings.max_thumbnail, None)
+        path = await state.gallery_path(gid)
+        headers = {"Cache-Control": "private, max-age=3600"}
+        if px is None:
+            return FileResponse(path, headers=headers)
+        key = (gid, px)
+        if key not in state.thumbs:
+            img = await state.decode(load_gallery_image, path, settings, f"gallery image {gid}")
+            state.thumbs[key] = await state.decode(thumbnail_jpeg, img, px)
+            while len(state.thumbs) > 512:
+                state.thumbs.popitem(last=False)
+        return Response(state.thumbs[key], media_type="image/jpeg", headers=headers)
+
+    app.include_router(api)
+    app.mount("/static", StaticFiles(packages=[("pgan.serve", "static")]), name="static")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page() -> HTMLResponse:
+        return HTMLResponse(resources.files("pgan.serve").joinpath("static/index.html").read_text("utf-8"))
+
+    return app

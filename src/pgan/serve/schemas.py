@@ -1,0 +1,74 @@
+"""Response models of the HTTP API (they generate the OpenAPI schema at ``/docs``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class Box(BaseModel):
+    """A part box in the image's original pixels."""
+
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    score: float = 1.0
+    label: str = "part"
+
+
+class Query(BaseModel):
+    image_id: int | None = None  # set when the query was a gallery image
+    width: int
+    height: int
+    boxes: list[Box]
+
+
+class Result(BaseModel):
+    rank: int
+    score: float  # cosine similarity, higher is closer
+    image_id: int
+    name: str  # the gallery file's name (never its server path)
+    camera: int | str | None = None
+    vehicle_id: int | str | None = None
+    timestamp: Any = None
+    width: int | None = None
+    height: int | None = None
+    boxes: list[Box] = []
+
+
+class SearchResponse(BaseModel):
+    query: Query
+    results: list[Result]
+    took_ms: float
+
+
+class Health(BaseModel):
+    status: str
+    gallery_size: int
+
+
+class Info(BaseModel):
+    model_fingerprint: str
+    checkpoint: str
+    embedding_dim: int
+    gallery_size: int
+    index_type: str
+    limits: dict[str, int]
+    inference: dict[str, int]
+
+
+class Error(BaseModel):
+    error: str
+
+
+def box_json(box: Any) -> dict:
+    """A part box as given by the extractor or the index (a PartBox, a list or a dict) -> :class:`Box` fields."""
+    if isinstance(box, Mapping):
+        return {k: box[k] for k in ("x1", "y1", "x2", "y2", "score", "label") if k in box}
+    if isinstance(box, Sequence) and not isinstance(box, str):
+        keys = ("x1", "y1", "x2", "y2", "score", "label")
+        return dict(zip(keys, box))
+    return {k: getattr(box, k) for k in ("x1", "y1", "x2", "y2", "score", "label") if hasattr(box, k)}

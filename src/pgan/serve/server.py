@@ -1,0 +1,83 @@
+"""Start-up: load and check the index and the model, warn about exposure, run uvicorn.
+
+``load_service`` refuses to start (a :class:`PganError`, one line) when the index folder is
+missing or unreadable, when the checkpoint is missing, or when the index was built with
+another model than the one given.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import sys
+from pathlib import Path
+
+from pgan.errors import PganError
+from pgan.index import GalleryIndex
+from pgan.index.search import extractor_for
+from pgan.inference import FeatureExtractor
+from pgan.serve.settings import ServeSettings
+
+log = logging.getLogger(__name__)
+
+
+def load_service(index_path: str | Path, checkpoint: str | Path | None = None, parts: str | None = None,
+                 device: str = "auto") -> tuple[GalleryIndex, FeatureExtractor]:
+    """Open the gallery index and its model; ``checkpoint=None`` uses the one the index was built with.
+
+    ``parts`` says where the part boxes of an uploaded photo come from (``"proposals"``,
+    ``"grid"``, a part-detector checkpoint; see :class:`pgan.inference.FeatureExtractor`);
+    None takes the one the index was built with, else the model's own part source.
+    """
+    index_path = Path(index_path)
+    if not index_path.exists():
+        raise PganError(f"index {index_path} does not exist (build one with `pgan index build`)")
+    index = GalleryIndex.open(index_path)
+    meta = index.info()
+    if not meta.get("complete", True):
+        raise PganError(f"index {index_path} is incomplete (its build was interrupted); rerun `pgan index build`")
+    if len(index) == 0:
+        raise PganError(f"index {index_path} holds no images")
+    ckpt = Path(checkpoint) if checkpoint is not None else Path(str(index.checkpoint))
+    if not ckpt.is_file():
+        hint = "" if checkpoint is not None else " (recorded in the index; pass --checkpoint)"
+        raise PganError(f"checkpoint {ckpt} does not exist{hint}")
+    # The index's own settings (part source, flip TTA), checked against it: IndexMismatchError, one line.
+    extractor = extractor_for(index, ckpt, parts=parts, device=device)
+    return index, extractor
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure_warning(host: str, token: str | None) -> str | None:
+    """The warning printed when the service listens beyond this machine, or None on loopback."""
+    if is_loopback(host):
+        return None
+    auth = ("every API call needs the bearer token, but traffic is plain HTTP (put TLS in front)" if token else
+            "there is NO authentication: anyone who can reach this port can search the gallery and download "
+            "its images (set --token)")
+    return f"WARNING: pgan serve listens on {host}, beyond this machine; {auth}"
+
+
+def serve(index_path: str | Path, checkpoint: str | Path | None = None, host: str = "127.0.0.1",
+          port: int = 8000, settings: ServeSettings | None = None, parts: str | None = None,
+          device: str = "auto", log_level: str = "info") -> None:
+    """Load everything, then serve until interrupted (the ``pgan serve`` command)."""
+    import uvicorn
+
+    from pgan.serve.app import create_app
+
+    settings = settings or ServeSettings()
+    warning = exposure_warning(host, settings.token)
+    if warning:
+        print(f"\n{'!' * 100}\n{warning}\n{'!' * 100}\n", file=sys.stderr, flush=True)
+    index, extractor = load_service(index_path, checkpoint, parts=parts, device=device)
+    log.info("gallery %s: %d images, model %s", index_path, len(index), str(index.model_fingerprint)[:12])
+    uvicorn.run(create_app(index, extractor, settings), host=host, port=port, log_level=log_level)

@@ -1,0 +1,39 @@
+"""The service's limits and options, one frozen dataclass validated at construction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pgan.errors import PganError
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """Limits of ``pgan serve``; every request is checked against them before any decoding.
+
+    Example::
+
+        settings = ServeSettings(max_upload_bytes=5 * 2**20, max_topk=50, token="s3cret")
+    """
+
+    max_upload_bytes: int = 10 * 2**20  # one uploaded photo, bytes
+    max_pixels: int = 25_000_000  # width x height, read from the header before decoding
+    max_topk: int = 100
+    default_topk: int = 10
+    max_thumbnail: int = 1024  # largest ?size= for /api/images/{id}
+    max_batch: int = 8  # queued queries embedded together by the inference thread
+    token: str | None = None  # when set, every /api/ call needs "Authorization: Bearer <token>"
+    formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP")  # decoders PIL may use for uploads
+    warmup: bool = True  # embed one blank image at start-up so the first query is not slow
+
+    def __post_init__(self) -> None:
+        for key in ("max_upload_bytes", "max_pixels", "max_topk", "default_topk", "max_thumbnail", "max_batch"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise PganError(f"serve setting {key}={value!r} must be a positive integer")
+        if self.default_topk > self.max_topk:
+            raise PganError(f"serve setting default_topk={self.default_topk} exceeds max_topk={self.max_topk}")
+        if self.token is not None and (not self.token or any(c.isspace() for c in self.token)):
+            raise PganError("serve setting token must be a non-empty string without spaces")
+        if not self.formats:
+            raise PganError("serve setting formats must name at least one image format")

@@ -1,0 +1,147 @@
+"""The inference thread: one thread owns the model, queued queries are embedded in small batches.
+
+Requests never run the network on the event loop, and never run it concurrently
+with each other (which would oversubscribe the CPU's cores with several
+intra-op thread pools). Whatever is queued when the thread becomes free is
+embedded as one batch of at most ``max_batch`` images, so under load the
+per-image cost drops instead of requests piling up behind each other.
+
+Index look-ups run on the same thread: a gallery index may hold a SQLite
+connection, which belongs to one thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Embedded:
+    """One query's embedding ``(d,)`` and the part boxes the model used (original pixels)."""
+
+    embedding: np.ndarray
+    boxes: list = field(default_factory=list)
+
+
+@dataclass
+class _Job:
+    future: Future
+    image: Image.Image | None = None  # an embedding job
+    call: Callable[[], Any] | None = None  # or any other call that must run on the model's thread
+
+
+class InferenceWorker:
+    """Serialises and batches calls to ``extractor`` (and to the index) on one daemon thread.
+
+    Example::
+
+        worker = InferenceWorker(extractor, max_batch=8)
+        worker.start()
+        emb = await worker.embed(pil_image)           # from a coroutine
+        hits = await worker.run(index.search, emb.embedding[None], 10)
+        worker.stop()
+    """
+
+    def __init__(self, extractor: Any, max_batch: int = 8) -> None:
+        self.extractor = extractor
+        self.max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self.batches = 0  # statistics, read by /api/info
+        self.images = 0
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="pgan-inference", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout)
+            self._thread = None
+
+    def submit_embed(self, image: Image.Image) -> Future:
+        fut: Future = Future()
+        self._queue.put(_Job(fut, image=image))
+        return fut
+
+    def submit_call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
+        fut: Future = Future()
+        self._queue.put(_Job(fut, call=lambda: fn(*args, **kwargs)))
+        return fut
+
+    async def embed(self, image: Image.Image) -> Embedded:
+        return await asyncio.wrap_future(self.submit_embed(image))
+
+    async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.wrap_future(self.submit_call(fn, *args, **kwargs))
+
+    # --- the thread ---
+    def _loop(self) -> None:
+        stop = False
+        while not stop:
+            job = self._queue.get()
+            if job is None:
+                break
+            jobs = [job]
+            while len(jobs) < self.max_batch:  # drain what is already waiting, never wait for more
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                jobs.append(nxt)
+            embeds = [j for j in jobs if j.image is not None]
+            if embeds:
+                self._embed_batch(embeds)
+            for j in jobs:
+                if j.call is not None and j.future.set_running_or_notify_cancel():
+                    try:
+                        j.future.set_result(j.call())
+                    except Exception as exc:  # handed to the awaiting request
+                        j.future.set_exception(exc)
+
+    def _embed_batch(self, jobs: list[_Job]) -> None:
+        jobs = [j for j in jobs if j.future.set_running_or_notify_cancel()]
+        if not jobs:
+            return
+        try:
+            feats, boxes = self.extractor.extract_with_parts([j.image for j in jobs])
+        except Exception as exc:
+            if len(jobs) == 1:
+                jobs[0].future.set_exception(exc)
+                return
+            # One bad image must not fail the others: embed them one by one.
+            log.warning("a batch of %d images failed (%s); embedding them one by one", len(jobs), exc)
+            for j in jobs:
+                self._embed_one(j)
+            return
+        self.batches += 1
+        self.images += len(jobs)
+        for i, j in enumerate(jobs):
+            j.future.set_result(Embedded(np.asarray(feats[i], dtype=np.float32), list(boxes[i])))
+
+    def _embed_one(self, job: _Job) -> None:
+        try:
+            feats, boxes = self.extractor.extract_with_parts([job.image])
+        except Exception as exc:
+            job.future.set_exception(exc)
+            return
+        self.batches += 1
+        self.images += 1
+        job.future.set_result(Embedded(np.asarray(feats[0], dtype=np.float32), list(boxes[0])))

@@ -1,0 +1,64 @@
+"""ONNX export: onnxruntime equals PyTorch to 1e-4 at any batch size; foreign files are refused."""
+
+import numpy as np
+import pytest
+
+from pgan.errors import PganError
+from pgan.inference import FeatureExtractor, OnnxNetwork, export_onnx
+
+
+@pytest.mark.parametrize("variant", ["pgan", "baseline"])
+def test_onnx_runtime_matches_pytorch(tiny_checkpoint, tiny_synth, tmp_path, variant):
+    ckpt = tiny_checkpoint(variant)
+    onnx_file = export_onnx(ckpt, tmp_path / "m.onnx")
+    net = OnnxNetwork(onnx_file, threads=1)
+    assert net.input_names == (["images", "masks"] if variant == "pgan" else ["images"])
+    paths = sorted((tiny_synth / "image_test").iterdir())
+    torch_fx = FeatureExtractor(ckpt, device="cpu", batch_size=7)
+    onnx_fx = FeatureExtractor(onnx_file, runtime="onnx", device="cpu", batch_size=7)  # batches of 7 and 2
+    assert onnx_fx.model_fingerprint == torch_fx.model_fingerprint
+    assert onnx_fx.embedding_dim == torch_fx.embedding_dim
+    x, m, _ = torch_fx.prepare(paths[:3])
+    raw_t = torch_fx._torch_forward(x, m)
+    np.testing.assert_allclose(net.run(x, m), raw_t, atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(onnx_fx(paths), torch_fx(paths), atol=1e-4)
+
+
+def test_foreign_onnx_file_is_refused(tmp_path, tiny_checkpoint):
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    onnx.save(helper.make_model(graph), tmp_path / "other.onnx")
+    with pytest.raises(PganError, match="not a pgan export"):
+        FeatureExtractor(tmp_path / "other.onnx", runtime="onnx")
+    (tmp_path / "junk.onnx").write_bytes(b"\x00garbage")
+    with pytest.raises(PganError, match="cannot load ONNX model"):
+        OnnxNetwork(tmp_path / "junk.onnx")
+    with pytest.raises(PganError, match="does not exist"):
+        OnnxNetwork(tmp_path / "none.onnx")
+    net = OnnxNetwork(export_onnx(tiny_checkpoint("pgan"), tmp_path / "m.onnx"))
+    with pytest.raises(PganError, match="exported from another model"):
+        net.check_matches("0000000000000000")
+
+
+@pytest.mark.slow
+def test_int8_quantisation_keeps_the_ranking(tiny_checkpoint, tiny_synth, tmp_path):
+    from pgan.inference import quantize_int8
+
+    ckpt = tiny_checkpoint("pgan")
+    fp32 = export_onnx(ckpt, tmp_path / "m.onnx")
+    calib = sorted((tiny_synth / "image_train").iterdir())[:24]
+    q = quantize_int8(fp32, tmp_path / "m8.onnx", calib)
+    fx8 = FeatureExtractor(q, runtime="onnx", device="cpu")
+    assert fx8.model_fingerprint.endswith("-int8")
+    paths = sorted((tiny_synth / "image_test").iterdir())
+    a, b = FeatureExtractor(ckpt, device="cpu")(paths), fx8(paths)
+    # int8 embeddings stay close to fp32 ones (cosine), and the nearest neighbours mostly agree.
+    assert float(np.min(np.sum(a * b, axis=1))) > 0.95
+    sa, sb = a @ a.T, b @ b.T
+    np.fill_diagonal(sa, -1)
+    np.fill_diagonal(sb, -1)
+    assert np.mean(sa.argmax(1) == sb.argmax(1)) >= 0.75
