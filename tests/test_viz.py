@@ -138,6 +138,11 @@ def test_attention_figures(ckpts, tiny_synth, tmp_path, run_cli, capsys):
 
 def test_analyze_attention_numbers_add_up(ckpts, tiny_synth, tmp_path, run_cli):
     out = tmp_path / "stats"
+    # the trainer logs the ratio at each evaluation; the analysis plots it over epochs
+    (ckpts["pgan"].parent / "metrics.csv").write_text(
+        "epoch,loss,eval_mAP,eval_attention_ratio\n1,5.0,,\n2,4.0,0.3,1.1\n3,3.5,0.4,1.4\n")
+    from pgan.viz.attention_stats import read_ratio_curve
+    assert read_ratio_curve(ckpts["pgan"].parent / "metrics.csv") == [(2, 1.1), (3, 1.4)]
     assert run_cli("analyze", "attention", "--checkpoint", ckpts["pgan"], "--split", "gallery",
                    "--out", out) == 0
     with open(out / "attention_parts.csv") as fh:
@@ -167,6 +172,18 @@ def test_analyze_attention_numbers_add_up(ckpts, tiny_synth, tmp_path, run_cli):
     for name in ("selection_counts.png", "weight_distribution.png"):
         _png(out / name, (400, 250), (2000, 600))
         assert f"src='{name}'" in (out / "report.html").read_text()
+    # The identity-vs-shared ratio, recomputed from the per-part CSV and the generator's roles.
+    roles = {(k, i): b.role for k in gallery for i, b in enumerate(select_top_d(boxes[k].boxes, 8))}
+    rel = defaultdict(list)
+    for rows in per_image.values():
+        n = sum(r["valid"] == "1" for r in rows)
+        for r in rows:
+            if r["valid"] == "1":
+                rel[roles[(r["image"], int(r["slot"]) - 1)]].append(float(r["weight"]) * n)
+    saved = json.loads((out / "attention_roles.json").read_text())
+    assert saved["ratio"] == pytest.approx(np.mean(rel["identity"]) / np.mean(rel["shared"]), rel=1e-4)
+    assert "Identity vs shared parts: attention ratio" in summary
+    _png(out / "attention_ratio_curve.png", (300, 200), (1000, 600))  # from the run's metrics.csv
 
 
 def test_attention_statistics_pure():

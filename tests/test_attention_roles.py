@@ -1,0 +1,142 @@
+"""Part roles (identity vs shared) from the generator, the attention ratio, and the PAM switches."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from pgan.data.synth import SynthConfig, generate_synth
+from pgan.data.synth_world import KINDS
+from pgan.engine.experiment import param_groups
+from pgan.evaluation.attention_roles import role_attention
+from pgan.models.part_attention import PartAttention, part_guided_map
+from pgan.parts.boxfile import PartBox, read_part_file
+from pgan.parts.roles import box_roles
+
+ID_KINDS = set(KINDS) - {"wheel"}
+
+
+def test_role_attention_ratio_values():
+    # Uniform weights: every relative weight is 1, so the ratio is exactly 1.
+    uni = role_attention([np.full(4, 0.25)], [["identity", "shared", "shared", "shared"]])
+    assert uni.ratio == pytest.approx(1.0) and uni.relative["identity"] == pytest.approx(1.0)
+    # Two images: identity parts get 3x and 2x a uniform share, shared ones 1/3 and 0.
+    att = role_attention([np.array([0.75, 0.25, 0.0]), np.array([0.5, 0.0, 0.5, 0.0])],
+                         [["identity", "shared"], ["identity", "shared", "clutter", "shared"]])
+    # image 2: weights 0.5/0/0.5/0 -> only two valid parts (zero weight = padding/invalid here)
+    assert att.count == {"identity": 2, "shared": 1, "clutter": 1}
+    assert att.relative["identity"] == pytest.approx((1.5 + 1.0) / 2)
+    assert att.relative["shared"] == pytest.approx(0.5)
+    assert att.ratio == pytest.approx(2.5)
+    assert att.share["identity"] == pytest.approx(1.25 / 2.0) and att.images == 2
+    # No shared part at all: the ratio is undefined, not a division by zero.
+    assert math.isnan(role_attention([np.array([1.0])], [["identity"]]).ratio)
+
+
+def test_box_roles_keep_own_role_then_match_truth_at_iou_half():
+    truth = [PartBox(0, 0, 10, 10, 1.0, "anusigns", "identity"),
+             PartBox(20, 20, 40, 40, 1.0, "carlight", "shared")]
+    boxes = [PartBox(1, 1, 10, 10, 0.9),  # IoU 0.81 with the identity box
+             PartBox(20, 20, 40, 30, 0.8),  # IoU 0.5 with the shared box
+             PartBox(50, 50, 60, 60, 0.7),  # overlaps nothing: clutter
+             PartBox(0, 0, 10, 10, 1.0, "x", "shared")]  # its own role wins
+    assert box_roles(boxes, truth) == ["identity", "shared", "clutter", "shared"]
+    assert box_roles(boxes[:1], None) == [None]
+
+
+def _boxes(root):
+    return read_part_file(root / "parts_gt.jsonl")
+
+
+@pytest.fixture(scope="module")
+def roles_data(tmp_path_factory):
+    small = dict(num_train_ids=6, num_test_ids=3, images_per_id=(5, 5), num_cameras=3, num_families=2,
+                 image_size=96, seed=4, workers=1)
+    out = {}
+    hard = {"extra_shared_parts": True, "id_part_scale": 0.7, "box_scores": "detector"}
+    for name, extra in {"std": {}, "scaled": {"id_part_scale": 0.7}, "hard": hard}.items():
+        root = tmp_path_factory.mktemp(name)
+        generate_synth(root, SynthConfig(**small, **extra), progress=False)
+        out[name] = root
+    return out
+
+
+def test_generator_labels_every_box_with_its_role(roles_data):
+    root = roles_data["std"]
+    meta = json.loads((root / "synth_meta.json").read_text())
+    items = _boxes(root)
+    assert items
+    for key, item in items.items():
+        vid = str(int(key.split("/")[1][:4]))
+        has_rim = "wheel" in meta["identity_parts"][vid]
+        for b in item.boxes:
+            assert b.role in ("identity", "shared")
+            if b.label in ID_KINDS:
+                assert b.role == "identity"
+            elif b.label == "wheel":  # per box: the identity's own rim, or the family's plain one
+                assert b.role == ("identity" if has_rim else "shared")
+            else:
+                assert b.role == "shared", b
+
+
+def test_harder_setting_switches(roles_data):
+    std, scaled, hard = (_boxes(roles_data[n]) for n in ("std", "scaled", "hard"))
+    shared = {n: np.mean([sum(b.role == "shared" for b in it.boxes) for it in d.values()])
+              for n, d in (("std", std), ("hard", hard))}
+    assert shared["hard"] >= shared["std"] + 3  # family-level distractors
+    assert shared["hard"] > 8  # more shared parts per image than D = 8 can hold
+    # Same images, identity parts drawn at 0.7x: their boxes' areas shrink by about 0.49.
+    ratios = [bs.area / bo.area for key in std for bo, bs in zip(std[key].boxes, scaled[key].boxes)
+              if bo.label in ID_KINDS and bo.label == bs.label and bo.score == bs.score == 1.0]
+    assert ratios and np.median(ratios) == pytest.approx(0.49, abs=0.08)
+    # Detector-like scores: mostly distinct, no tie ordering left.
+    scores = [b.score for it in hard.values() for b in it.boxes]
+    assert min(scores) >= 0.5 * 0.25 and len(set(scores)) > 0.5 * len(scores)
+
+
+def test_pam_switches():
+    feat = torch.randn(3, 32, 6, 6)
+    masks = torch.zeros(3, 4, 6, 6)
+    masks[:, 0, :1, :1] = 1
+    masks[:, 1, 1:5, 1:5] = 1
+    masks[:, 2, 5:, :] = 1  # part 3 stays empty (padding)
+    single = PartAttention(32, score="single", learn_temperature=True)
+    w = single(feat, masks)
+    assert torch.allclose(w[:, :3], torch.full((3, 3), 1 / 3)) and (w[:, 3] == 0).all()  # starts uniform
+    w.mul(torch.arange(4.0)).sum().backward()
+    assert single.log_temperature.grad is not None and single.psi[-1].weight.grad.abs().sum() > 0
+    authors = PartAttention(32)
+    assert not any(n == "log_temperature" for n, _ in authors.named_parameters())
+    assert "log_temperature" not in authors.state_dict()  # old checkpoints keep loading
+    # area mode: with equal weights every part adds the same mass to F_p whatever its size
+    ones, wts = torch.ones(3, 1, 6, 6), torch.tensor([[0.5, 0.5, 0.0, 0.0]] * 3)
+    extra = part_guided_map(ones, masks[:, :2], wts[:, :2], "area")[0, 0] - 1
+    assert extra[masks[0, 0] > 0].sum() == pytest.approx(extra[masks[0, 1] > 0].sum())
+    raw = part_guided_map(ones, masks[:, :2], wts[:, :2])[0, 0] - 1
+    assert raw[masks[0, 1] > 0].sum() == pytest.approx(16 * raw[masks[0, 0] > 0].sum())
+    model = torch.nn.ModuleDict({"pam": PartAttention(32), "head": torch.nn.Linear(4, 4)})
+    groups = param_groups(model, 1e-3, 10.0)
+    assert len(groups) == 2 and groups[1]["lr"] == pytest.approx(1e-2)
+    assert len(param_groups(model, 1e-3, 1.0)) == 1
+
+
+def test_training_logs_the_attention_ratio(roles_data, tmp_path):
+    from pgan.config import load_config
+    from pgan.engine.experiment import train
+
+    cfg = load_config(None, [
+        f"data.root={roles_data['hard']}", "data.input_size=[64, 64]", "data.cache_images=true", "data.p=3",
+        "data.k=4", "data.workers=1", "model.backbone=resnet18", "model.pretrained=false",
+        "model.reduced_dim=32", "optim.epochs=2", "optim.warmup_epochs=0", "run.eval_every=1",
+        f"run.out_dir={tmp_path}", "run.progress=false", "run.device=cpu", "model.part_map=area"])
+    result = train(cfg)
+    with open(tmp_path / "metrics.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    ratios = [float(r["eval_attention_ratio"]) for r in rows]
+    assert len(ratios) == 2 and all(0.0 < r < 10.0 for r in ratios)
+    assert result["metrics"]["attention_ratio"] == pytest.approx(ratios[-1], rel=1e-4)
