@@ -53,7 +53,7 @@ def rank_list_figure(checkpoint: Path, out_png: Path, num_queries: int = 4, k: i
 def run_demo(out_dir: str | Path = "runs/demo", data_dir: str | Path = "data/demo-synth",
              variants: tuple[str, ...] = ("baseline", "pgan"), seed: int = 0, epochs: int | None = None,
              synth_overrides: dict | None = None, progress: bool = True) -> dict:
-    from pgan.data.synth import generate_synth, synth_config_from_dict
+    from pgan.synth import generate_synth, synth_config_from_dict
 
     out_dir, data_dir = Path(out_dir), Path(data_dir)
     synth_cfg = synth_config_from_dict({**DEMO_SYNTH, **(synth_overrides or {})})

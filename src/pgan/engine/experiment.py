@@ -38,6 +38,11 @@ from pgan.utils.seeding import seed_everything
 
 log = logging.getLogger(__name__)
 
+# The public API: the two jobs, and the builders that figures and tools reuse (``pgan.viz.ranks``).
+__all__ = ["EvalSets", "build_eval_sets", "build_network", "build_part_source", "evaluate_checkpoint",
+           "evaluate_sets", "feature_size", "load_trained", "read_configured_dataset", "train",
+           "validate_config"]
+
 
 def validate_config(cfg: Config) -> None:
     """Check every name and range in ``cfg`` before any work starts (one clear error per problem)."""
@@ -83,6 +88,7 @@ def build_part_source(cfg: Config) -> PartSource | None:
 
 
 def feature_size(backbone: torch.nn.Module, input_size: tuple[int, int]) -> tuple[int, int]:
+    """The ``(h, w)`` of ``backbone``'s feature map for an ``input_size`` image (one dry run)."""
     with torch.no_grad():
         was = backbone.training
         backbone.eval()

@@ -29,7 +29,7 @@ from pgan.errors import PganError, unknown_name
 from pgan.models.backbones import Backbone
 from pgan.models.part_attention import PartAttention, part_guided_map, uniform_part_weights
 from pgan.models.refine import Refine
-from pgan.parts.masks import grid_masks
+from pgan.utils.grid import grid_masks
 
 
 @dataclass(frozen=True)
