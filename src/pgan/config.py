@@ -84,6 +84,7 @@ class RunConfig:
     flip_test: bool = False  # average features of the image and its mirror at test time
     rerank: bool = False  # k-reciprocal re-ranking at evaluation (memory grows with query x gallery)
     sync_bn: bool = False  # SyncBatchNorm across processes under torchrun (CUDA only)
+    tensorboard: bool = False  # also write losses, lr and metrics as TensorBoard events beside metrics.csv
     progress: bool = True
 
 

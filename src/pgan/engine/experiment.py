@@ -26,6 +26,7 @@ from pgan.engine.checkpoint import load_checkpoint, unwrap
 from pgan.engine.distributed import cleanup, gather_for_mining, init_distributed
 from pgan.engine.extract import extract_features
 from pgan.engine.schedule import lr_factor
+from pgan.engine.tensorboard import TensorBoardLogger
 from pgan.engine.trainer import Trainer
 from pgan.errors import PganError
 from pgan.losses.combined import PganLoss
@@ -242,7 +243,15 @@ def _train(cfg: Config, resume: bool, info, device: torch.device) -> dict:
                                    "world_size": info.world_size})
     if resume:
         trainer.resume(run_dir / "last.pt")
-    history = trainer.fit()
+    tb = TensorBoardLogger(run_dir, purge_step=trainer.start_epoch + 1) if cfg.run.tensorboard and info.is_main \
+        else None
+    if tb is not None:
+        trainer.epoch_hooks.append(tb)
+    try:
+        history = trainer.fit()
+    finally:
+        if tb is not None:
+            tb.close()
     # Summed per-epoch times, so a resumed run reports its whole training time.
     train_seconds = float(sum(h.get("seconds", 0.0) for h in history))
     final = {k[5:]: v for k, v in history[-1].items() if k.startswith("eval_")} if history else {}
