@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.pgan-installed
 
-.PHONY: install demo test test-fast test-slow lint bench clean
+.PHONY: install demo test test-fast test-slow lint bench clean configs
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ lint: install
 bench: install
 	$(BIN)/python benchmarks/synth_variants.py
 	$(BIN)/python benchmarks/eval_speed.py
+
+# configs/synth_*.yaml are generated from pgan.recipes (the one source of truth of the CPU recipe).
+configs: install
+	$(BIN)/python -c "from pgan.recipes import write_synth_configs; write_synth_configs('configs')"
 
 clean:
 	rm -rf runs/demo data/demo-synth
