@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: install
-	$(BIN)/pgan demo --out runs/demo --data data/demo-synth
+	$(BIN)/pgan demo --out runs/demo --data data/demo
 
 test: install lint
 	$(BIN)/python -m pytest
@@ -39,4 +39,4 @@ configs: install
 	$(BIN)/python -c "from pgan.recipes import write_synth_configs; write_synth_configs('configs')"
 
 clean:
-	rm -rf runs/demo data/demo-synth
+	rm -rf runs/demo data/demo

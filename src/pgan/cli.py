@@ -96,9 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="e.g. data.root=... run.flip_test=true")
     p.set_defaults(func=_cmd_eval)
 
-    p = sub.add_parser("demo", help="synthetic benchmark -> baseline and PGAN -> report (CPU, minutes)")
+    p = sub.add_parser("demo", help="synthetic set -> baseline and PGAN -> report (2-core CPU, < 5 minutes)")
     p.add_argument("--out", default="runs/demo")
-    p.add_argument("--data", default="data/demo-synth")
+    p.add_argument("--data", default="data/demo")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (quick look)")
     p.add_argument("--quiet", action="store_true")
