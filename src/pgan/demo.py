@@ -35,7 +35,9 @@ DEMO_SYNTH = {"num_train_ids": 160, "num_test_ids": 80, "images_per_id": (8, 12)
               "image_size": 160, "seed": 0}
 """The synthetic set of the benchmarks (``pgan bench ablation --dataset synth``, ``benchmarks/``)."""
 
-# The demo's own, smaller set and budget, sized so `make demo` fits in 5 minutes on a 2-core CPU.
+# The demo's own, smaller set and budget, sized so `make demo` fits in 5 minutes on a 2-core CPU
+# (measured: 218 s of CPU time with one thread, docs/demo_timing.json). The budget is in sampler
+# epochs of 6 steps (96 identities / P=16); if an epoch's length changes, rescale optim.epochs.
 DEMO_QUICK_SYNTH = {**DEMO_SYNTH, "num_train_ids": 96, "num_test_ids": 48, "images_per_id": (6, 9)}
 DEMO_RECIPE = {**SYNTH_CPU, "optim.epochs": 8, "optim.warmup_epochs": 1.0, "optim.milestones": (6,)}
 SMOKE_NOTE = ("One seed and a short budget: these numbers are a smoke test of the pipeline, not a "
