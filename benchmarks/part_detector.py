@@ -25,11 +25,12 @@ from pathlib import Path
 
 import torch
 
-from pgan.data.synth import generate_synth, synth_config_from_dict
-from pgan.parts.detection_data import read_voc
-from pgan.parts.detector import DetectorConfig, evaluate_detector, load_detector
-from pgan.parts.detector_train import TrainSettings, train_detector
-from pgan.parts.extract import dataset_images, detector_boxes_fn, extract_parts, run_extraction
+from pgan.detection.data import read_voc
+from pgan.detection.extract import detector_boxes_fn, extract_parts
+from pgan.detection.model import DetectorConfig, evaluate_detector, load_detector
+from pgan.detection.train import TrainSettings, train_detector
+from pgan.parts.extract import dataset_images, run_extraction
+from pgan.synth import generate_synth, synth_config_from_dict
 from pgan.utils.atomic import atomic_write_json, atomic_write_text
 from synth_variants import BENCH_SYNTH  # the sibling script (a script's folder is on sys.path)
 

@@ -45,11 +45,11 @@ SYNTH = {"num_train_ids": 40, "num_test_ids": 20, "images_per_id": [6, 8], "num_
 
 def prepare(work: Path, epochs: int, parts: str) -> tuple[Path, Path, Path]:
     """(data root, checkpoint, index folder), each made only if missing."""
-    from pgan.data.synth import generate_synth, synth_config_from_dict
     from pgan.engine.experiment import train
     from pgan.index import build_index
     from pgan.inference import FeatureExtractor
     from pgan.recipes import synth_cpu_config
+    from pgan.synth import generate_synth, synth_config_from_dict
 
     data, run, index, gallery = work / "synth", work / "model", work / "index", work / "gallery"
     generate_synth(data, synth_config_from_dict(SYNTH), progress=False)

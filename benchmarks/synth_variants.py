@@ -25,9 +25,9 @@ import logging
 import time
 from pathlib import Path
 
-from pgan.data.synth import generate_synth, synth_config_from_dict
-from pgan.engine.ablation import GRIDS, markdown_table, run_grid
+from pgan.bench.ablation import GRIDS, markdown_table, run_grid
 from pgan.recipes import SYNTH_ABLATION_CPU, synth_cpu_config
+from pgan.synth import generate_synth, synth_config_from_dict
 from pgan.utils.atomic import atomic_write_json, atomic_write_text
 
 BENCH_SYNTH = {"num_train_ids": 160, "num_test_ids": 80, "images_per_id": (8, 12), "num_cameras": 8,

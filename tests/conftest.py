@@ -4,7 +4,7 @@ import pytest
 @pytest.fixture(scope="session")
 def tiny_synth(tmp_path_factory):
     """A tiny synthetic benchmark (VeRi layout + ground-truth part file), generated once per session."""
-    from pgan.data.synth import SynthConfig, generate_synth
+    from pgan.synth import SynthConfig, generate_synth
 
     root = tmp_path_factory.mktemp("synth")
     generate_synth(root, SynthConfig(num_train_ids=8, num_test_ids=4, images_per_id=(6, 6), num_cameras=3,

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
+from pgan.bench.ablation import GRIDS, run_grid
 from pgan.config import load_config
-from pgan.engine.ablation import GRIDS, run_grid
 from pgan.errors import PganError
 
 

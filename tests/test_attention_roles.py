@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from pgan.data.synth import SynthConfig, generate_synth
-from pgan.data.synth_world import KINDS
 from pgan.engine.experiment import param_groups
 from pgan.evaluation.attention_roles import role_attention
 from pgan.models.part_attention import PartAttention, part_guided_map
 from pgan.parts.boxfile import PartBox, read_part_file
 from pgan.parts.roles import box_roles
+from pgan.synth import SynthConfig, generate_synth
+from pgan.synth.world import KINDS
 
 ID_KINDS = set(KINDS) - {"wheel"}
 

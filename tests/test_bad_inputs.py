@@ -20,17 +20,17 @@ import numpy as np
 import pytest
 import torch
 
+from pgan.bench.ablation import _claim
 from pgan.config import load_config
 from pgan.data.datasets import read_dataset
 from pgan.data.datasets.custom_csv import read_custom_csv
-from pgan.engine.ablation import _claim
+from pgan.detection.extract import detector_part_file
+from pgan.detection.model import read_checkpoint
 from pgan.engine.checkpoint import load_checkpoint, rng_state, set_rng_state
 from pgan.engine.experiment import build_part_source, default_part_file, load_trained, train, validate_config
 from pgan.engine.run_folder import LOCK_NAME, RunLock
 from pgan.errors import PganError
 from pgan.parts.boxfile import part_file_kind, read_part_file
-from pgan.parts.detector import read_checkpoint
-from pgan.parts.extract import detector_part_file
 from pgan.parts.proposals import propose_parts
 from pgan.parts.sources import build_source
 from pgan.utils.safe_load import TRUST_ENV

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pgan.detection.box_ap import Detections, GroundTruth, box_ap, iou_matrix, voc_ap
+from pgan.detection.data import DetectionDataset, read_coco, read_voc
 from pgan.errors import PganError
-from pgan.parts.box_ap import Detections, GroundTruth, box_ap, iou_matrix, voc_ap
-from pgan.parts.detection_data import DetectionDataset, read_coco, read_voc
 
 
 def test_ap_hand_computed_case():
@@ -38,7 +38,7 @@ def test_ap_edge_cases():
 
 
 def test_lr_schedule():
-    from pgan.parts.detector_train import lr_factor
+    from pgan.detection.train import lr_factor
 
     assert lr_factor(0, 0.0, 100) == pytest.approx(0.001)
     assert lr_factor(100, 0.0, 100) == pytest.approx(1.0)
@@ -130,10 +130,11 @@ def test_dataset_flip_moves_boxes(tmp_path):
 
 
 def test_detector_train_eval_extract_resume(tiny_synth, tmp_path):
+    from pgan.detection.extract import extract_parts
+    from pgan.detection.model import DetectorConfig, evaluate_detector, load_detector
+    from pgan.detection.train import TrainSettings, train_detector
     from pgan.parts.boxfile import read_part_file
-    from pgan.parts.detector import DetectorConfig, evaluate_detector, load_detector
-    from pgan.parts.detector_train import TrainSettings, train_detector
-    from pgan.parts.extract import dataset_images, extract_parts
+    from pgan.parts.extract import dataset_images
 
     voc = tiny_synth / "annotations_voc"
     samples, _ = read_voc([voc / "image_train"])
@@ -176,8 +177,8 @@ def test_detector_train_eval_extract_resume(tiny_synth, tmp_path):
 
 
 def test_cli_parts_commands(tiny_synth, tmp_path, capsys):
+    from pgan.detection.cli import register
     from pgan.parts.boxfile import read_part_file
-    from pgan.parts.cli import register
 
     parser = argparse.ArgumentParser(prog="pgan")
     register(parser.add_subparsers(dest="command", required=True))

@@ -7,14 +7,15 @@ import pytest
 from PIL import Image
 
 from pgan.data.records import ImageRecord
+from pgan.detection.convert import coco_results_to_parts, text_dir_to_parts
 from pgan.errors import PganError
 from pgan.parts.boxfile import ImageParts, PartBox, read_part_file, write_part_file
-from pgan.parts.external import coco_results_to_parts, text_dir_to_parts
-from pgan.parts.masks import boxes_to_masks, grid_masks
+from pgan.parts.masks import boxes_to_masks
 from pgan.parts.official_masks import OfficialMaskParts
 from pgan.parts.proposals import components, propose_boxes
 from pgan.parts.selection import select_top_d
 from pgan.parts.sources import PART_SOURCES, build_source, grid_boxes
+from pgan.utils.grid import grid_masks
 
 D = 8
 
@@ -24,8 +25,9 @@ def sources(tiny_synth, tmp_path_factory):
     """Every registered source, built over the tiny synthetic benchmark."""
     import torch
 
-    from pgan.parts.detector import DetectorConfig, build_detector, detector_checkpoint
-    from pgan.parts.extract import dataset_images, extract_parts
+    from pgan.detection.extract import extract_parts
+    from pgan.detection.model import DetectorConfig, build_detector, detector_checkpoint
+    from pgan.parts.extract import dataset_images
     from pgan.parts.proposals import propose_parts
 
     tmp = tmp_path_factory.mktemp("sources")

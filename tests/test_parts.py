@@ -5,9 +5,10 @@ import pytest
 
 from pgan.errors import PganError
 from pgan.parts.boxfile import ImageParts, PartBox, read_part_file, write_part_file
-from pgan.parts.masks import box_to_mask, boxes_to_masks, grid_masks
+from pgan.parts.masks import box_to_mask, boxes_to_masks
 from pgan.parts.selection import select_top_d
 from pgan.parts.sources import BoxFileParts
+from pgan.utils.grid import grid_masks
 
 
 def test_part_file_round_trip_to_masks(tmp_path):

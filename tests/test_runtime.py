@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from pgan.engine.runtime import MODULES, plain_head_embedding, random_boxes, time_interleaved
+from pgan.bench.runtime import MODULES, plain_head_embedding, random_boxes, time_interleaved
 from pgan.models.backbones import build_backbone
 from pgan.models.network import ReidNet
 from pgan.parts.masks import boxes_to_masks

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from pgan.data.datasets.veri776 import VERI_NAME, read_veri776
-from pgan.data.synth import SynthConfig, generate_synth, synth_config_from_dict
 from pgan.errors import PganError
 from pgan.parts import PART_CLASSES
 from pgan.parts.boxfile import read_part_file
+from pgan.synth import SynthConfig, generate_synth, synth_config_from_dict
 
 TINY = dict(num_train_ids=4, num_test_ids=3, images_per_id=(4, 5), num_cameras=4, num_families=2,
             image_size=48, seed=3, workers=1)
@@ -111,7 +111,7 @@ def test_second_call_reuses_and_a_new_config_replaces(tiny: Path, tmp_path: Path
 
 
 def test_an_interrupted_run_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import pgan.data.synth as synth
+    import pgan.synth.generate as synth
 
     def boom(task: object) -> None:
         raise KeyboardInterrupt

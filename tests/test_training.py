@@ -31,8 +31,9 @@ def test_tiny_training_run_loss_decreases_and_evaluates(tiny_synth, tmp_path):
     assert losses[-1] < 0.8 * losses[0], losses
     m = result["metrics"]
     assert 0.0 <= m["mAP"] <= 1.0 and 0.0 <= m["rank1"] <= m["rank5"] <= 1.0
-    for name in ("last.pt", "best.pt", "config.yaml", "run_info.json", "result.json"):
+    for name in ("last.pt", "config.yaml", "run_info.json", "result.json"):
         assert (tmp_path / "run" / name).is_file()
+    assert not (tmp_path / "run" / "best.pt").exists()  # no model selection on the test split
     model, cfg = load_trained(tmp_path / "run" / "last.pt")
     assert cfg.model.variant == "pgan" and model.num_parts == 8
 
@@ -75,3 +76,21 @@ def test_cli_train_and_eval_each_variant(tiny_synth, tmp_path, variant):
     assert main(["eval", "--checkpoint", str(out / "last.pt")]) == 0
     metrics = json.loads((out / "eval.json").read_text())
     assert set(metrics) >= {"mAP", "rank1", "rank5", "mINP"}
+
+
+def test_tensorboard_events_hold_losses_lr_and_metrics(tiny_synth, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    train(_cfg(tiny_synth, run, epochs=2, **{"run.tensorboard": "true", "run.eval_every": 1}))
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    acc = EventAccumulator(str(run))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"train/loss", "train/lr", "eval/mAP", "eval/rank1"} <= tags
+    loss = acc.Scalars("train/loss")
+    assert [e.step for e in loss] == [1, 2]
+    for event, row in zip(loss, rows):
+        assert event.value == pytest.approx(float(row["loss"]), rel=1e-4)
+    assert acc.Scalars("eval/mAP")[-1].value == pytest.approx(float(rows[-1]["eval_mAP"]), rel=1e-4)
+    assert "train/epoch" not in tags

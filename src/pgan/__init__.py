@@ -1,5 +1,11 @@
 """pgan: Part-Guided Attention Network toolkit for vehicle re-identification.
 
+The public Python API (timm-style)::
+
+    import pgan
+    model = pgan.create_model("pgan", backbone="resnet50", num_classes=576)
+    pgan.list_backbones()
+
 Importing the package has no side effects: nothing is registered, downloaded or
 initialised until a function is called.
 
@@ -10,12 +16,23 @@ access (module ``__getattr__``) because it needs faiss, a heavy optional depende
 """
 
 from pgan.inference import FeatureExtractor, load_model
+from pgan.models.factory import create_model, list_backbones
 
 __version__ = "0.1.0"
-__all__ = ["FeatureExtractor", "GalleryIndex", "__version__", "load_model"]
+
+# One name per line, so branches that add names merge cleanly.
+__all__ = [
+    "FeatureExtractor",
+    "GalleryIndex",
+    "__version__",
+    "create_model",
+    "list_backbones",
+    "load_model",
+]
 
 
 def __getattr__(name: str):
+    # GalleryIndex needs faiss (the [search] extra): imported on first use, so `import pgan` works without it.
     if name == "GalleryIndex":
         from pgan.index import GalleryIndex
 

@@ -20,7 +20,7 @@ from pgan.utils.safe_load import TRUST_ENV
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from pgan.data.synth import generate_synth, synth_config_from_dict
+    from pgan.synth import generate_synth, synth_config_from_dict
 
     values = {}
     for item in args.set or []:
@@ -71,31 +71,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_ablation(args: argparse.Namespace) -> int:
-    from pgan.config import apply_overrides, load_config
-    from pgan.engine.ablation import GRIDS, markdown_table, run_grid
-
-    if args.dataset == "synth":
-        from pgan.data.synth import generate_synth, synth_config_from_dict
-        from pgan.demo import DEMO_SYNTH
-        from pgan.recipes import SYNTH_ABLATION_CPU, synth_cpu_config
-
-        if args.config:
-            raise PganError("--config is for real datasets; the synthetic grid uses the built-in CPU recipe")
-        generate_synth(args.data, synth_config_from_dict(DEMO_SYNTH), progress=False)
-        base = apply_overrides(synth_cpu_config("pgan", args.data, args.out, recipe=SYNTH_ABLATION_CPU,
-                                                run__progress=False), args.overrides)
-    else:
-        if not args.config:
-            raise PganError(f"--config (a recipe such as configs/{args.dataset}_pgan.yaml) is needed for "
-                            f"dataset {args.dataset!r}")
-        base = load_config(args.config, args.overrides)
-    for grid in args.grids:
-        summaries = run_grid(grid, base, args.out, tuple(args.seeds), train_missing=not args.summarise_only)
-        print(markdown_table(summaries, GRIDS[grid].title))
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pgan", description="Part-Guided Attention Network for vehicle re-ID")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -126,38 +101,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="e.g. data.root=... run.flip_test=true")
     p.set_defaults(func=_cmd_eval)
 
-    p = sub.add_parser("demo", help="synthetic benchmark -> baseline and PGAN -> report (CPU, minutes)")
+    p = sub.add_parser("demo", help="synthetic set -> baseline and PGAN -> report (2-core CPU, < 5 minutes)")
     p.add_argument("--out", default="runs/demo")
-    p.add_argument("--data", default="data/demo-synth")
+    p.add_argument("--data", default="data/demo")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (quick look)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_demo)
 
-    from pgan.engine.ablation import DEFAULT_GRIDS, GRIDS
-    from pgan.parts.cli import register as register_parts
+    from pgan.bench.cli import register as register_bench
+    from pgan.detection.cli import register as register_parts
+    from pgan.search_cli import register as register_search
     from pgan.serve.cli import register as register_serve
     from pgan.viz.cli import register as register_viz
 
     register_parts(sub)  # parts {train, eval, extract, convert, proposals, grid}
-    register_serve(sub)  # serve (search service; issue 11)
-
-    from pgan.search_cli import register as register_search
-
+    register_viz(sub)  # viz {ranks, attention}, analyze {attention}
+    register_bench(sub)  # bench {runtime, ablation}
+    register_serve(sub)  # serve (search service)
     register_search(sub)  # search, index {build, add, info}, export {onnx}
-
-    bench = register_viz(sub)  # viz {ranks, attention}, analyze {attention}, bench {runtime}
-    p = bench.add_parser("ablation", help="the paper's ablation tables: named grids x seeds, mean ± std")
-    p.add_argument("--dataset", default="synth", help="'synth' (built-in CPU recipe) or a dataset name")
-    p.add_argument("--config", help="recipe for a real dataset, e.g. configs/veri776_pgan.yaml")
-    p.add_argument("--grids", nargs="+", default=list(DEFAULT_GRIDS), choices=sorted(GRIDS))
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--out", default="runs/ablation")
-    p.add_argument("--data", default="data/demo-synth", help="synthetic data folder (synth only)")
-    p.add_argument("--summarise-only", action="store_true",
-                   help="train nothing; tabulate the finished runs (unfinished ones are counted as pending)")
-    p.add_argument("overrides", nargs="*", metavar="SECTION.KEY=VALUE")
-    p.set_defaults(func=_cmd_ablation)
     return parser
 
 

@@ -13,11 +13,20 @@ epoch change (``data.epoch``: an epoch was ``num_ids // P`` = 10 steps on the
 160-identity benchmark set, it is now about one pass over every image, 28 steps)
 can be compared: ``SYNTH_CPU`` is 9 epochs = 252 steps (was 24 x 10 = 240),
 ``SYNTH_ABLATION_CPU`` 3 epochs = 84 steps (was 8 x 10 = 80).
+
+One source of truth: the dicts below. ``configs/synth_pgan.yaml`` and ``configs/synth_baseline.yaml``
+are generated from them (``make configs``, i.e. :func:`write_synth_configs`); edit the dict, then
+regenerate.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import yaml
+
 from pgan.config import Config, load_config, set_value
+from pgan.utils.atomic import atomic_write_text
 
 SYNTH_CPU = {
     "data.dataset": "synth",
@@ -56,3 +65,31 @@ def synth_cpu_config(variant: str, data_root: str, out_dir: str, seed: int = 0, 
     for key, value in extra.items():
         set_value(cfg, key.replace("__", "."), value)
     return cfg
+
+
+def synth_recipe_yaml(variant: str, data_root: str = "data/synth") -> str:
+    """The YAML recipe of :data:`SYNTH_CPU` for ``variant`` (what ``configs/synth_<variant>.yaml`` holds)."""
+    values = {**SYNTH_CPU, "model.variant": variant, "data.root": data_root,
+              "run.out_dir": f"runs/synth_{variant}"}
+    nested: dict[str, dict] = {}
+    for key, value in values.items():
+        section, name = key.split(".", 1)
+        nested.setdefault(section, {})[name] = list(value) if isinstance(value, tuple) else value
+    lines = ["# GENERATED from pgan.recipes.SYNTH_CPU by `make configs`: edit src/pgan/recipes.py, then",
+             f"# regenerate. The synthetic benchmark's CPU recipe ({variant}); the reasons for each value are in",
+             f"# pgan.recipes' docstring. Generate the data first: pgan synth --out {data_root}"]
+    for section, items in nested.items():
+        lines.append(f"{section}:")
+        lines += [f"  {name}: {yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"
+                  for name, value in items.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_synth_configs(out_dir: str | Path, variants: tuple[str, ...] = ("pgan", "baseline")) -> list[Path]:
+    """Write ``synth_<variant>.yaml`` for each variant into ``out_dir`` (the repository's ``configs/``)."""
+    paths = []
+    for variant in variants:
+        path = Path(out_dir) / f"synth_{variant}.yaml"
+        atomic_write_text(path, synth_recipe_yaml(variant))
+        paths.append(path)
+    return paths

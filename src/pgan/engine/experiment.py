@@ -27,6 +27,7 @@ from pgan.engine.distributed import cleanup, gather_for_mining, init_distributed
 from pgan.engine.extract import extract_features
 from pgan.engine.run_folder import RunLock, check_resume_config, remove_stale_temporaries
 from pgan.engine.schedule import lr_factor
+from pgan.engine.tensorboard import TensorBoardLogger
 from pgan.engine.trainer import Trainer
 from pgan.errors import PganError
 from pgan.evaluation.attention_roles import RoleAttention, role_attention
@@ -42,6 +43,11 @@ from pgan.utils.device import resolve_device
 from pgan.utils.seeding import seed_everything
 
 log = logging.getLogger(__name__)
+
+# The public API: the two jobs, and the builders that figures and tools reuse (``pgan.viz.ranks``).
+__all__ = ["EvalSets", "build_eval_sets", "build_network", "build_part_source", "evaluate_checkpoint",
+           "evaluate_sets", "feature_size", "load_trained", "read_configured_dataset", "train",
+           "validate_config"]
 
 
 def validate_config(cfg: Config) -> None:
@@ -114,6 +120,7 @@ def default_part_file(cfg: Config) -> str | None:
 
 
 def feature_size(backbone: torch.nn.Module, input_size: tuple[int, int]) -> tuple[int, int]:
+    """The ``(h, w)`` of ``backbone``'s feature map for an ``input_size`` image (one dry run)."""
     with torch.no_grad():
         was = backbone.training
         backbone.eval()
@@ -336,7 +343,15 @@ def _train_locked(cfg: Config, resume: bool, info, device: torch.device, ckpt: d
                                    "world_size": info.world_size})
     if resume:
         trainer.resume(ckpt if ckpt is not None else run_dir / "last.pt")
-    history = trainer.fit()
+    tb = TensorBoardLogger(run_dir, purge_step=trainer.start_epoch + 1) if cfg.run.tensorboard and info.is_main \
+        else None
+    if tb is not None:
+        trainer.epoch_hooks.append(tb)
+    try:
+        history = trainer.fit()
+    finally:
+        if tb is not None:
+            tb.close()
     # Summed per-epoch times, so a resumed run reports its whole training time.
     train_seconds = float(sum(h.get("seconds", 0.0) for h in history))
     final = {k[5:]: v for k, v in history[-1].items() if k.startswith("eval_")} if history else {}

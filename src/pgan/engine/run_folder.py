@@ -3,7 +3,7 @@
 * :class:`RunLock`: ``<run>/.pgan.lock`` is created with ``O_EXCL`` and holds the
   owner's PID and host. A second trainer on the folder refuses with one line; a lock
   whose process has died (same host) is taken over with a warning. The ablation
-  harness's ``.claim`` file (:mod:`pgan.engine.ablation`) is a different file that the
+  harness's ``.claim`` file (:mod:`pgan.bench.ablation`) is a different file that the
   harness takes *before* it calls the trainer, and neither ever waits for the other,
   so one process holding both cannot deadlock.
 * :func:`remove_stale_temporaries`: ``.last.pt.*.tmp`` and similar files that

@@ -1,5 +1,8 @@
 """The training loop: P x K batches, joint loss, AMP on CUDA, per-epoch checkpoints, exact resume.
 
+Model selection: none. ``last.pt`` (the final epoch) is the model; evaluation during training
+(``run.eval_every``) is for curves only, since the evaluation data is the test split.
+
 Resume is exact because every random choice is a function of saved state: the
 sampler's batches depend only on (seed, epoch), the learning rate only on the
 fractional epoch, and the torch/numpy/python RNG states (flip, erasing) are in
@@ -34,7 +37,8 @@ class Trainer:
                  schedule: Callable[[float], float] = lambda e: 1.0, run_dir: str | Path | None = None,
                  amp: bool = True, progress: bool = True,
                  evaluate: Callable[[torch.nn.Module], dict] | None = None, eval_every: int = 0,
-                 is_main: bool = True, extra_state: dict | None = None) -> None:
+                 is_main: bool = True, extra_state: dict | None = None,
+                 epoch_hooks: list[Callable[[dict], None]] | None = None) -> None:
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
         self.loader, self.device, self.epochs = loader, device, epochs
         self.schedule = schedule
@@ -46,15 +50,15 @@ class Trainer:
         self.evaluate, self.eval_every = evaluate, eval_every
         self.is_main = is_main
         self.extra_state = extra_state or {}
+        self.epoch_hooks = list(epoch_hooks or [])  # called with each epoch's metrics row (main process)
         self.start_epoch = 0
         self.history: list[dict] = []
-        self.best_map = -1.0
 
     # ----------------------------------------------------------------- state
     def state(self, epoch: int) -> dict:
         return {"model": unwrap(self.model).state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scaler": self.scaler.state_dict(), "epoch": epoch, "rng": rng_state(),
-                "history": self.history, "best_map": self.best_map, **self.extra_state}
+                "history": self.history, **self.extra_state}
 
     def resume(self, path: str | Path | dict) -> None:
         """Continue from a checkpoint file (or its already-loaded dict)."""
@@ -65,7 +69,6 @@ class Trainer:
         set_rng_state(ckpt["rng"])
         self.start_epoch = int(ckpt["epoch"])
         self.history = list(ckpt.get("history", []))
-        self.best_map = float(ckpt.get("best_map", -1.0))
         log.info("resumed after epoch %d", self.start_epoch)
 
     def _set_lr(self, epoch_float: float) -> float:
@@ -121,27 +124,28 @@ class Trainer:
             self._save_last(epoch + 1)  # before evaluating: a failed evaluation costs no training
             last = epoch + 1 == self.epochs
             if self.evaluate is not None and (last or (self.eval_every and (epoch + 1) % self.eval_every == 0)):
-                self._evaluate_into(stats, epoch + 1)
+                self._evaluate_into(stats)
                 self._save_last(epoch + 1)
             if self.is_main:
                 log.info("epoch %d: %s", epoch + 1,
                          " ".join(f"{k}={v:.4g}" for k, v in stats.items() if isinstance(v, float)))
+                for hook in self.epoch_hooks:
+                    hook(stats)
         if (self.evaluate is not None and self.history and self.start_epoch >= self.epochs
                 and not any(k.startswith("eval_") for k in self.history[-1])):
             # Resumed after training finished but its evaluation failed: evaluate now.
-            self._evaluate_into(self.history[-1], self.epochs)
+            self._evaluate_into(self.history[-1])
             self._save_last(self.epochs)
         return self.history
 
-    def _evaluate_into(self, stats: dict, epochs_done: int) -> None:
+    def _evaluate_into(self, stats: dict) -> None:
         # Evaluation must not move the training RNG (DataLoaders draw seeds from it), so a
         # run's trajectory does not depend on how often it was evaluated, and resume is exact.
         with torch.random.fork_rng(devices=[]):
             metrics = self.evaluate(self.model)
         stats.update({f"eval_{k}": v for k, v in metrics.items()})
-        if self.is_main and metrics.get("mAP", -1) > self.best_map and self.run_dir is not None:
-            self.best_map = metrics["mAP"]
-            save_checkpoint(self.run_dir / "best.pt", **self.state(epochs_done))
+        # No "best" checkpoint: the only labelled held-out data is the test split, and choosing
+        # an epoch by its test mAP would leak it. Reports use the final epoch (last.pt).
 
     def _save_last(self, epochs_done: int) -> None:
         if self.is_main and self.run_dir is not None:

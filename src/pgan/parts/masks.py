@@ -15,6 +15,7 @@ import math
 import numpy as np
 
 from pgan.parts.boxfile import PartBox
+from pgan.utils.grid import grid_layout
 
 
 def box_to_mask(box: PartBox, img_w: int, img_h: int, fh: int, fw: int,
@@ -45,19 +46,10 @@ def boxes_to_masks(boxes: list[PartBox], img_w: int, img_h: int, fh: int, fw: in
     return out
 
 
-def grid_masks(fh: int, fw: int, d: int) -> np.ndarray:
-    """``d`` uniform grid cells over the map (the paper's grid-attention ablation).
-
-    The grid has ``rows x cols = d`` cells with ``rows`` the largest divisor of
-    ``d`` not above ``sqrt(d)`` (d=8 -> 2x4 cells); every feature cell belongs
-    to exactly one part.
-    """
-    rows = max(r for r in range(1, int(math.isqrt(d)) + 1) if d % r == 0)
-    cols = d // rows
-    out = np.zeros((d, fh, fw), dtype=np.float32)
-    rb = np.linspace(0, fh, rows + 1).round().astype(int)
-    cb = np.linspace(0, fw, cols + 1).round().astype(int)
-    for i in range(rows):
-        for j in range(cols):
-            out[i * cols + j, rb[i]:rb[i + 1], cb[j]:cb[j + 1]] = 1.0
-    return out
+def grid_boxes(width: int, height: int, d: int = 8) -> list[PartBox]:
+    """The ``d`` cells of :func:`pgan.utils.grid.grid_masks` as boxes in image pixels (row-major, score 1,
+    label ``grid``)."""
+    rows, cols = grid_layout(d)
+    xs = [width * j / cols for j in range(cols + 1)]
+    ys = [height * i / rows for i in range(rows + 1)]
+    return [PartBox(xs[j], ys[i], xs[j + 1], ys[i + 1], 1.0, "grid") for i in range(rows) for j in range(cols)]

@@ -37,7 +37,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from pgan.errors import PganError
 from pgan.parts.boxfile import PartBox, check_part_file_owner
+from pgan.parts.extract import dataset_images, run_extraction
 
 WORK_SIZE = 128
 THRESHOLDS = (80.0, 88.0, 94.0)
@@ -169,9 +171,6 @@ def proposal_boxes_fn(max_boxes: int = 16, nms: float = 0.45):
 def propose_parts(dataset: str, root: str, out: str, max_boxes: int = 16, nms: float = 0.45,
                   batch_size: int = 32, progress: bool = True, workers: int = 2):
     """Write proposals for every image of ``dataset`` to the part file ``out`` (resumable)."""
-    from pgan.errors import PganError
-    from pgan.parts.extract import dataset_images, run_extraction
-
     if max_boxes < 1:
         raise PganError(f"max_boxes must be >= 1, got {max_boxes}")
     check_part_file_owner(out, "proposals")

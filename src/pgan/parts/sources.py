@@ -7,7 +7,7 @@ ask where the boxes came from.
 Sources by name (:data:`PART_SOURCES`, built with :func:`build_source`):
 
 * ``file``: a part-box file (ground truth, any external tool; plain-text and
-  COCO results convert to it, see :mod:`pgan.parts.external`) -> top-D boxes by
+  COCO results convert to it, see :mod:`pgan.detection.convert`) -> top-D boxes by
   score -> masks. See :mod:`pgan.parts.boxfile`.
 * ``detector``: the part file ``pgan parts extract`` wrote (a detector's output
   is just a part file).
@@ -22,7 +22,7 @@ Derived part files say what they are in their names (``parts_proposals.jsonl``,
 ever ground truth. :func:`check_part_file_owner` refuses a ``detector`` or
 ``proposals`` source (or writer) on a file whose name says another source made it,
 so a derived source can never silently read (or overwrite) the ground truth.
-* ``grid``: uniform cells (:func:`pgan.parts.masks.grid_masks`). The ``grid``
+* ``grid``: uniform cells (:func:`pgan.utils.grid.grid_masks`). The ``grid``
   model variant builds these itself; :func:`grid_boxes` writes them as a part
   file so the file-based path can use them too (``pgan parts grid``). Through a
   file, cells are rasterised like any box (any overlap), so on a feature map
@@ -38,7 +38,6 @@ Example::
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Protocol
@@ -46,9 +45,10 @@ from typing import Protocol
 import numpy as np
 
 from pgan.errors import PganError, unknown_name
-from pgan.parts.boxfile import ImageParts, PartBox, check_part_file_owner, read_part_file
-from pgan.parts.masks import boxes_to_masks, grid_masks
+from pgan.parts.boxfile import ImageParts, check_part_file_owner, read_part_file
+from pgan.parts.masks import boxes_to_masks, grid_boxes  # noqa: F401  (grid_boxes: public here too)
 from pgan.parts.selection import select_top_d
+from pgan.utils.grid import grid_masks
 
 log = logging.getLogger(__name__)
 
@@ -114,15 +114,6 @@ class GridParts:
 
     def masks_for(self, key: str, fh: int, fw: int) -> np.ndarray:
         return grid_masks(fh, fw, self.num_parts)
-
-
-def grid_boxes(width: int, height: int, d: int = 8) -> list[PartBox]:
-    """The ``d`` cells of :func:`grid_masks` as boxes in image pixels (row-major, score 1, label ``grid``)."""
-    rows = max(r for r in range(1, int(math.isqrt(d)) + 1) if d % r == 0)
-    cols = d // rows
-    xs = [width * j / cols for j in range(cols + 1)]
-    ys = [height * i / rows for i in range(rows + 1)]
-    return [PartBox(xs[j], ys[i], xs[j + 1], ys[i + 1], 1.0, "grid") for i in range(rows) for j in range(cols)]
 
 
 _NEED_HINT = {"detector": " (data.part_file: the file 'pgan parts extract --out ...' wrote)",

@@ -24,9 +24,9 @@ from pgan.data.records import ImageRecord
 from pgan.errors import PganError
 from pgan.models.part_attention import attention_map
 from pgan.parts.boxfile import PartBox
-from pgan.parts.masks import grid_masks
 from pgan.parts.selection import select_top_d
 from pgan.utils.atomic import atomic_open, atomic_write_json
+from pgan.utils.grid import grid_masks
 from pgan.viz.ranks import LoadedRun, find_record, load_run
 from pgan.viz.report_html import Section, prepare_out_dir, write_report
 

@@ -1,15 +1,12 @@
-"""The ``viz``, ``analyze`` and ``bench`` subcommands of ``pgan`` (thin argparse over the library).
+"""The ``viz`` and ``analyze`` subcommands of ``pgan`` (thin argparse over the library).
 
-``pgan.cli`` calls :func:`register` with its subparsers object; the returned
-``bench`` subparsers object takes further benchmarks (``bench_sub.add_parser(...)``).
+``pgan.cli`` calls :func:`register` with its subparsers object.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-
-from pgan.errors import PganError
 
 
 def _cmd_viz_ranks(args: argparse.Namespace) -> int:
@@ -43,28 +40,12 @@ def _cmd_analyze_attention(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_bench_runtime(args: argparse.Namespace) -> int:
-    from pgan.engine.runtime import bench_runtime, write_runtime_report
-    from pgan.viz.report_html import prepare_out_dir
-
-    if len(args.input) not in (1, 2):
-        raise PganError(f"--input takes one size or H W, got {args.input}")
-    size = (args.input[0], args.input[-1])
-    out = prepare_out_dir(args.out)
-    res = bench_runtime(args.backbone, size, tuple(args.batch_sizes), args.repeats, args.warmup, args.devices,
-                        args.threads, args.num_parts, args.reduced_dim, args.seed, args.detector_checkpoint)
-    write_runtime_report(res, out)
-    print(res.markdown())
-    print(f"wrote {out / 'runtime.md'} and {out / 'report.html'}")
-    return 0
-
-
 def _out(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="run folder for the figures, tables and report.html")
 
 
-def register(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:
-    """Add ``viz``, ``analyze`` and ``bench`` to ``pgan``; returns the ``bench`` subparsers."""
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``viz`` and ``analyze`` to ``pgan``."""
     viz = subparsers.add_parser("viz", help="figures: rank lists, part attention")
     vsub = viz.add_subparsers(dest="viz_command", required=True, metavar="FIGURE")
     p = vsub.add_parser("ranks", help="top-K rank lists of queries (green = same vehicle, red = different)")
@@ -103,20 +84,3 @@ def register(subparsers: argparse._SubParsersAction) -> argparse._SubParsersActi
     _out(p)
     p.set_defaults(func=_cmd_analyze_attention)
 
-    bench = subparsers.add_parser("bench", help="benchmarks")
-    bsub = bench.add_subparsers(dest="bench_command", required=True, metavar="BENCHMARK")
-    p = bsub.add_parser("runtime", help="ms per image: part detector, baseline and PGAN re-ID networks, total")
-    p.add_argument("--backbone", default="resnet50")
-    p.add_argument("--input", type=int, nargs="+", default=[224], metavar="SIZE", help="224 or H W")
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
-    p.add_argument("--repeats", type=int, default=5, help="timed runs per module (median reported)")
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    p.add_argument("--devices", nargs="+", default=["auto"], help="cpu, cuda or auto (cpu, and cuda if present)")
-    p.add_argument("--num-parts", type=int, default=8)
-    p.add_argument("--reduced-dim", type=int, default=256)
-    p.add_argument("--detector-checkpoint", help="time a trained part detector instead of random weights")
-    p.add_argument("--seed", type=int, default=0)
-    _out(p)
-    p.set_defaults(func=_cmd_bench_runtime)
-    return bsub

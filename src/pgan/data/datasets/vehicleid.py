@@ -12,7 +12,7 @@ VehicleID has no camera labels: every record gets ``camid = 0`` (the camera slot
 is never reused for anything else) and its protocol removes no same-camera
 entries. Its query / gallery split is random: one image per identity forms the
 gallery, all others are queries, averaged over 10 seeded trials
-(:func:`pgan.evaluation.protocols.vehicleid_trials`). The returned dataset holds
+(:func:`pgan.data.splits.vehicleid_trials`). The returned dataset holds
 trial 0 of ``seed`` as ``query`` / ``gallery``; ``meta["test"]`` holds the whole
 test list, which :func:`pgan.evaluation.evaluate_protocol` re-splits for every trial.
 """
@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pgan.data.records import ImageRecord, ReidDataset
+from pgan.data.splits import vehicleid_trials
 from pgan.errors import PganError
 
 TEST_SIZES = (800, 1600, 2400)
@@ -72,8 +73,6 @@ def _read_list(root: Path, list_file: Path) -> list[ImageRecord]:
 
 def read_vehicleid(root: Path, test_size: int = 2400, seed: int = 0) -> ReidDataset:
     """Read VehicleID with the ``test_size`` test list (800, 1600 or 2400 identities)."""
-    from pgan.evaluation.protocols import vehicleid_trials
-
     root = Path(root)
     if not root.is_dir():
         raise PganError(f"dataset folder {root} does not exist")

@@ -32,6 +32,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from pgan.errors import PganError
+from pgan.utils.images import load_rgb
 
 log = logging.getLogger(__name__)
 
@@ -284,16 +285,6 @@ def read_annotations(voc: Sequence[str | Path] | None = None, coco: str | Path |
 def label_set(samples: Sequence[DetectionSample]) -> list[str]:
     """Every class name the samples use, sorted (for ``--classes auto``)."""
     return sorted({lab for s in samples for lab in s.labels})
-
-
-def load_rgb(path: Path) -> torch.Tensor:
-    """``uint8 (3, H, W)`` RGB at the file's own size; PganError for an unreadable file."""
-    try:
-        with Image.open(path) as im:
-            arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise PganError(f"cannot read image {path}: {exc}") from None
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
 
 
 class DetectionDataset(Dataset):

@@ -25,14 +25,14 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from pgan.errors import PganError
-from pgan.parts.detection_data import DetectionDataset, DetectionSample, collate
-from pgan.parts.detector import (
+from pgan.detection.data import DetectionDataset, DetectionSample, collate
+from pgan.detection.model import (
     DetectorConfig,
     build_detector,
     detector_checkpoint,
     read_checkpoint,
 )
+from pgan.errors import PganError
 from pgan.utils.atomic import atomic_torch_save
 from pgan.utils.device import resolve_device
 from pgan.utils.seeding import seed_everything

@@ -1,7 +1,7 @@
 """The synthetic benchmark's world: model+colour families, cameras and identities, sampled from a seed.
 
 Everything here is a pure function of ``(seed, id)``, so an identity looks the
-same whichever worker renders it. :mod:`pgan.data.synth_render` draws them.
+same whichever worker renders it. :mod:`pgan.synth.render` draws them.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pgan.data.synth_render import BODIES, VIEWS, part_views
-from pgan.data.synth_scene import CAR_COLOURS, Colour
+from pgan.synth.render import BODIES, VIEWS, part_views
+from pgan.synth.scene import CAR_COLOURS, Colour
 
 if TYPE_CHECKING:
-    from pgan.data.synth import SynthConfig
+    from pgan.synth.generate import SynthConfig
 
 # kind: (selection weight, number of shapes, slots in its window); '' = no window slot.
 KINDS: dict[str, tuple[float, int, tuple[str, ...]]] = {
@@ -87,7 +87,8 @@ class Camera:
     facing_right: float
 
 
-def _rng(seed: int, a: int, tag: int) -> np.random.Generator:
+def seeded_rng(seed: int, a: int, tag: int) -> np.random.Generator:
+    """The generator stream ``tag`` (1 families, 2 cameras, 3 identities, 4 shots, 5 split) of ``a``."""
     # A nonzero last word keeps these streams apart from the per-image [seed, vid, index] streams.
     return np.random.default_rng([seed, a, 0, tag])
 
@@ -98,7 +99,7 @@ def make_families(cfg: SynthConfig) -> list[Family]:
     Body types and colours are each used in turn (shuffled), so small family counts are as varied as
     possible; pairs stay distinct up to ``len(BODIES) * len(CAR_COLOURS)`` families.
     """
-    r = _rng(cfg.seed, 0, 1)
+    r = seeded_rng(cfg.seed, 0, 1)
     bodies, colours = r.permutation(list(BODIES)), r.permutation(len(CAR_COLOURS))
     out = []
     for f in range(cfg.num_families):
@@ -111,7 +112,7 @@ def make_families(cfg: SynthConfig) -> list[Family]:
 
 def make_camera(seed: int, cam: int) -> Camera:
     """Camera ``cam``'s fixed nuisance and its preferred view."""
-    r = _rng(seed, cam, 2)
+    r = seeded_rng(seed, cam, 2)
     view_p = np.full(3, 0.2)
     view_p[int(r.integers(3))] = 0.6
     grey = r.uniform(70, 170)
@@ -127,7 +128,7 @@ def make_camera(seed: int, cam: int) -> Camera:
 
 def make_identity(seed: int, vid: int, family: int) -> Identity:
     """3-5 identity parts; every view shows 2-4 of them and a carrier or rim style is seen in all views."""
-    r = _rng(seed, vid, 3)
+    r = seeded_rng(seed, vid, 3)
     names = list(KINDS)
     weights = np.asarray([KINDS[k][0] for k in names])
     for _ in range(10_000):

@@ -5,8 +5,8 @@ detector learns from few iterations far better than an SSD (whose recipe needs
 hundreds of epochs of heavy augmentation): on the synthetic benchmark it passes
 0.3-0.7 mAP@0.5 after two minutes of CPU training. RoIAlign over an FPN keeps
 the small parts (lights, logos, stickers: 6-20 px on a 160 px vehicle). The
-backbone is the project's MobileNetV2 (:func:`pgan.models.backbones.build_backbone`,
-offline ImageNet weights) with BatchNorm frozen (batches of a few images) and
+backbone is torchvision's MobileNetV2 (:func:`pgan.detection.backbone.mobilenet_v2_stages`,
+ImageNet weights from the torch hub cache) with BatchNorm frozen (batches of a few images) and
 its first ``frozen_stages`` stages fixed.
 
 Sized for a CPU: images are resized so their short side is ``min_size`` (160,
@@ -34,10 +34,10 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.ops import FeaturePyramidNetwork, FrozenBatchNorm2d, MultiScaleRoIAlign
 
+from pgan.detection.backbone import mobilenet_v2_stages
+from pgan.detection.box_ap import APResult, Detections, GroundTruth, box_ap
 from pgan.errors import PganError
-from pgan.models.backbones import build_backbone
 from pgan.parts import PART_CLASSES
-from pgan.parts.box_ap import APResult, Detections, GroundTruth, box_ap
 from pgan.utils.device import resolve_device
 from pgan.utils.safe_load import safe_torch_load
 
@@ -95,7 +95,7 @@ class MobileNetFPN(nn.Module):
         super().__init__()
         if sorted(set(levels)) != list(levels) or not levels or not 0 <= levels[0] <= levels[-1] <= 4:
             raise PganError(f"detector levels {levels} must be increasing stage indices in 0..4")
-        bb = build_backbone("mobilenet_v2", pretrained=pretrained, last_stride=2, frozen_stages=frozen_stages)
+        bb = mobilenet_v2_stages(pretrained=pretrained, frozen_stages=frozen_stages)
         bb.stages = bb.stages[: levels[-1] + 1]
         self.levels = tuple(levels)
         self.body = _freeze_batchnorm(bb)
@@ -205,7 +205,7 @@ def evaluate_detector(model: FasterRCNN, classes: list[str], samples: list, batc
     """
     from tqdm import tqdm
 
-    from pgan.parts.detection_data import load_rgb
+    from pgan.utils.images import load_rgb
 
     dets, truth = [], []
     for i in tqdm(range(0, len(samples), batch_size), desc="detector eval", unit="batch", disable=not progress,

@@ -31,7 +31,7 @@ def _threads(args: argparse.Namespace) -> None:
 
 
 def _samples(args: argparse.Namespace, classes: list[str] | None, keep_empty: bool):
-    from pgan.parts.detection_data import read_annotations
+    from pgan.detection.data import read_annotations
 
     return read_annotations(args.voc, args.coco, args.images, classes, args.strict_labels, keep_empty)
 
@@ -46,9 +46,9 @@ def _class_list(args: argparse.Namespace) -> list[str] | None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from pgan.parts.detection_data import label_set
-    from pgan.parts.detector import DetectorConfig, read_checkpoint
-    from pgan.parts.detector_train import TrainSettings, train_detector
+    from pgan.detection.data import label_set
+    from pgan.detection.model import DetectorConfig, read_checkpoint
+    from pgan.detection.train import TrainSettings, train_detector
 
     _threads(args)
     ckpt = Path(args.out) / "last.pt"
@@ -72,7 +72,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from pgan.parts.detector import evaluate_detector, load_detector
+    from pgan.detection.model import evaluate_detector, load_detector
     from pgan.utils.atomic import atomic_write_json
 
     _threads(args)
@@ -90,7 +90,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_extract(args: argparse.Namespace) -> int:
-    from pgan.parts.extract import detector_part_file, extract_parts
+    from pgan.detection.extract import detector_part_file, extract_parts
 
     _threads(args)
     if not Path(args.checkpoint).is_file():
@@ -103,8 +103,8 @@ def _cmd_extract(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
+    from pgan.detection.convert import coco_results_to_parts, text_dir_to_parts
     from pgan.parts.boxfile import write_part_file
-    from pgan.parts.external import coco_results_to_parts, text_dir_to_parts
     from pgan.parts.extract import dataset_images
 
     records = dataset_images(args.dataset, args.root)

@@ -9,7 +9,7 @@ with their own scale, light, blur, noise, clutter and occlusion.
 Example::
 
     from pgan.data.datasets import read_dataset
-    from pgan.data.synth import SynthConfig, generate_synth
+    from pgan.synth import SynthConfig, generate_synth
     summary = generate_synth("data/synth", SynthConfig(num_train_ids=50, num_test_ids=25))
     ds = read_dataset("synth", summary["root"])   # the VeRi-776 reader
 
@@ -32,11 +32,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from pgan.data.synth_render import BODIES, BOX_SCORES, RenderStyle, render_image
-from pgan.data.synth_scene import CAR_COLOURS
-from pgan.data.synth_world import Camera, Family, Identity, _rng, make_camera, make_families, make_identity
 from pgan.errors import PganError
 from pgan.parts.boxfile import ImageParts, PartBox, write_part_file
+from pgan.synth.render import BODIES, BOX_SCORES, RenderStyle, render_image
+from pgan.synth.scene import CAR_COLOURS
+from pgan.synth.world import Camera, Family, Identity, make_camera, make_families, make_identity, seeded_rng
 from pgan.utils.atomic import atomic_write_json, atomic_write_text
 
 GENERATOR_VERSION = 2  # 2: ground-truth boxes carry their role (identity | shared)
@@ -137,7 +137,7 @@ def _shots(cfg: SynthConfig, vid: int, test: bool) -> list[Shot]:
     Each of the identity's ``k`` cameras gets at least one image and at most ``queries_per_id`` of them
     give a query, so every query keeps a gallery image of its identity from another camera.
     """
-    r = _rng(cfg.seed, vid, 4)
+    r = seeded_rng(cfg.seed, vid, 4)
     lo, hi = cfg.images_per_id
     n = int(r.integers(lo, hi + 1))
     k_lo = max(2, cfg.queries_per_id + 1)
@@ -225,7 +225,7 @@ def _plan(cfg: SynthConfig) -> tuple[list[Family], dict[int, Camera], list[tuple
     """The whole dataset as data: families, cameras and every identity with its shots."""
     families = make_families(cfg)
     cameras = {c: make_camera(cfg.seed, c) for c in range(1, cfg.num_cameras + 1)}
-    r = _rng(cfg.seed, 0, 5)  # spread train and test identities evenly over the families
+    r = seeded_rng(cfg.seed, 0, 5)  # spread train and test identities evenly over the families
     fam_of = np.concatenate([r.permutation(np.arange(n) % cfg.num_families)
                              for n in (cfg.num_train_ids, cfg.num_test_ids)])
     tasks = [(make_identity(cfg.seed, vid, int(fam_of[vid - 1])), _shots(cfg, vid, vid > cfg.num_train_ids))
@@ -260,7 +260,7 @@ def _build(tmp: Path, cfg: SynthConfig, progress: bool) -> dict:
         atomic_write_text(tmp / lst, "".join(n + "\n" for n in names))
         counts[folder] = len(names)
     write_part_file(tmp / "parts_gt.jsonl", items)
-    meta = {"generator": "pgan.data.synth", "version": GENERATOR_VERSION, "config": _meta_config(cfg),
+    meta = {"generator": "pgan.synth", "version": GENERATOR_VERSION, "config": _meta_config(cfg),
             "counts": counts, "families": [asdict(f) for f in families],
             "identity_family": {str(i.vid): i.family for i, _ in tasks},
             "identity_parts": {str(i.vid): [p.kind for p in i.parts] for i, _ in tasks}}

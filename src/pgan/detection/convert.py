@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from pgan.data.records import ImageRecord
+from pgan.detection.data import image_size, load_json
 from pgan.errors import PganError
 from pgan.parts.boxfile import ImageParts, PartBox
-from pgan.parts.detection_data import image_size, load_json
 from pgan.parts.selection import select_top_d
 
 log = logging.getLogger(__name__)

@@ -1,10 +1,10 @@
-"""Draw one synthetic vehicle image with PIL (the drawing half of :mod:`pgan.data.synth`).
+"""Draw one synthetic vehicle image with PIL (the drawing half of :mod:`pgan.synth`).
 
 A ``Family`` fixes the look (body type, colour, logo, lights); an ``Identity`` adds a few small parts
 (windshield signs, ornaments, roof carrier, rims, ...), the only cue separating it from its near-twins;
 a ``Camera`` fixes the nuisance (scale, shift, light, blur, noise, clutter, occlusion); all three are
-sampled in :mod:`pgan.data.synth_world`. The scene around the vehicle (background, occluders,
-photometric changes) and the palette are in :mod:`pgan.data.synth_scene`.
+sampled in :mod:`pgan.synth.world`. The scene around the vehicle (background, occluders,
+photometric changes) and the palette are in :mod:`pgan.synth.scene`.
 Shapes are drawn in vehicle coordinates ``(u, v)`` in [0, 1]^2 (u = 0 is the left edge of the vehicle's
 box in the picture, v = 0 its top) and mapped to pixels by :class:`_Pen`, so every box follows the
 vehicle's scale, shift and mirroring exactly.
@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from pgan.data.synth_scene import (
+from pgan.parts.boxfile import PartBox
+from pgan.synth.scene import (
     CHROME,
     GLASS,
     SHADOW,
@@ -32,10 +33,9 @@ from pgan.data.synth_scene import (
     photometric,
     shade,
 )
-from pgan.parts.boxfile import PartBox
 
 if TYPE_CHECKING:  # the world's dataclasses live with their samplers
-    from pgan.data.synth_world import Camera, Family, Identity, IdPart
+    from pgan.synth.world import Camera, Family, Identity, IdPart
 
 VIEWS = ("front", "rear", "side")
 BOX_SCORES = ("visibility", "detector")

@@ -1,5 +1,5 @@
 """The scene around a synthetic vehicle: the palette, the camera's background and clutter, occluders and
-photometric changes (the nuisance half of :mod:`pgan.data.synth_render`). Every random draw comes from the
+photometric changes (the nuisance half of :mod:`pgan.synth.render`). Every random draw comes from the
 ``rng`` passed in, in a fixed order, so images are reproducible.
 """
 
@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 if TYPE_CHECKING:
-    from pgan.data.synth_world import Camera
+    from pgan.synth.world import Camera
 
 SUPERSAMPLE = 2  # drawn at 2x and box-filtered down: cheap anti-aliasing
 Colour = tuple[int, int, int]

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from pgan.detection import model as part_detector
 from pgan.errors import PganError
 from pgan.models.backbones import build_backbone
 from pgan.models.network import ReidNet
@@ -109,7 +110,7 @@ class RuntimeResult:
                 f"the plain head's (max difference {self.plain_max_abs_diff:.1e} of the largest entry).")
         if self.detector_stand_in:
             note += (f" The part detector is a stand-in: torchvision {self.detector} "
-                     "(random weights, 17 classes, same input size); pgan.parts.detector was not available.")
+                     "(random weights, 17 classes, same input size); pgan.detection.model was not available.")
         return "\n".join(lines) + "\n" + note + "\n"
 
     def to_dict(self) -> dict:
@@ -134,10 +135,6 @@ def build_timing_detector(input_size: tuple[int, int], checkpoint: str | None = 
                           ) -> tuple[nn.Module, str, bool]:
     """``(detector, description, is_stand_in)``: a trained part detector (``checkpoint``), else pgan's
     detector with its default config and random weights, else (module absent) a torchvision stand-in."""
-    try:
-        from pgan.parts import detector as part_detector  # written in parallel; may be absent
-    except ImportError:
-        part_detector = None
     if part_detector is not None:
         if checkpoint:
             det, cfg, _ = part_detector.load_detector(checkpoint)
@@ -146,7 +143,7 @@ def build_timing_detector(input_size: tuple[int, int], checkpoint: str | None = 
         det = part_detector.build_detector(cfg, pretrained=False)
         return det, f"pgan part detector, random weights, short side {cfg.min_size} px", False
     if checkpoint:
-        raise PganError("--detector-checkpoint needs pgan.parts.detector, which is not installed")
+        raise PganError("--detector-checkpoint needs pgan.detection.model, which is not installed")
     from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_fpn
 
     det = fasterrcnn_mobilenet_v3_large_fpn(weights=None, weights_backbone=None, num_classes=17,

@@ -1,0 +1,89 @@
+"""The ``bench`` subcommands of ``pgan``: ``runtime`` (Table VII) and ``ablation`` (Tables II-IV).
+
+``pgan.cli`` calls :func:`register` with its subparsers object; more benchmarks are added here.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from pgan.bench.ablation import DEFAULT_GRIDS, GRIDS
+from pgan.errors import PganError
+
+
+def _cmd_bench_runtime(args: argparse.Namespace) -> int:
+    from pgan.bench.runtime import bench_runtime, write_runtime_report
+    from pgan.viz.report_html import prepare_out_dir
+
+    if len(args.input) not in (1, 2):
+        raise PganError(f"--input takes one size or H W, got {args.input}")
+    size = (args.input[0], args.input[-1])
+    out = prepare_out_dir(args.out)
+    res = bench_runtime(args.backbone, size, tuple(args.batch_sizes), args.repeats, args.warmup, args.devices,
+                        args.threads, args.num_parts, args.reduced_dim, args.seed, args.detector_checkpoint)
+    write_runtime_report(res, out)
+    print(res.markdown())
+    print(f"wrote {out / 'runtime.md'} and {out / 'report.html'}")
+    return 0
+
+
+def _cmd_ablation(args: argparse.Namespace) -> int:
+    from pgan.bench.ablation import GRIDS, markdown_table, run_grid
+    from pgan.config import apply_overrides, load_config
+
+    if args.dataset == "synth":
+        from pgan.demo import DEMO_SYNTH
+        from pgan.recipes import SYNTH_ABLATION_CPU, synth_cpu_config
+        from pgan.synth import generate_synth, synth_config_from_dict
+
+        if args.config:
+            raise PganError("--config is for real datasets; the synthetic grid uses the built-in CPU recipe")
+        generate_synth(args.data, synth_config_from_dict(DEMO_SYNTH), progress=False)
+        base = apply_overrides(synth_cpu_config("pgan", args.data, args.out, recipe=SYNTH_ABLATION_CPU,
+                                                run__progress=False), args.overrides)
+    else:
+        if not args.config:
+            raise PganError(f"--config (a recipe such as configs/{args.dataset}_pgan.yaml) is needed for "
+                            f"dataset {args.dataset!r}")
+        base = load_config(args.config, args.overrides)
+    for grid in args.grids:
+        summaries = run_grid(grid, base, args.out, tuple(args.seeds), train_missing=not args.summarise_only)
+        print(markdown_table(summaries, GRIDS[grid].title))
+    return 0
+
+
+def _out(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, help="run folder for the figures, tables and report.html")
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:
+    """Add ``bench`` to ``pgan``; returns its subparsers (for benchmarks added elsewhere)."""
+    bench = subparsers.add_parser("bench", help="benchmarks")
+    bsub = bench.add_subparsers(dest="bench_command", required=True, metavar="BENCHMARK")
+    p = bsub.add_parser("runtime", help="ms per image: part detector, baseline and PGAN re-ID networks, total")
+    p.add_argument("--backbone", default="resnet50")
+    p.add_argument("--input", type=int, nargs="+", default=[224], metavar="SIZE", help="224 or H W")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
+    p.add_argument("--repeats", type=int, default=5, help="timed runs per module (median reported)")
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--devices", nargs="+", default=["auto"], help="cpu, cuda or auto (cpu, and cuda if present)")
+    p.add_argument("--num-parts", type=int, default=8)
+    p.add_argument("--reduced-dim", type=int, default=256)
+    p.add_argument("--detector-checkpoint", help="time a trained part detector instead of random weights")
+    p.add_argument("--seed", type=int, default=0)
+    _out(p)
+    p.set_defaults(func=_cmd_bench_runtime)
+
+    p = bsub.add_parser("ablation", help="the paper's ablation tables: named grids x seeds, mean ± std")
+    p.add_argument("--dataset", default="synth", help="'synth' (built-in CPU recipe) or a dataset name")
+    p.add_argument("--config", help="recipe for a real dataset, e.g. configs/veri776_pgan.yaml")
+    p.add_argument("--grids", nargs="+", default=list(DEFAULT_GRIDS), choices=sorted(GRIDS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--out", default="runs/ablation")
+    p.add_argument("--data", default="data/demo-synth", help="synthetic data folder (synth only)")
+    p.add_argument("--summarise-only", action="store_true",
+                   help="train nothing; tabulate the finished runs (unfinished ones are counted as pending)")
+    p.add_argument("overrides", nargs="*", metavar="SECTION.KEY=VALUE")
+    p.set_defaults(func=_cmd_ablation)
+    return bsub
