@@ -71,6 +71,9 @@ GRIDS: dict[str, Grid] = {
         ("single score head, learnable T", {"model.pam_score": "single", "model.learn_temperature": True}),
         ("PAM lr x 10", {"optim.pam_lr_mult": 10.0}),
         ("nopam (reference)", {"model.variant": "nopam"}))),
+    # The switch chosen on the development set (seed 11) for the benchmark's variants table.
+    "pam_area": Grid("PGAN with area-normalised part maps", (
+        ("pgan (part_map = area)", {"model.part_map": "area"}),)),
     "retrieval": Grid("Retrieval feature (PGAN)", (
         ("F_fb", {"model.retrieval": "fb"}), ("concat(F_fb, F_g, F_p)", {"model.retrieval": "concat"}))),
 }
