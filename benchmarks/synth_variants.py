@@ -45,6 +45,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--setting", choices=list(SETTINGS), default="standard")
     ap.add_argument("--grids", nargs="+", default=["variants"], choices=list(GRIDS))
+    ap.add_argument("--variant-rows", nargs="*", default=[], choices=list(GRIDS), metavar="GRID",
+                    help="also list these grids' finished rows in the variants table (e.g. pam_area)")
     ap.add_argument("--out", default="runs/bench")
     ap.add_argument("--data", default=None, help="dataset folder (default data/bench-synth[-<setting>])")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -71,10 +73,18 @@ def main() -> None:
                              train_missing=not args.summarise_only)
         if grid == "variants":
             summaries = {LABELS[label]: row for label, row in summaries.items()}
+            for extra_grid in args.variant_rows:  # e.g. PGAN with a PAM switch, next to the four variants
+                summaries.update(run_grid(extra_grid, base, Path(args.out) / f"synth{suffix}", tuple(args.seeds),
+                                          train_missing=False))
+            for label, row in summaries.items():
+                if label in ("grid", "baseline"):  # no part boxes with roles: no ratio
+                    row.setdefault("attention_ratio_mean", None)
+                    row.setdefault("attention_ratio_std", None)
         name = "synth_variants" if grid == "variants" else f"synth_{grid}"
         atomic_write_json(Path(args.out) / f"{name}{suffix}.json", summaries)
-        md = markdown_table(summaries, f"{GRIDS[grid].title}: synthetic near-twin benchmark ({args.setting} "
-                                       "setting), MobileNetV2 160 px, 84-step CPU budget")
+        shown = {k: {m: v for m, v in r.items() if v is not None} for k, r in summaries.items()}
+        md = markdown_table(shown, f"{GRIDS[grid].title}: synthetic near-twin benchmark ({args.setting} "
+                                   "setting), MobileNetV2 160 px, 84-step CPU budget")
         atomic_write_text(Path(args.out) / f"{name}{suffix}.md", md)
         print(md)
     print(f"total {time.perf_counter() - t0:.0f} s")
