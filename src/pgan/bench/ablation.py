@@ -82,6 +82,9 @@ GRIDS: dict[str, Grid] = {
         ("pgan, proposals", {"data.part_source": "proposals", "data.part_file": PROPOSALS_HARD}),
         ("pgan (part_map = area), proposals", {"data.part_source": "proposals", "model.part_map": "area",
                                                "data.part_file": PROPOSALS_HARD}))),
+    # More seeds for the closest comparison of the variants table (PGAN vs PGAN w/o PAM).
+    "pam_vs_nopam": Grid("PGAN vs PGAN w/o PAM", (
+        ("pgan", {"model.variant": "pgan"}), ("nopam (PGAN w/o PAM)", {"model.variant": "nopam"}))),
     "retrieval": Grid("Retrieval feature (PGAN)", (
         ("F_fb", {"model.retrieval": "fb"}), ("concat(F_fb, F_g, F_p)", {"model.retrieval": "concat"}))),
 }
