@@ -173,15 +173,20 @@ def test_analyze_attention_numbers_add_up(ckpts, tiny_synth, tmp_path, run_cli):
         _png(out / name, (400, 250), (2000, 600))
         assert f"src='{name}'" in (out / "report.html").read_text()
     # The identity-vs-shared ratio, recomputed from the per-part CSV and the generator's roles.
-    roles = {(k, i): b.role for k in gallery for i, b in enumerate(select_top_d(boxes[k].boxes, 8))}
-    rel = defaultdict(list)
+    sel = {(k, i): b for k in gallery for i, b in enumerate(select_top_d(boxes[k].boxes, 8))}
+    rel, rel_nw = defaultdict(list), defaultdict(list)
     for rows in per_image.values():
         n = sum(r["valid"] == "1" for r in rows)
         for r in rows:
             if r["valid"] == "1":
-                rel[roles[(r["image"], int(r["slot"]) - 1)]].append(float(r["weight"]) * n)
+                b = sel[(r["image"], int(r["slot"]) - 1)]
+                rel[b.role].append(float(r["weight"]) * n)
+                if b.label != "wheel":
+                    rel_nw[b.role].append(float(r["weight"]) * n)
     saved = json.loads((out / "attention_roles.json").read_text())
     assert saved["ratio"] == pytest.approx(np.mean(rel["identity"]) / np.mean(rel["shared"]), rel=1e-4)
+    assert saved["without_wheels"]["ratio"] == pytest.approx(
+        np.mean(rel_nw["identity"]) / np.mean(rel_nw["shared"]), rel=1e-4)
     assert "Identity vs shared parts: attention ratio" in summary
     _png(out / "attention_ratio_curve.png", (300, 200), (1000, 600))  # from the run's metrics.csv
 

@@ -267,9 +267,19 @@ def analyze_attention(checkpoint: str | Path, out_dir: str | Path, split: str = 
     summary = _summary_md(stats, split, str(checkpoint), variant)
     roles = roles_of_items(items, Path(run.cfg.data.root) / "parts_gt.jsonl")
     if any(r is not None for rs in roles for r in rs):
-        stats.roles = role_attention([it.weights for it in items], roles)
+        weights = [it.weights for it in items]
+        stats.roles = role_attention(weights, roles)
+        # The same figure without wheels: a wheel is an identity part only when it has the identity's own
+        # rim, so a PAM that likes wheels as such also scores a high ratio. Excluded parts still count
+        # towards each image's number of valid parts.
+        no_wheels = role_attention(weights, [[None if b.label == "wheel" else r for b, r in zip(it.boxes, rs)]
+                                             for it, rs in zip(items, roles)])
         summary += "\n" + "\n".join(_role_lines(stats.roles)) + "\n"
-        atomic_write_text(out / "attention_roles.json", json.dumps(stats.roles.to_dict(), indent=2) + "\n")
+        summary += (f"* Without wheels (rims and plain wheels left out): ratio "
+                    f"{'n/a' if math.isnan(no_wheels.ratio) else format(no_wheels.ratio, '.2f')}, identity "
+                    f"{no_wheels.relative['identity']:.2f}x, shared {no_wheels.relative['shared']:.2f}x.\n")
+        atomic_write_text(out / "attention_roles.json", json.dumps(
+            {**stats.roles.to_dict(), "without_wheels": no_wheels.to_dict()}, indent=2) + "\n")
     atomic_write_text(out / "summary.md", summary)
     figures = _plot_stats(stats, out, variant)
     curve = read_ratio_curve(Path(checkpoint).parent / "metrics.csv")
