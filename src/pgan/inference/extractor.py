@@ -62,6 +62,8 @@ class FeatureExtractor:
 
             onnx_file = Path(onnx_path) if onnx_path is not None else Path(checkpoint)
             net = OnnxNetwork(onnx_file)
+            if onnx_path is not None and Path(checkpoint).suffix != ".onnx":
+                net.check_matches(load_model(checkpoint).fingerprint)  # the export must be of this checkpoint
             self.config, self.checkpoint = net.config, net.checkpoint
             self.model_fingerprint, self.embedding_dim = net.fingerprint, net.embedding_dim
             self.input_size, self.feat_size = net.input_size, net.feat_size
