@@ -70,7 +70,7 @@ class FeatureExtractor:
             self._forward = net.run
             self._model = net
         self.parts_arg = parts  # recorded by indexes, so their searches box new photos the same way
-        self.parts = TestTimeParts(self.config, parts, str(device_t))
+        self.parts = TestTimeParts(self.config, parts, str(device_t), self.checkpoint)
 
     @torch.no_grad()
     def _torch_forward(self, images: np.ndarray, masks: np.ndarray | None) -> np.ndarray:
