@@ -85,7 +85,7 @@ def test_bad_inputs(tiny_checkpoint, tmp_path):
     with pytest.raises(NotAnImageError, match=r"\(H, W, 3\) uint8"):
         fx(np.zeros((8, 8), np.float32))
     # A ground-truth-trained model cannot know the boxes of a new photo: it says so and what to pass.
-    with pytest.raises(PganError, match="parts='proposals'"):
+    with pytest.raises(PganError, match="give parts .*'proposals'"):
         fx(np.zeros((40, 40, 3), np.uint8))
     with pytest.raises(PganError, match="runtime"):
         FeatureExtractor(tiny_checkpoint("pgan"), runtime="tensorrt")
@@ -93,6 +93,17 @@ def test_bad_inputs(tiny_checkpoint, tmp_path):
         FeatureExtractor(tiny_checkpoint("pgan"), parts=tmp_path / "nothing.pt")
     with pytest.raises(PganError, match="does not exist"):
         FeatureExtractor(tmp_path / "none.pt")
+
+
+def test_relative_dataset_root_is_found_from_the_checkpoint(tmp_path, monkeypatch):
+    from pgan.inference.parts import dataset_root
+
+    (tmp_path / "proj" / "data" / "synth").mkdir(parents=True)
+    (tmp_path / "proj" / "runs" / "demo").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    found = dataset_root("data/synth", tmp_path / "proj" / "runs" / "demo" / "last.pt")
+    assert found == (tmp_path / "proj" / "data" / "synth").resolve()
+    assert dataset_root("data/none", tmp_path / "proj" / "runs" / "demo" / "last.pt") == tmp_path / "data/none"
 
 
 def test_part_file_override(tiny_checkpoint, tmp_path):

@@ -42,6 +42,8 @@ def test_foreign_onnx_file_is_refused(tmp_path, tiny_checkpoint):
     net = OnnxNetwork(export_onnx(tiny_checkpoint("pgan"), tmp_path / "m.onnx"))
     with pytest.raises(PganError, match="exported from another model"):
         net.check_matches("0000000000000000")
+    with pytest.raises(PganError, match="exported from another model"):
+        FeatureExtractor(tiny_checkpoint("baseline"), runtime="onnx", onnx_path=tmp_path / "m.onnx")
 
 
 @pytest.mark.slow

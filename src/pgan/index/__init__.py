@@ -3,7 +3,7 @@ built from a folder or CSV of images (:mod:`pgan.index.build`).
 
 Example::
 
-    build_index("data/demo-synth/image_test", "runs/gallery", checkpoint="runs/demo/pgan/last.pt")
+    build_index("data/demo/image_test", "runs/gallery", checkpoint="runs/demo/pgan/last.pt")
     index = GalleryIndex.open("runs/gallery")
     hits = index.search(FeatureExtractor(index.checkpoint)(["query.jpg"]), topk=5)[0]
 """

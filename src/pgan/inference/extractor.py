@@ -62,13 +62,15 @@ class FeatureExtractor:
 
             onnx_file = Path(onnx_path) if onnx_path is not None else Path(checkpoint)
             net = OnnxNetwork(onnx_file)
+            if onnx_path is not None and Path(checkpoint).suffix != ".onnx":
+                net.check_matches(load_model(checkpoint).fingerprint)  # the export must be of this checkpoint
             self.config, self.checkpoint = net.config, net.checkpoint
             self.model_fingerprint, self.embedding_dim = net.fingerprint, net.embedding_dim
             self.input_size, self.feat_size = net.input_size, net.feat_size
             self._forward = net.run
             self._model = net
         self.parts_arg = parts  # recorded by indexes, so their searches box new photos the same way
-        self.parts = TestTimeParts(self.config, parts, str(device_t))
+        self.parts = TestTimeParts(self.config, parts, str(device_t), self.checkpoint)
 
     @torch.no_grad()
     def _torch_forward(self, images: np.ndarray, masks: np.ndarray | None) -> np.ndarray:

@@ -33,6 +33,19 @@ from pgan.parts.selection import select_top_d
 log = logging.getLogger(__name__)
 
 
+def dataset_root(root: str, checkpoint: str | Path | None) -> Path:
+    """The absolute path of a (possibly relative) path from a training config: relative to the working
+    directory if it exists there, else to the first folder above the checkpoint where it exists (a run
+    folder ``runs/x/last.pt`` trained from the project folder finds ``data/...`` two levels up)."""
+    path = Path(root)
+    if path.is_absolute() or path.exists() or checkpoint is None:
+        return path.resolve()
+    for parent in Path(checkpoint).resolve().parents:
+        if (parent / path).exists():
+            return (parent / path).resolve()
+    return path.resolve()
+
+
 def _detector_fn(checkpoint: Path, d: int, device: str):
     from pgan.detection.model import load_detector
     from pgan.parts.extract import detector_boxes_fn
@@ -46,12 +59,13 @@ class TestTimeParts:
 
     __test__ = False  # not a pytest class
 
-    def __init__(self, config: Config, parts: str | Path | None = None, device: str = "cpu") -> None:
+    def __init__(self, config: Config, parts: str | Path | None = None, device: str = "cpu",
+                 checkpoint: str | Path | None = None) -> None:
         spec = VARIANTS[config.model.variant]
         self.d = int(config.data.num_parts)
         self.kind = "none" if not spec.uses_parts else ("grid" if spec.grid else "boxes")
         self.source = config.data.part_source
-        self.root = Path(config.data.root).resolve()
+        self.root = dataset_root(config.data.root, checkpoint)
         self.lookup: dict[str, ImageParts] = {}
         self.part_file: Path | None = None
         self.compute = None  # a pgan.parts.extract.BoxesFn for images the part file lacks
@@ -59,7 +73,10 @@ class TestTimeParts:
         if self.kind != "boxes":
             return
         if self.source in ("file", "detector", "proposals"):
-            self.part_file = Path(config.data.part_file or Path(config.data.root) / "parts_gt.jsonl")
+            part_file = Path(config.data.part_file) if config.data.part_file else None
+            if part_file is not None and not part_file.is_absolute():
+                part_file = dataset_root(str(part_file), checkpoint)
+            self.part_file = part_file or self.root / "parts_gt.jsonl"
             if self.part_file.is_file():
                 self.lookup = read_part_file(self.part_file)
             else:
@@ -117,8 +134,8 @@ class TestTimeParts:
                 where = images[todo[0]].path or "an in-memory image"
                 raise PganError(
                     f"no part boxes for {where}: the model was trained on part source {self.source!r} "
-                    f"({self.part_file or 'no part file'}), which does not list it; pass parts='proposals', "
-                    f"parts=<part-detector checkpoint> or parts=<part-box file>")
+                    f"({self.part_file or 'no part file'}), which does not list it; give parts (--parts): "
+                    f"'proposals', a part-detector checkpoint or a part-box file")
             found = self.compute([images[i].chw_uint8() for i in todo])
             for i, boxes in zip(todo, found):
                 out[i] = ImageParts("", images[i].width, images[i].height, select_top_d(list(boxes), self.d))
