@@ -67,7 +67,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
 def _cmd_export_onnx(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from pgan.inference.onnx import export_onnx, quantize_int8
+    from pgan.inference.onnx import export_onnx
+    from pgan.inference.quantize import quantize_int8
 
     out = export_onnx(args.checkpoint, args.out)
     written = {"fp32": str(out)}

@@ -10,8 +10,9 @@
 from pgan.inference.extractor import FeatureExtractor
 from pgan.inference.images import ImageInput, decode
 from pgan.inference.model import TrainedModel, load_model
-from pgan.inference.onnx import OnnxNetwork, export_onnx, quantize_int8
+from pgan.inference.onnx import OnnxNetwork, export_onnx
 from pgan.inference.parts import TestTimeParts
+from pgan.inference.quantize import quantize_int8
 
 __all__ = ["FeatureExtractor", "ImageInput", "OnnxNetwork", "TestTimeParts", "TrainedModel", "decode",
            "export_onnx", "load_model", "quantize_int8"]

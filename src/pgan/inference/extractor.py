@@ -24,6 +24,7 @@ import torch
 from pgan.errors import PganError
 from pgan.inference.images import ImageInput, decode, network_input
 from pgan.inference.model import load_model
+from pgan.inference.onnx import OnnxNetwork  # onnxruntime itself is imported only when a network is loaded
 from pgan.inference.parts import TestTimeParts, box_lists
 from pgan.parts.boxfile import PartBox
 from pgan.utils.device import resolve_device
@@ -58,8 +59,6 @@ class FeatureExtractor:
             self._forward = self._torch_forward
             self._model = model
         else:
-            from pgan.inference.onnx import OnnxNetwork
-
             onnx_file = Path(onnx_path) if onnx_path is not None else Path(checkpoint)
             net = OnnxNetwork(onnx_file)
             if onnx_path is not None and Path(checkpoint).suffix != ".onnx":

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -143,52 +142,3 @@ class OnnxNetwork:
                 raise PganError(f"{self.path} needs part masks")
             feeds["masks"] = np.ascontiguousarray(masks, dtype=np.float32)
         return self.session.run(["embedding"], feeds)[0]
-
-
-class _Calibration:
-    """onnxruntime's CalibrationDataReader protocol over prepared batches."""
-
-    def __init__(self, batches: list[dict[str, np.ndarray]]) -> None:
-        self.batches = iter(batches)
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        return next(self.batches, None)
-
-
-def quantize_int8(onnx_path: str | Path, out: str | Path, calibration: Sequence, parts: str | Path | None = None,
-                  batch_size: int = 16) -> Path:
-    """Static int8 quantisation of an fp32 export, calibrated on ``calibration`` images (paths or arrays)."""
-    import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    from pgan.inference.extractor import FeatureExtractor
-
-    if not calibration:
-        raise PganError("int8 quantisation needs calibration images; none were given")
-    fx = FeatureExtractor(onnx_path, parts=parts, runtime="onnx", device="cpu", batch_size=batch_size)
-    names = fx._model.input_names
-    batches = []
-    for i in range(0, len(calibration), batch_size):
-        x, m, _ = fx.prepare(calibration[i:i + batch_size])
-        feed = {"images": x}
-        if "masks" in names:
-            feed["masks"] = m
-        batches.append(feed)
-    out = Path(out)
-    pre = out.with_name(f".{out.name}.pre.tmp")
-    raw = out.with_name(f".{out.name}.q.tmp")
-    try:
-        quant_pre_process(str(onnx_path), str(pre), skip_symbolic_shape=True)
-        quantize_static(str(pre), str(raw), _Calibration(batches), quant_format=QuantFormat.QDQ,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
-                        calibrate_method=CalibrationMethod.MinMax)
-        proto = onnx.load(str(raw))
-    finally:
-        pre.unlink(missing_ok=True)
-        raw.unlink(missing_ok=True)
-    meta = {p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}
-    meta["pgan_fingerprint"] = meta["pgan_fingerprint"] + "-int8"
-    meta["pgan_precision"] = "int8"
-    _set_metadata(proto, meta)
-    return _save(proto, out)
