@@ -88,6 +88,40 @@ def run_demo(out_dir: str | Path = "runs/demo", data_dir: str | Path = "data/dem
     atomic_write_text(out_dir / "report.md", _report_md(results))
     best = "pgan" if "pgan" in variants else variants[-1]
     rank_list_figure(out_dir / best / "last.pt", out_dir / "ranklist.png", seed=seed)
-    # --- Search a gallery: one query against an index of the test gallery goes here once the gallery
-    # index (pgan.index, issue 10) is merged; it reads out_dir / best / "last.pt".
+    search = demo_search(out_dir / best / "last.pt", data_dir, out_dir, progress=progress)
+    if search is not None:
+        report["search"] = search
+        atomic_write_json(out_dir / "report.json", report)
+        atomic_write_text(out_dir / "report.md", _report_md(results) + _search_md(search))
     return report
+
+
+def demo_search(checkpoint: Path, data_dir: Path, out_dir: Path, topk: int = 5,
+                progress: bool = True) -> dict | None:
+    """Index the demo's test gallery and search it with every query photo: ``out_dir/gallery`` (the index),
+    ``search.png`` (four queries and their top-``topk``) and the share of queries whose vehicle is in the
+    top-``topk``. Skipped, with a message, when faiss (the ``[search]`` extra) is not installed."""
+    try:  # an optional dependency: the demo's training and evaluation do not need it
+        from pgan.index import build_index
+        from pgan.index.search import draw_results, search_images
+    except ImportError as exc:
+        log.warning("gallery search skipped (%s); pip install 'pgan[search]' to add it", exc)
+        return None
+    index_dir = out_dir / "gallery"
+    build = build_index(data_dir / "image_test", index_dir, checkpoint=checkpoint, progress=progress)
+    queries = sorted((data_dir / "image_query").glob("*.jpg"))
+    results = search_images(index_dir, queries, topk=topk)
+    found = [any(h.vehicle_id == int(Path(r.query).name[:4]) for h in r.hits) for r in results]
+    first = [bool(r.hits) and r.hits[0].vehicle_id == int(Path(r.query).name[:4]) for r in results]
+    draw_results(results[:4], out_dir / "search.png")
+    return {"index": str(index_dir), "gallery": build.total,
+            "queries": len(results), f"top{topk}_same_vehicle": sum(found) / max(len(found), 1),
+            "top1_same_vehicle": sum(first) / max(len(first), 1), "figure": str(out_dir / "search.png")}
+
+
+def _search_md(search: dict) -> str:
+    k = next(key for key in search if key.startswith("top") and key != "top1_same_vehicle")
+    return (f"\n## Search a gallery\n\nIndex `{search['index']}` of the test gallery; each of the "
+            f"{search['queries']} query photos searched it: the same vehicle came first for "
+            f"{100 * search['top1_same_vehicle']:.1f}% and was in the {k.replace('_same_vehicle', '')} for "
+            f"{100 * search[k]:.1f}% (same-camera images included; `search.png` shows four).\n")
