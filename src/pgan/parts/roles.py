@@ -21,21 +21,25 @@ def box_iou(a: PartBox, b: PartBox) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def match_truth(boxes: list[PartBox], truth: list[PartBox] | None, min_iou: float = 0.5) -> list[PartBox | None]:
+    """For each box: itself if it has a role, else the best-overlapping ground-truth box with a role at
+    IoU >= ``min_iou``, else ``None``."""
+    out: list[PartBox | None] = []
+    for b in boxes:
+        if b.role is not None:
+            out.append(b)
+            continue
+        best, match = 0.0, None
+        for t in truth or []:
+            iou = box_iou(b, t)
+            if iou >= min_iou and iou > best and t.role is not None:
+                best, match = iou, t
+        out.append(match)
+    return out
+
+
 def box_roles(boxes: list[PartBox], truth: list[PartBox] | None, min_iou: float = 0.5) -> list[str | None]:
     """The role of each box: its own if it has one, else the best-overlapping ground-truth box's
     (IoU >= ``min_iou``), else ``"clutter"``; ``None`` where nothing is known (no ground truth)."""
-    out: list[str | None] = []
-    for b in boxes:
-        if b.role is not None:
-            out.append(b.role)
-            continue
-        if truth is None:
-            out.append(None)
-            continue
-        best, role = 0.0, CLUTTER
-        for t in truth:
-            iou = box_iou(b, t)
-            if iou >= min_iou and iou > best and t.role is not None:
-                best, role = iou, t.role
-        out.append(role)
-    return out
+    return [m.role if m is not None else (None if truth is None and b.role is None else CLUTTER)
+            for b, m in zip(boxes, match_truth(boxes, truth, min_iou))]

@@ -27,7 +27,7 @@ from pgan.errors import PganError
 from pgan.evaluation.attention_roles import RoleAttention, role_attention
 from pgan.parts import PART_CLASSES
 from pgan.parts.boxfile import read_part_file
-from pgan.parts.roles import box_roles
+from pgan.parts.roles import box_roles, match_truth
 from pgan.utils.atomic import atomic_open, atomic_write_text
 from pgan.viz.attention import (
     SPLITS,
@@ -184,14 +184,18 @@ def _plot_stats(stats: AttentionStats, out: Path, variant: str) -> list[str]:
     return ["selection_counts.png", "weight_distribution.png"]
 
 
-def roles_of_items(items: list[ImageAttention], truth_file: Path | None) -> list[list[str | None]]:
-    """The role of every selected box (its own, else matched to the ground truth at IoU >= 0.5)."""
+def roles_of_items(items: list[ImageAttention], truth_file: Path | None
+                   ) -> tuple[list[list[str | None]], list[list[str | None]]]:
+    """The role of every selected box (its own, else matched to the ground truth at IoU >= 0.5), and the
+    class of the ground-truth part it is (``None`` for clutter or without ground truth)."""
     truth = read_part_file(truth_file) if truth_file is not None and truth_file.is_file() else {}
-    out = []
+    roles, labels = [], []
     for it in items:
         gt = truth.get(it.record.key)
-        out.append(box_roles(it.boxes, gt.boxes if gt is not None else None))
-    return out
+        gt_boxes = gt.boxes if gt is not None else None
+        roles.append(box_roles(it.boxes, gt_boxes))
+        labels.append([m.label if m is not None else None for m in match_truth(it.boxes, gt_boxes)])
+    return roles, labels
 
 
 def _role_lines(att: RoleAttention) -> list[str]:
@@ -265,15 +269,15 @@ def analyze_attention(checkpoint: str | Path, out_dir: str | Path, split: str = 
     _write_csv(out / "attention_classes.csv", stats.csv_rows())
     variant = run.cfg.model.variant
     summary = _summary_md(stats, split, str(checkpoint), variant)
-    roles = roles_of_items(items, Path(run.cfg.data.root) / "parts_gt.jsonl")
+    roles, truth_labels = roles_of_items(items, Path(run.cfg.data.root) / "parts_gt.jsonl")
     if any(r is not None for rs in roles for r in rs):
         weights = [it.weights for it in items]
         stats.roles = role_attention(weights, roles)
         # The same figure without wheels: a wheel is an identity part only when it has the identity's own
         # rim, so a PAM that likes wheels as such also scores a high ratio. Excluded parts still count
         # towards each image's number of valid parts.
-        no_wheels = role_attention(weights, [[None if b.label == "wheel" else r for b, r in zip(it.boxes, rs)]
-                                             for it, rs in zip(items, roles)])
+        no_wheels = role_attention(weights, [[None if lab == "wheel" else r for lab, r in zip(labs, rs)]
+                                             for labs, rs in zip(truth_labels, roles)])
         summary += "\n" + "\n".join(_role_lines(stats.roles)) + "\n"
         summary += (f"* Without wheels (rims and plain wheels left out): ratio "
                     f"{'n/a' if math.isnan(no_wheels.ratio) else format(no_wheels.ratio, '.2f')}, identity "
