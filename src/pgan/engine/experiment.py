@@ -30,12 +30,11 @@ from pgan.engine.schedule import lr_factor
 from pgan.engine.tensorboard import TensorBoardLogger
 from pgan.engine.trainer import Trainer
 from pgan.errors import PganError
-from pgan.evaluation.attention_roles import RoleAttention, role_attention
+from pgan.evaluation.attention_roles import role_attention
 from pgan.losses.combined import PganLoss
 from pgan.models.backbones import build_backbone
 from pgan.models.network import VARIANTS, ReidNet
-from pgan.parts.boxfile import read_part_file
-from pgan.parts.roles import box_roles
+from pgan.parts.roles import selection_roles
 from pgan.parts.selection import select_top_d
 from pgan.parts.sources import PART_SOURCES, PartSource, build_source
 from pgan.utils.atomic import atomic_write_json, atomic_write_text
@@ -142,13 +141,30 @@ def build_network(cfg: Config, num_classes: int, pretrained: bool | None = None)
 class EvalSets:
     query: ReidImageDataset
     gallery: ReidImageDataset
+    # Roles (identity / shared / clutter) of each query image's selected parts, for the attention ratio;
+    # None when the parts carry no roles and the dataset has no ground truth with roles.
+    query_roles: list[list[str | None]] | None = None
 
 
 def build_eval_sets(cfg: Config, ds: ReidDataset, parts: PartSource | None, feat: tuple[int, int]) -> EvalSets:
     d = cfg.data
     common = dict(input_size=tuple(d.input_size), feat_size=feat, parts=parts, train=False,
                   cache=d.cache_images, progress=cfg.run.progress, workers=d.workers)
-    return EvalSets(ReidImageDataset(ds.query, **common), ReidImageDataset(ds.gallery, **common))
+    return EvalSets(ReidImageDataset(ds.query, **common), ReidImageDataset(ds.gallery, **common),
+                    query_part_roles(ds.query, parts, cfg))
+
+
+def query_part_roles(records: list, parts: PartSource | None, cfg: Config) -> list[list[str | None]] | None:
+    """Roles of the top-D parts of each query image (computed once per run: they do not change while
+    training), or None when nothing is known about roles."""
+    if parts is None or not hasattr(parts, "boxes_for"):
+        return None
+    selected = []
+    for rec in records:
+        item = parts.boxes_for(rec.key)
+        selected.append(select_top_d(item.boxes, cfg.data.num_parts) if item is not None else [])
+    roles, _ = selection_roles(selected, [rec.key for rec in records], Path(cfg.data.root) / "parts_gt.jsonl")
+    return roles if any(r is not None for rs in roles for r in rs) else None
 
 
 def _loader(dataset: ReidImageDataset, cfg: Config, **kwargs) -> DataLoader:
@@ -170,30 +186,9 @@ def evaluate_sets(model: torch.nn.Module, sets: EvalSets, cfg: Config, device: t
     res = evaluate_protocol(cfg.data.dataset, q.feats, g.feats, sets.query.records, sets.gallery.records,
                             seed=cfg.run.seed, rerank={} if cfg.run.rerank else None)
     out = {**res.metrics, **{f"{k}_std": v for k, v in res.std.items()}}
-    if q.part_weights is not None:
-        att = query_role_attention(sets.query, q.part_weights, cfg)
-        if att is not None:
-            out["attention_ratio"] = att.ratio
+    if q.part_weights is not None and sets.query_roles is not None:
+        out["attention_ratio"] = role_attention(list(q.part_weights.numpy()), sets.query_roles).ratio
     return out
-
-
-def query_role_attention(query: ReidImageDataset, weights: torch.Tensor, cfg: Config) -> RoleAttention | None:
-    """The PAM's identity-vs-shared attention ratio over ``query`` (see :mod:`pgan.evaluation.attention_roles`),
-    or None when the part boxes have no roles and the dataset root has no ground truth with roles."""
-    parts = query.parts
-    if not hasattr(parts, "boxes_for"):
-        return None
-    truth_file = Path(cfg.data.root) / "parts_gt.jsonl"
-    truth = read_part_file(truth_file) if truth_file.is_file() else {}
-    roles = []
-    for rec in query.records:
-        item = parts.boxes_for(rec.key)
-        boxes = select_top_d(item.boxes, cfg.data.num_parts) if item is not None else []
-        gt = truth.get(rec.key)
-        roles.append(box_roles(boxes, gt.boxes if gt is not None else None))
-    if not any(r is not None for rs in roles for r in rs):
-        return None
-    return role_attention(list(weights.numpy()), roles)
 
 
 def param_groups(model: torch.nn.Module, lr: float, pam_lr_mult: float = 1.0) -> list[dict]:

@@ -8,7 +8,10 @@ ground-truth box they overlap most, at IoU >= 0.5 (pure).
 
 from __future__ import annotations
 
-from pgan.parts.boxfile import PartBox
+from collections.abc import Sequence
+from pathlib import Path
+
+from pgan.parts.boxfile import PartBox, read_part_file
 
 CLUTTER = "clutter"
 
@@ -43,3 +46,18 @@ def box_roles(boxes: list[PartBox], truth: list[PartBox] | None, min_iou: float 
     (IoU >= ``min_iou``), else ``"clutter"``; ``None`` where nothing is known (no ground truth)."""
     return [m.role if m is not None else (None if truth is None and b.role is None else CLUTTER)
             for b, m in zip(boxes, match_truth(boxes, truth, min_iou))]
+
+
+def selection_roles(selected: Sequence[list[PartBox]], keys: Sequence[str], truth_file: str | Path | None
+                    ) -> tuple[list[list[str | None]], list[list[str | None]]]:
+    """For each image's selected boxes (``keys`` are the images' part-file keys): their roles (as
+    :func:`box_roles`) and the class of the ground-truth part each one is (``None`` for clutter or
+    without ground truth). ``truth_file`` is read once; a missing file means no ground truth."""
+    truth = read_part_file(truth_file) if truth_file is not None and Path(truth_file).is_file() else {}
+    roles, labels = [], []
+    for boxes, key in zip(selected, keys):
+        gt = truth.get(key)
+        gt_boxes = gt.boxes if gt is not None else None
+        roles.append(box_roles(boxes, gt_boxes))
+        labels.append([m.label if m is not None else None for m in match_truth(boxes, gt_boxes)])
+    return roles, labels

@@ -26,8 +26,7 @@ import numpy as np
 from pgan.errors import PganError
 from pgan.evaluation.attention_roles import RoleAttention, role_attention
 from pgan.parts import PART_CLASSES
-from pgan.parts.boxfile import read_part_file
-from pgan.parts.roles import box_roles, match_truth
+from pgan.parts.roles import selection_roles
 from pgan.utils.atomic import atomic_open, atomic_write_text
 from pgan.viz.attention import (
     SPLITS,
@@ -186,16 +185,9 @@ def _plot_stats(stats: AttentionStats, out: Path, variant: str) -> list[str]:
 
 def roles_of_items(items: list[ImageAttention], truth_file: Path | None
                    ) -> tuple[list[list[str | None]], list[list[str | None]]]:
-    """The role of every selected box (its own, else matched to the ground truth at IoU >= 0.5), and the
-    class of the ground-truth part it is (``None`` for clutter or without ground truth)."""
-    truth = read_part_file(truth_file) if truth_file is not None and truth_file.is_file() else {}
-    roles, labels = [], []
-    for it in items:
-        gt = truth.get(it.record.key)
-        gt_boxes = gt.boxes if gt is not None else None
-        roles.append(box_roles(it.boxes, gt_boxes))
-        labels.append([m.label if m is not None else None for m in match_truth(it.boxes, gt_boxes)])
-    return roles, labels
+    """The role of every selected box and the class of the ground-truth part it is (see
+    :func:`pgan.parts.roles.selection_roles`)."""
+    return selection_roles([it.boxes for it in items], [it.record.key for it in items], truth_file)
 
 
 def _role_lines(att: RoleAttention) -> list[str]:
