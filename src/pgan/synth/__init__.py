@@ -6,9 +6,10 @@ Public API::
     summary = generate_synth("data/synth", SynthConfig(num_train_ids=50, num_test_ids=25))
 
 Modules, in import order (each imports only those above it): ``scene`` (palette,
-background, occluders, photometric), ``render`` (bodies, parts, one image),
-``world`` (families, cameras, identities), ``generate`` (the config and the
-writer of the dataset folder).
+background, occluders, photometric), ``pen`` (drawing in vehicle coordinates, the
+ground-truth boxes and their roles), ``parts`` (identity parts, distractors),
+``render`` (bodies, one image), ``world`` (families, cameras, identities),
+``generate`` (the config and the writer of the dataset folder).
 """
 
 from pgan.synth.generate import (

@@ -4,10 +4,10 @@ A ``Family`` fixes the look (body type, colour, logo, lights); an ``Identity`` a
 (windshield signs, ornaments, roof carrier, rims, ...), the only cue separating it from its near-twins;
 a ``Camera`` fixes the nuisance (scale, shift, light, blur, noise, clutter, occlusion); all three are
 sampled in :mod:`pgan.synth.world`. The scene around the vehicle (background, occluders,
-photometric changes) and the palette are in :mod:`pgan.synth.scene`.
-Shapes are drawn in vehicle coordinates ``(u, v)`` in [0, 1]^2 (u = 0 is the left edge of the vehicle's
-box in the picture, v = 0 its top) and mapped to pixels by :class:`_Pen`, so every box follows the
-vehicle's scale, shift and mirroring exactly.
+photometric changes) and the palette are in :mod:`pgan.synth.scene`, the pen that draws in vehicle
+coordinates and records the ground-truth boxes in :mod:`pgan.synth.pen`, and the identity parts and
+the harder setting's distractors in :mod:`pgan.synth.parts`. This module draws the bodies (family
+parts: windows, lights, logo, plate, mirrors, wheels) and puts one image together.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from pgan.parts.boxfile import PartBox
+from pgan.synth.parts import VIEWS, draw_distractors, draw_identity_parts
+from pgan.synth.pen import Pen, draw_shape
 from pgan.synth.scene import (
     CHROME,
     GLASS,
@@ -37,7 +39,6 @@ from pgan.synth.scene import (
 if TYPE_CHECKING:  # the world's dataclasses live with their samplers
     from pgan.synth.world import Camera, Family, Identity, IdPart
 
-VIEWS = ("front", "rear", "side")
 BOX_SCORES = ("visibility", "detector")
 
 
@@ -83,81 +84,7 @@ BODIES: dict[str, Body] = {
     "van": Body(0.98, 0.80, 0.39, 0.50, (0.05, 0.12, 0.97, 0.98), 0.18),
     "pickup": Body(0.86, 0.64, 0.33, 0.46, (0.20, 0.28, 0.55, 0.58), 0.20),
 }
-# Identity part sizes: (min, max) width in vehicle widths, and height / width in pixels.
-SIZES = {"anusigns": (0.06, 0.075, 1.0), "hungs": (0.09, 0.12, 1.0), "tissuebox": (0.17, 0.23, 0.5),
-         "layon": (0.15, 0.22, 0.42), "entrylicense": (0.1, 0.13, 1.0), "newersign": (0.12, 0.16, 0.9),
-         "carrier": (0.42, 0.62, 0.16), "safebelt": (0.18, 0.18, 1.0)}
-SLOT_U = {"BL": -0.22, "BC": 0.0, "BR": 0.22}
-
-
-def part_views(p: IdPart) -> tuple[str, ...]:
-    """The views in which an identity part can be seen."""
-    return {"anusigns": ("front",), "hungs": ("front", "side"), "carrier": VIEWS, "wheel": VIEWS,
-            "newersign": ("rear",), "safebelt": ("front", "side")}.get(p.kind, (p.where,))
-
-
-class _Pen:
-    """Draws in vehicle coordinates and records part boxes in canvas pixels."""
-
-    def __init__(self, draw: ImageDraw.ImageDraw, x0: float, y0: float, w: float, h: float, mirror: bool):
-        self.draw, self.x0, self.y0, self.w, self.h, self.mirror = draw, x0, y0, w, h, mirror
-        self.a = h / w  # a size s in vehicle widths is s / a in v units
-        self.boxes: list[tuple[str, Rect, str]] = []
-
-    def xy(self, u: float, v: float) -> tuple[float, float]:
-        return self.x0 + (1.0 - u if self.mirror else u) * self.w, self.y0 + v * self.h
-
-    def px(self, u1: float, v1: float, u2: float, v2: float) -> Rect:
-        (xa, ya), (xb, yb) = self.xy(u1, v1), self.xy(u2, v2)
-        return min(xa, xb), min(ya, yb), max(xa, xb), max(ya, yb)
-
-    def rect(self, u1: float, v1: float, u2: float, v2: float, fill: Colour, r: float = 0.0) -> None:
-        b = self.px(u1, v1, u2, v2)
-        rad = r * min(b[2] - b[0], b[3] - b[1]) / 2
-        if rad >= 1:
-            self.draw.rounded_rectangle(b, radius=rad, fill=fill)
-        else:
-            self.draw.rectangle(b, fill=fill)
-
-    def ellipse(self, u1: float, v1: float, u2: float, v2: float, fill: Colour) -> None:
-        self.draw.ellipse(self.px(u1, v1, u2, v2), fill=fill)
-
-    def poly(self, pts: list[tuple[float, float]], fill: Colour) -> None:
-        self.draw.polygon([self.xy(u, v) for u, v in pts], fill=fill)
-
-    def line(self, pts: list[tuple[float, float]], fill: Colour, width: float) -> None:
-        self.draw.line([self.xy(u, v) for u, v in pts], fill=fill, width=max(1, round(width * self.w)))
-
-    def mark(self, label: str, u1: float, v1: float, u2: float, v2: float, role: str = "shared") -> None:
-        """Record a ground-truth box; ``role`` is "identity" for a part of this vehicle's own, "shared"
-        for one every vehicle of its family has (the one source of truth for part roles)."""
-        self.boxes.append((label, self.px(u1, v1, u2, v2), role))
-
-
-def _shape(pen: _Pen, name: str, b: Rect, fill: Colour, fill2: Colour) -> None:
-    """A small filled shape (logos, ornaments, sign marks) inside box ``b``."""
-    u1, v1, u2, v2 = b
-    uc, vc, du, dv = (u1 + u2) / 2, (v1 + v2) / 2, u2 - u1, v2 - v1
-    if name == "diamond":
-        pen.poly([(uc, v1), (u2, vc), (uc, v2), (u1, vc)], fill)
-    elif name == "triangle":
-        pen.poly([(u1, v1), (u2, v1), (uc, v2)], fill)
-    elif name == "bars":
-        for k in range(3):
-            pen.rect(u1, v1 + k * dv / 3, u2, v1 + (k + 0.6) * dv / 3, fill)
-    elif name == "star":
-        pen.poly([(uc, v1), (u2, v2), (u1, vc), (u2, vc), (u1, v2)], fill)
-    elif name == "circle":
-        pen.ellipse(*b, fill)
-    elif name == "ring":
-        pen.ellipse(*b, fill)
-        pen.ellipse(u1 + du * 0.3, v1 + dv * 0.3, u2 - du * 0.3, v2 - dv * 0.3, fill2)
-    else:
-        pen.rect(*b, fill, r=0.4)
-        pen.rect(u1 + du * 0.25, v1 + dv * 0.25, u2 - du * 0.25, v2 - dv * 0.25, fill2)
-
-
-def _light(pen: _Pen, shape: str, b: Rect, col: Colour) -> None:
+def _light(pen: Pen, shape: str, b: Rect, col: Colour) -> None:
     u1, v1, u2, v2 = b
     if shape == "ellipse":
         pen.ellipse(*b, col)
@@ -168,7 +95,7 @@ def _light(pen: _Pen, shape: str, b: Rect, col: Colour) -> None:
         pen.rect(*b, col, r=0.3)
 
 
-def _plate(pen: _Pen, b: Rect, rng: np.random.Generator) -> None:
+def _plate(pen: Pen, b: Rect, rng: np.random.Generator) -> None:
     """A plate with per-image random glyph strokes (unreadable; not an identity cue)."""
     u1, v1, u2, v2 = b
     pen.rect(*b, (30, 60, 170), r=0.2)
@@ -185,7 +112,7 @@ def _plate(pen: _Pen, b: Rect, rng: np.random.Generator) -> None:
     pen.mark("plate", *b)
 
 
-def _wheel_side(pen: _Pen, uc: float, fam: Family, wheel: IdPart | None) -> None:
+def _wheel_side(pen: Pen, uc: float, fam: Family, wheel: IdPart | None) -> None:
     """A side-view wheel: the family's plain rim, or the identity's rim colour and spokes."""
     r, vc = 0.16, 0.84
     ru = r * pen.a
@@ -200,7 +127,7 @@ def _wheel_side(pen: _Pen, uc: float, fam: Family, wheel: IdPart | None) -> None
     pen.mark("wheel", uc - ru, vc - r, uc + ru, vc + r, "identity" if wheel else "shared")
 
 
-def draw_side(pen: _Pen, fam: Family, kinds: dict[str, IdPart]) -> Rect:
+def draw_side(pen: Pen, fam: Family, kinds: dict[str, IdPart]) -> Rect:
     """Side view (front of the car at u = 0 before mirroring); returns (roof v, B-pillar u, roof u1, u2)."""
     b, c = BODIES[fam.body], fam.colour
     g0, g1, g2, g3 = b.gh
@@ -230,7 +157,7 @@ def draw_side(pen: _Pen, fam: Family, kinds: dict[str, IdPart]) -> Rect:
     return roof, um, g1, g2
 
 
-def draw_front_rear(pen: _Pen, fam: Family, kinds: dict[str, IdPart], rear: bool,
+def draw_front_rear(pen: Pen, fam: Family, kinds: dict[str, IdPart], rear: bool,
                     rng: np.random.Generator) -> Rect:
     """Front or rear view; returns the window (top v, bottom v, top half width, bottom half width)."""
     b, c, wheel = BODIES[fam.body], fam.colour, kinds.get("wheel")
@@ -259,7 +186,7 @@ def draw_front_rear(pen: _Pen, fam: Family, kinds: dict[str, IdPart], rear: bool
             pen.line([(0.33, 0.565 + 0.035 * k), (0.67, 0.565 + 0.035 * k)], (90, 92, 98), 0.008)
         pen.mark("lightcover", 0.31, 0.53, 0.69, 0.67)
     logo = (0.455, 0.54, 0.545, 0.54 + 0.09 / pen.a)
-    _shape(pen, fam.logo, logo, CHROME, shade(c, 0.9))
+    draw_shape(pen, fam.logo, logo, CHROME, shade(c, 0.9))
     pen.mark("logo", *logo)
     _plate(pen, (0.37, 0.69, 0.63, 0.78), rng)
     if not rear:
@@ -267,151 +194,6 @@ def draw_front_rear(pen: _Pen, fam: Family, kinds: dict[str, IdPart], rear: bool
             pen.ellipse(u1, belt - 0.1, u1 + 0.07, belt - 0.02, shade(c, 0.8))
             pen.mark("backmirror", u1, belt - 0.1, u1 + 0.07, belt - 0.02)
     return win
-
-
-def _place(pen: _Pen, p: IdPart, view: str, geom: Rect, ju: float, jv: float) -> Rect:
-    """The box of identity part ``p`` in this view (identity offset + per-image jitter ``ju, jv``)."""
-    lo, hi, ratio = SIZES[p.kind]
-    s, a = lo + p.size * (hi - lo), pen.a
-    if view == "side":
-        roof, um, r1, r2 = geom
-        if p.kind == "carrier":
-            half, uc, hh = 0.12 + 0.1 * p.size, (r1 + r2) / 2 + 0.04 * p.off + ju, 0.1 + 0.05 * p.size
-            return uc - half, roof - hh, uc + half, roof - 0.004
-        if p.kind == "safebelt":
-            return um - 0.09 + ju, roof + 0.05, um - 0.01 + ju, 0.48
-        oh = 0.17 + 0.04 * p.size  # hungs, seen through the front side window
-        uc = r1 + 0.03 + oh * a / 2 + ju
-        return uc - oh * a / 2, roof + 0.035, uc + oh * a / 2, roof + 0.085 + oh + jv
-    top, bot, tw, bw = geom
-    if p.kind == "carrier":
-        h = (0.06 + 0.03 * p.size) / a
-        return 0.5 - s / 2 + 0.03 * p.off + ju, 0.115 - h, 0.5 + s / 2 + 0.03 * p.off + ju, 0.115
-    if p.kind == "safebelt":
-        sg = -1 if p.shape == 0 else 1
-        u1, u2 = sorted((0.5 + sg * 0.1, 0.5 + sg * 0.28))
-        return u1 + ju, top + 0.03, u2 + ju, bot - 0.03
-    n = p.count if p.kind == "anusigns" else 1
-    w, h = (s, n * s / a) if p.kind == "anusigns" and p.shape == 1 else (n * s, s * ratio / a)
-    if p.kind == "hungs":
-        h += 0.05
-        v1, uc = top, 0.5 + 0.06 * p.off + ju
-    elif p.slot in ("TL", "TR"):
-        v1 = top + 0.015 + abs(jv)
-        inner = tw + (bw - tw) * (v1 - top) / (bot - top) - 0.02 - 0.03 * abs(p.off) - abs(ju)
-        uc = 0.5 - inner + w / 2 if p.slot == "TL" else 0.5 + inner - w / 2
-    else:
-        v1, uc = bot - 0.008 - h + jv * 0.3, 0.5 + SLOT_U[p.slot] + 0.03 * p.off + ju
-    return uc - w / 2, v1, uc + w / 2, v1 + h
-
-
-def _draw_part(pen: _Pen, p: IdPart, b: Rect, side: bool) -> None:
-    u1, v1, u2, v2 = b
-    c, c2, du, dv = p.colour, p.colour2, u2 - u1, v2 - v1
-    uc = (u1 + u2) / 2
-    if p.kind == "anusigns":
-        for i in range(p.count):
-            f0, f1 = i / p.count, (i + 0.85) / p.count
-            col = c if i % 2 == 0 else c2
-            if p.shape == 1:  # a column
-                pen.rect(u1, v1 + f0 * dv, u2, v1 + f1 * dv, col)
-            else:
-                pen.rect(u1 + f0 * du, v1, u1 + f1 * du, v2, col)
-    elif p.kind == "hungs":
-        vs = v1 + 0.05
-        pen.line([(uc, v1), (uc, vs)], (200, 200, 200), 0.006)
-        _shape(pen, ("circle", "diamond", "triangle", "square")[p.shape], (u1, vs, u2, v2), c, c2)
-    elif p.kind == "tissuebox":
-        pen.poly([(uc - du * 0.22, v1 + dv * 0.4), (uc, v1), (uc + du * 0.22, v1 + dv * 0.4)], WHITE)
-        pen.rect(u1, v1 + dv * 0.35, u2, v2, c, r=0.2)
-        pen.rect(u1, v2 - dv * 0.3, u2, v2 - dv * 0.15, c2)
-    elif p.kind == "layon":
-        if p.shape == 0:
-            pen.ellipse(*b, c)
-        elif p.shape == 1:
-            pen.rect(*b, c, r=0.3)
-            pen.rect(u1, v1 + dv * 0.4, u2, v1 + dv * 0.6, c2)
-        else:
-            pen.ellipse(u1, v1, uc, v2, c)
-            pen.ellipse(uc - du * 0.1, v1 + dv * 0.2, u2, v2, c2)
-    elif p.kind in ("entrylicense", "newersign"):
-        _shape(pen, ("square", "circle", "ring")[p.shape], b, c, c2)
-    elif p.kind == "safebelt":
-        pts = [(u2, v1), (u1, v2)] if side or p.shape == 0 else [(u1, v1), (u2, v2)]
-        pen.line(pts, c, 0.022 if not side else 0.012)
-    elif p.kind == "carrier":
-        if p.shape == 0:  # roof box
-            pen.rect(*b, c, r=0.7)
-            pen.line([(u1 + du * 0.1, v1 + dv * 0.3), (u2 - du * 0.1, v1 + dv * 0.3)], c2, 0.008)
-        else:  # rack rails with a bag (1) or upright skis/boards (2)
-            pen.rect(u1, v2 - dv * 0.25, u2, v2, (45, 45, 48))
-            for i in range(1 if p.shape == 1 else 4):
-                f = 0.1 if p.shape == 1 else 0.12 + 0.2 * i
-                g = 0.9 if p.shape == 1 else f + 0.12
-                pen.rect(u1 + du * f, v1, u1 + du * g, v2 - dv * 0.2, c if i % 2 == 0 else c2, r=0.4)
-
-
-def _shrink(b: Rect, scale: float, keep_bottom: bool) -> Rect:
-    u1, v1, u2, v2 = b
-    uc, vc, hu, hv = (u1 + u2) / 2, (v1 + v2) / 2, (u2 - u1) * scale / 2, (v2 - v1) * scale / 2
-    return (uc - hu, v2 - 2 * hv, uc + hu, v2) if keep_bottom else (uc - hu, vc - hv, uc + hu, vc + hv)
-
-
-def draw_identity_parts(pen: _Pen, ident: Identity, view: str, geom: Rect, rng: np.random.Generator,
-                        scale: float = 1.0) -> None:
-    """Draw and mark the identity's parts visible in ``view`` (wheels are drawn with the body)."""
-    for p in ident.parts:
-        ju, jv = rng.normal(0.0, 0.007, 2)
-        if view in part_views(p) and p.kind != "wheel":
-            b = _place(pen, p, view, geom, float(ju), float(jv))
-            if scale != 1.0:
-                b = _shrink(b, scale, keep_bottom=p.kind == "carrier")
-            _draw_part(pen, p, b, view == "side")
-            pen.mark(p.kind, *b, role="identity")
-
-
-def draw_distractors(pen: _Pen, fam: Family, view: str, geom: Rect) -> None:
-    """Family-level small parts (the harder setting): the same on every vehicle of the family, so
-    they carry no identity, but they are as small as identity parts and compete for the top-D."""
-    c = fam.colour
-    amber, chrome, dark = (250, 170, 40), (200, 202, 206), shade(c, 0.55)
-    if view == "side":
-        roof, um, r1, r2 = geom
-        for u in (um - 0.13, um + 0.12):
-            pen.rect(u, 0.56, u + 0.06, 0.58, dark, r=0.5)
-            pen.mark("doorhandle", u, 0.56, u + 0.06, 0.58)
-        pen.rect(0.09, 0.63, 0.13, 0.655, amber, r=0.5)
-        pen.mark("marker", 0.09, 0.63, 0.13, 0.655)
-        pen.ellipse(0.8, 0.55, 0.84, 0.6, shade(c, 0.8))
-        pen.mark("fuelcap", 0.8, 0.55, 0.84, 0.6)
-        au = r2 - 0.05
-        pen.line([(au, roof), (au + 0.04, roof - 0.09)], (30, 30, 30), 0.006)
-        pen.mark("antenna", au, roof - 0.09, au + 0.04, roof)
-        return
-    top, bot, tw, bw = geom
-    if view == "front":
-        for u1 in (0.09, 0.81):
-            if fam.light == "rect":
-                pen.rect(u1, 0.7, u1 + 0.1, 0.755, (240, 240, 215), r=0.4)
-            else:
-                pen.ellipse(u1, 0.7, u1 + 0.1, 0.755, (240, 240, 215))
-            pen.mark("foglight", u1, 0.7, u1 + 0.1, 0.755)
-        for u1 in (0.1, 0.72):
-            pen.rect(u1, 0.81, u1 + 0.18, 0.87, (25, 25, 28), r=0.3)
-            pen.mark("vent", u1, 0.81, u1 + 0.18, 0.87)
-        for u0 in (0.5 - bw + 0.06, 0.52):
-            pen.line([(u0, bot - 0.012), (u0 + 0.17, bot - 0.04)], (20, 20, 20), 0.007)
-            pen.mark("wiper", u0, bot - 0.04, u0 + 0.17, bot - 0.005)
-        return
-    for u1 in (0.07, 0.85):
-        pen.rect(u1, 0.72, u1 + 0.08, 0.76, (190, 20, 30), r=0.3)
-        pen.mark("reflector", u1, 0.72, u1 + 0.08, 0.76)
-    pen.ellipse(0.7, 0.9, 0.8, 0.95, chrome)
-    pen.mark("exhaust", 0.7, 0.9, 0.8, 0.95)
-    pen.line([(0.5, bot - 0.01), (0.5 + 0.15, bot - 0.06)], (20, 20, 20), 0.007)
-    pen.mark("wiper", 0.5, bot - 0.06, 0.65, bot - 0.005)
-    pen.rect(0.42, top - 0.035, 0.58, top - 0.005, (220, 30, 35), r=0.5)
-    pen.mark("brakelight", 0.42, top - 0.035, 0.58, top - 0.005)
 
 
 def render_image(fam: Family, ident: Identity, cam: Camera, rng: np.random.Generator, size: int,
@@ -432,7 +214,7 @@ def render_image(fam: Family, ident: Identity, cam: Camera, rng: np.random.Gener
     aspect = body.side_aspect if view == "side" else body.front_aspect
     w = scale * n / max(1.0, aspect)
     cx, cy = n / 2 + n * d * (np.asarray(cam.shift) + rng.normal(0.0, 0.03, 2))
-    pen = _Pen(ImageDraw.Draw(canvas), cx - w / 2, cy - aspect * w / 2, w, aspect * w, mirror)
+    pen = Pen(ImageDraw.Draw(canvas), cx - w / 2, cy - aspect * w / 2, w, aspect * w, mirror)
     kinds = {p.kind: p for p in ident.parts}
     if view == "side":
         geom = draw_side(pen, fam, kinds)

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pgan.synth.render import BODIES, VIEWS, part_views
+from pgan.synth.parts import VIEWS, part_views
+from pgan.synth.render import BODIES
 from pgan.synth.scene import CAR_COLOURS, Colour
 
 if TYPE_CHECKING:
