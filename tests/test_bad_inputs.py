@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from pgan.bench.ablation import _claim
+from pgan.bench.ablation import claim_run
 from pgan.config import load_config
 from pgan.data.datasets import read_dataset
 from pgan.data.datasets.custom_csv import read_custom_csv
@@ -240,7 +240,7 @@ def test_stale_lock_and_temporaries_are_taken_over(tiny_synth, tmp_path, caplog)
 
 def test_ablation_claim_and_trainer_lock_coexist(tmp_path):
     run = tmp_path / "grid_run"
-    assert _claim(run)  # the harness's claim first, as run_grid does
+    assert claim_run(run)  # the harness's claim first, as run_grid does
     with RunLock(run):  # then the trainer's lock, in the same process: no deadlock
         assert (run / ".claim").is_file() and (run / LOCK_NAME).is_file()
     (run / ".claim").unlink()

@@ -60,6 +60,7 @@ class ModelConfig:
     temperature: float = 10.0  # PAM softmax temperature (authors' code)
     pam_score: str = "mean"  # PAM score head: "mean" of C outputs (authors') | "single" output
     learn_temperature: bool = False  # PAM temperature as a learnable scale
+    part_dropout: float = 0.0  # training only: drop each part's mask with this probability (against collapse)
     part_map: str = "raw"  # F_p = F_g (1 + sum w_i M_i) ("raw", authors') | "area" (masks scaled by 1/area)
     retrieval: str = "fb"  # "fb" (F_fb) or "concat" (F_fb, F_g, F_p)
 
@@ -230,6 +231,7 @@ _RANGES: tuple[tuple[str, float, float, bool], ...] = (
     ("loss.lambda_ce", 0.0, math.inf, True),
     ("loss.label_smoothing", 0.0, 1.0, True),
     ("model.temperature", 0.0, math.inf, False),
+    ("model.part_dropout", 0.0, 1.0, True),
     ("data.flip_p", 0.0, 1.0, True),
     ("data.erase_p", 0.0, 1.0, True),
     ("data.workers", 0, math.inf, True),

@@ -93,7 +93,7 @@ DEFAULT_GRIDS = ("variants", "losses", "parts")
 TrainFn = Callable[[Config, bool], dict]
 
 
-def _claim(run_dir: Path) -> bool:
+def claim_run(run_dir: Path) -> bool:
     """Try to claim a run for this process; False when a live process holds it."""
     run_dir.mkdir(parents=True, exist_ok=True)
     lock = run_dir / ".claim"
@@ -172,7 +172,7 @@ def run_grid(name: str, base: Config, out_dir: str | Path, seeds: tuple[int, ...
             done = run_dir / "result.json"
             if done.is_file():
                 res = json.loads(done.read_text())
-            elif train_missing and _claim(run_dir):
+            elif train_missing and claim_run(run_dir):
                 try:
                     res = train_fn(cfg, (run_dir / "last.pt").is_file())
                 finally:

@@ -30,7 +30,7 @@ from pgan.engine.schedule import lr_factor
 from pgan.engine.tensorboard import TensorBoardLogger
 from pgan.engine.trainer import Trainer
 from pgan.errors import PganError
-from pgan.evaluation.attention_roles import role_attention
+from pgan.evaluation.attention_roles import attention_spread, role_attention
 from pgan.losses.combined import PganLoss
 from pgan.models.backbones import build_backbone
 from pgan.models.network import VARIANTS, ReidNet
@@ -94,7 +94,16 @@ def build_part_source(cfg: Config) -> PartSource | None:
         return None
     d = cfg.data
     return build_source(d.part_source, part_file=default_part_file(cfg), mask_root=d.mask_root,
-                        num_parts=d.num_parts, missing=d.missing_parts, dataset=d.dataset, root=d.root)
+                        num_parts=d.num_parts, missing=d.missing_parts, dataset=d.dataset, root=d.root,
+                        features=lambda: imagenet_features(cfg.model.backbone))
+
+
+def imagenet_features(backbone: str) -> torch.nn.Module:
+    """The frozen ImageNet backbone (last stride 1, eval mode) that part discovery fits on."""
+    net = build_backbone(backbone, True, 1, 0).eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
 
 
 def default_part_file(cfg: Config) -> str | None:
@@ -102,16 +111,17 @@ def default_part_file(cfg: Config) -> str | None:
 
     * ``file``: the dataset's ground truth, ``<root>/parts_gt.jsonl`` (beside a CSV dataset:
       ``<csv stem>.parts_gt.jsonl``);
-    * ``proposals``: derived, so never in the dataset: ``<data.part_cache>/parts_proposals.jsonl``,
-      by default under ``<run.out_dir>/parts/`` (written on first use);
+    * ``proposals``, ``dff``, ``kmeans``: derived, so never in the dataset:
+      ``<data.part_cache>/parts_<source>.jsonl``, by default under ``<run.out_dir>/parts/`` (written on
+      first use);
     * ``detector``: none (the file ``pgan parts extract`` wrote must be named).
     """
     d = cfg.data
     if d.part_file:
         return d.part_file
-    if d.part_source == "proposals":
+    if d.part_source in ("proposals", "dff", "kmeans"):
         cache = Path(d.part_cache) if d.part_cache else Path(cfg.run.out_dir) / "parts"
-        return str(cache / "parts_proposals.jsonl")
+        return str(cache / f"parts_{d.part_source}.jsonl")
     if d.part_source == "file":
         root = Path(d.root)
         return str(root.with_name(f"{root.stem}.parts_gt.jsonl") if root.is_file() else root / "parts_gt.jsonl")
@@ -134,7 +144,8 @@ def build_network(cfg: Config, num_classes: int, pretrained: bool | None = None)
                               m.last_stride, m.frozen_stages)
     return ReidNet(backbone, num_classes, variant=m.variant, reduced_dim=m.reduced_dim,
                    num_parts=cfg.data.num_parts, temperature=m.temperature, retrieval=m.retrieval,
-                   pam_score=m.pam_score, learn_temperature=m.learn_temperature, part_map=m.part_map)
+                   pam_score=m.pam_score, learn_temperature=m.learn_temperature, part_map=m.part_map,
+                   part_dropout=m.part_dropout)
 
 
 @dataclass
@@ -186,6 +197,9 @@ def evaluate_sets(model: torch.nn.Module, sets: EvalSets, cfg: Config, device: t
     res = evaluate_protocol(cfg.data.dataset, q.feats, g.feats, sets.query.records, sets.gallery.records,
                             seed=cfg.run.seed, rerank={} if cfg.run.rerank else None)
     out = {**res.metrics, **{f"{k}_std": v for k, v in res.std.items()}}
+    if q.part_weights is not None:
+        spread = attention_spread(q.part_weights.numpy())
+        out["attention_entropy"], out["attention_max"] = spread.entropy_median, spread.max_weight_median
     if q.part_weights is not None and sets.query_roles is not None:
         out["attention_ratio"] = role_attention(list(q.part_weights.numpy()), sets.query_roles).ratio
     return out

@@ -56,3 +56,36 @@ def role_attention(weights: Sequence[np.ndarray], roles: Sequence[Sequence[str |
         else math.nan
     share = {r: mass[r] / total if total > 0 else math.nan for r in ROLES}
     return RoleAttention(ratio, mean, share, {r: len(v) for r, v in rel.items()}, images)
+
+
+@dataclass
+class AttentionSpread:
+    """How concentrated the part weights are, per image, over its valid parts (weight > 0).
+
+    ``entropy`` is normalised by ``log(valid parts)``: 1.0 = uniform, 0.0 = all weight on one part;
+    ``max_weight`` is the largest weight (1 / valid parts when uniform). Medians over images with at
+    least two valid parts; ``collapsed`` is the share of those whose largest weight exceeds 0.5.
+    """
+
+    entropy_median: float
+    max_weight_median: float
+    collapsed: float
+    images: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def attention_spread(weights: np.ndarray) -> AttentionSpread:
+    """:class:`AttentionSpread` of ``(N, D)`` part weights (rows summing to 1 over their valid parts)."""
+    w = np.asarray(weights, dtype=np.float64)
+    valid = w > 0
+    n_valid = valid.sum(1)
+    keep = n_valid >= 2
+    if not keep.any():
+        return AttentionSpread(math.nan, math.nan, math.nan, 0)
+    w, valid, n_valid = w[keep], valid[keep], n_valid[keep]
+    ent = -np.where(valid, w * np.log(np.where(valid, w, 1.0)), 0.0).sum(1) / np.log(n_valid)
+    top = w.max(1)
+    return AttentionSpread(float(np.median(ent)), float(np.median(top)), float((top > 0.5).mean()),
+                           int(keep.sum()))

@@ -72,7 +72,7 @@ class ReidNet(nn.Module):
     def __init__(self, backbone: Backbone | nn.Module, num_classes: int, variant: str = "pgan",
                  reduced_dim: int = 256, num_parts: int = 8, temperature: float = 10.0,
                  retrieval: str = "fb", pam_score: str = "mean", learn_temperature: bool = False,
-                 part_map: str = "raw") -> None:
+                 part_map: str = "raw", part_dropout: float = 0.0) -> None:
         super().__init__()
         if variant not in VARIANTS:
             raise unknown_name("variant", variant, list(VARIANTS))
@@ -86,6 +86,9 @@ class ReidNet(nn.Module):
         self.num_parts = num_parts
         self.retrieval = retrieval
         self.part_map = part_map
+        if not 0.0 <= part_dropout < 1.0:
+            raise PganError(f"part_dropout must be in [0, 1), got {part_dropout}")
+        self.part_dropout = part_dropout
         c = getattr(backbone, "out_channels", None)
         if not isinstance(c, int) or c < 1:
             raise PganError(f"backbone {type(backbone).__name__} needs an integer 'out_channels' attribute "
@@ -141,6 +144,8 @@ class ReidNet(nn.Module):
         elif masks.shape[-2:] != (h, w):
             raise PganError(f"part masks are {tuple(masks.shape[-2:])} but the feature map is {(h, w)}; "
                             "masks must be built at the backbone's feature resolution")
+        if self.training and self.part_dropout > 0 and not self.spec.grid:
+            masks = drop_parts(masks, self.part_dropout)
         weights = self.pam(fg, masks) if self.pam is not None else uniform_part_weights(masks)
         fp = part_guided_map(fg, masks, weights, self.part_map)
         f = self.refine_f.forward_pooled_pair(fg, fp)  # exact; in eval mode never builds concat(F_g, F_p)
@@ -157,6 +162,14 @@ class ReidNet(nn.Module):
         p = self.refine_p.forward_pooled(fp)
         return ModelOutput(embedding=fb, logits=self.classifier(fb), feat_f=f, feat_g=g, feat_p=p,
                            part_weights=weights, part_map=maps)
+
+
+def drop_parts(masks: torch.Tensor, p: float) -> torch.Tensor:
+    """Part dropout (a switch against attention collapse, training only): each part's mask is zeroed with
+    probability ``p``, so the PAM cannot rely on one part always being there. A dropped part is an empty
+    mask, which the PAM and the part map already treat as absent."""
+    keep = torch.rand(masks.shape[:2], device=masks.device) >= p
+    return masks * keep[..., None, None].to(masks.dtype)
 
 
 def build_model(variant: str, backbone: Backbone, num_classes: int, **kwargs) -> ReidNet:

@@ -169,13 +169,14 @@ def append_part_lines(path: str | os.PathLike, items: Iterable[ImageParts]) -> N
         os.fsync(fh.fileno())
 
 
-_KINDS = {"gt": "file", "prop": "proposals", "det": "detector", "grid": "grid"}
-_KIND_RE = re.compile(r"parts_(gt|prop|det|grid)")
+_KINDS = {"gt": "file", "prop": "proposals", "det": "detector", "grid": "grid", "dff": "dff", "kmeans": "kmeans"}
+_KIND_RE = re.compile(r"parts_(gt|prop|det|grid|dff|kmeans)")
 
 
 def part_file_kind(path: str | Path) -> str | None:
     """The source a part file's name says wrote it: ``file`` (``parts_gt*``: ground truth), ``proposals``
-    (``parts_prop*``), ``detector`` (``parts_det*``), ``grid`` (``parts_grid*``); None for other names."""
+    (``parts_prop*``), ``detector`` (``parts_det*``), ``grid`` (``parts_grid*``), ``dff`` / ``kmeans``
+    (``parts_dff*``, ``parts_kmeans*``: :mod:`pgan.parts.discovery`); None for other names."""
     m = _KIND_RE.search(Path(path).name)
     return _KINDS[m.group(1)] if m else None
 

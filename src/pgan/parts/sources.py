@@ -22,6 +22,11 @@ Derived part files say what they are in their names (``parts_proposals.jsonl``,
 ever ground truth. :func:`check_part_file_owner` refuses a ``detector`` or
 ``proposals`` source (or writer) on a file whose name says another source made it,
 so a derived source can never silently read (or overwrite) the ground truth.
+* ``dff`` / ``kmeans``: parts discovered without labels from the ImageNet backbone's features
+  (deep feature factorisation or k-means of feature cells, fitted on the training images;
+  :mod:`pgan.parts.discovery`): the part file ``pgan parts discover`` wrote, written first when it
+  does not exist yet and ``dataset``/``root``/``features`` are given. Recommended for real photos
+  (``docs/real_dev.md``).
 * ``grid``: uniform cells (:func:`pgan.utils.grid.grid_masks`). The ``grid``
   model variant builds these itself; :func:`grid_boxes` writes them as a part
   file so the file-based path can use them too (``pgan parts grid``). Through a
@@ -46,6 +51,7 @@ import numpy as np
 
 from pgan.errors import PganError, unknown_name
 from pgan.parts.boxfile import ImageParts, check_part_file_owner, read_part_file
+from pgan.parts.discovery import FeatureFn, discover_parts
 from pgan.parts.masks import boxes_to_masks, grid_boxes  # noqa: F401  (grid_boxes: public here too)
 from pgan.parts.selection import select_top_d
 from pgan.utils.grid import grid_masks
@@ -117,7 +123,8 @@ class GridParts:
 
 
 _NEED_HINT = {"detector": " (data.part_file: the file 'pgan parts extract --out ...' wrote)",
-              "official-masks": " (data.mask_root)", "file": " (data.part_file)", "proposals": " (data.part_file)"}
+              "official-masks": " (data.mask_root)", "file": " (data.part_file)", "proposals": " (data.part_file)",
+              "dff": " (data.part_file)", "kmeans": " (data.part_file)"}
 
 
 def _need(name: str, **values: object) -> None:
@@ -161,6 +168,22 @@ def _proposal_source(part_file: str | Path | None = None, num_parts: int = 8, mi
     return BoxFileParts(part_file, num_parts, missing)  # type: ignore[arg-type]
 
 
+def _discovery_source(method: str) -> Callable[..., PartSource]:
+    def make(part_file: str | Path | None = None, num_parts: int = 8, missing: str = "error",
+             dataset: str | None = None, root: str | Path | None = None,
+             features: Callable[[], FeatureFn] | None = None, **_: object) -> PartSource:
+        _need(method, part_file=part_file)
+        check_part_file_owner(part_file, method)  # type: ignore[arg-type]
+        if not Path(part_file).is_file():  # type: ignore[arg-type]
+            if dataset is None or root is None or features is None:
+                raise PganError(f"{method} part file {part_file} does not exist; write it with "
+                                f"'pgan parts discover --method {method}' or pass dataset, root and features")
+            discover_parts(dataset, str(root), str(part_file), features(), method, progress=False)
+        return BoxFileParts(part_file, num_parts, missing)  # type: ignore[arg-type]
+
+    return make
+
+
 def _grid_source(num_parts: int = 8, **_: object) -> PartSource:
     return GridParts(num_parts)
 
@@ -171,9 +194,12 @@ PART_SOURCES: dict[str, Callable[..., PartSource]] = {
     "official-masks": _official_source,
     "proposals": _proposal_source,
     "grid": _grid_source,
+    "dff": _discovery_source("dff"),
+    "kmeans": _discovery_source("kmeans"),
 }
 """Part sources by name; each takes keyword arguments (``part_file``, ``mask_root``, ``num_parts``,
-``missing``, ``dataset``, ``root``) and ignores those it does not use."""
+``missing``, ``dataset``, ``root``, ``features``: a factory of the ImageNet feature function that the
+``dff`` and ``kmeans`` sources fit on when their file is missing) and ignores those it does not use."""
 
 
 def build_source(name: str, **kwargs: object) -> PartSource:
