@@ -47,7 +47,8 @@ from pathlib import Path
 import numpy as np
 
 from pgan.bench.ablation import claim_run
-from pgan.engine.experiment import imagenet_features, train
+from pgan.engine.experiment import train
+from pgan.models.backbones import frozen_imagenet_backbone
 from pgan.parts.discovery import discover_parts
 from pgan.parts.proposals import propose_parts
 from pgan.recipes import SYNTH_CPU, synth_cpu_config
@@ -113,7 +114,7 @@ def write_part_files(csv_path: Path, parts: Path, progress: bool) -> None:
     parts.mkdir(parents=True, exist_ok=True)
     (parts / "empty.jsonl").touch()  # the head-only control: every image has no part
     propose_parts("custom", str(csv_path), str(parts / "parts_proposals.jsonl"), progress=progress)
-    features = imagenet_features(RECIPE["model.backbone"])
+    features = frozen_imagenet_backbone(RECIPE["model.backbone"])
     for method in ("dff", "kmeans"):
         discover_parts("custom", csv_path, parts / f"parts_{method}.jsonl", features, method, progress=progress)
 

@@ -46,6 +46,7 @@ def sources(tiny_synth, tmp_path_factory):
     torch.save(detector_checkpoint(build_detector(cfg, pretrained=False), cfg), tmp / "det.pt")
     extract_parts(tmp / "det.pt", "synth", tiny_synth, tmp / "det.jsonl", d=D, min_score=0.0, progress=False)
     propose_parts("synth", str(tiny_synth), str(tmp / "prop.jsonl"), progress=False)
+    features = conv_features()
     kw = {"num_parts": D}
     built = {
         "file": build_source("file", part_file=tiny_synth / "parts_gt.jsonl", **kw),
@@ -53,8 +54,21 @@ def sources(tiny_synth, tmp_path_factory):
         "official-masks": build_source("official-masks", mask_root=tmp / "official", **kw),
         "proposals": build_source("proposals", part_file=tmp / "prop.jsonl", **kw),
         "grid": build_source("grid", **kw),
+        # Written on first use from the dataset (fitted on its training split), like the proposals can be.
+        "dff": build_source("dff", part_file=tmp / "parts_dff.jsonl", dataset="synth", root=tiny_synth,
+                            features=lambda: features, **kw),
+        "kmeans": build_source("kmeans", part_file=tmp / "parts_kmeans.jsonl", dataset="synth", root=tiny_synth,
+                               features=lambda: features, **kw),
     }
     return records, built
+
+
+def conv_features():
+    """A seeded stand-in for an ImageNet backbone (parts know no network): ReLU(conv 8x8, stride 8)."""
+    import torch
+
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 16, 8, stride=8), torch.nn.ReLU()).eval()
 
 
 @pytest.mark.parametrize("name", sorted(PART_SOURCES))
@@ -76,13 +90,17 @@ def test_every_source_feeds_the_training_dataset(sources, name):
 
 
 def test_registry_names_and_errors(tmp_path):
-    assert set(PART_SOURCES) == {"file", "detector", "official-masks", "proposals", "grid"}
+    assert set(PART_SOURCES) == {"file", "detector", "official-masks", "proposals", "grid", "dff", "kmeans"}
     with pytest.raises(PganError, match="unknown part source 'ssd'.*grid"):
         build_source("ssd")
     with pytest.raises(PganError, match="'file' needs part_file"):
         build_source("file")
     with pytest.raises(PganError, match="proposal file .* does not exist"):
         build_source("proposals", part_file=tmp_path / "none.jsonl")
+    with pytest.raises(PganError, match="dff part file .* does not exist.*pgan parts discover"):
+        build_source("dff", part_file=tmp_path / "parts_dff.jsonl")
+    with pytest.raises(PganError, match="must not use .*parts_gt.jsonl"):
+        build_source("kmeans", part_file=tmp_path / "parts_gt.jsonl")
 
 
 def test_boxes_file_masks_round_trip(tmp_path):

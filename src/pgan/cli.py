@@ -111,11 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     from pgan.bench.cli import register as register_bench
     from pgan.detection.cli import register as register_parts
+    from pgan.discovery_cli import register as register_discover
     from pgan.search_cli import register as register_search
     from pgan.serve.cli import register as register_serve
     from pgan.viz.cli import register as register_viz
 
-    register_parts(sub)  # parts {train, eval, extract, convert, proposals, grid}
+    register_parts(sub, register_discover)  # parts {train, eval, extract, convert, proposals, grid, discover}
     register_viz(sub)  # viz {ranks, attention}, analyze {attention}
     register_bench(sub)  # bench {runtime, ablation}
     register_serve(sub)  # serve (search service)

@@ -9,6 +9,7 @@ Wired into the main parser by ``register(subparsers)``. Examples (the synthetic 
         # -> runs/partdet/parts_detector-<fingerprint>.jsonl (names say which source wrote a file;
         #    parts_gt* is only ever ground truth, see pgan.parts.boxfile.check_part_file_owner)
     pgan parts proposals --dataset synth --root data/synth --out runs/parts/parts_proposals.jsonl
+    pgan parts discover --method dff --dataset custom --root my.csv --out runs/parts/parts_dff.jsonl
     pgan parts convert --from text --input my_boxes/ --dataset veri776 --root data/VeRi --out parts.jsonl
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from pgan.errors import PganError
@@ -158,8 +160,10 @@ def _common(p: argparse.ArgumentParser, device: bool = True) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add the ``parts`` command group to the ``pgan`` parser."""
+def register(subparsers: argparse._SubParsersAction,
+             more: Callable[[argparse._SubParsersAction], None] | None = None) -> argparse.ArgumentParser:
+    """Add the ``parts`` command group to the ``pgan`` parser; ``more`` adds commands that need more than
+    the detector may import (``pgan parts discover`` needs the re-ID backbones: :mod:`pgan.discovery_cli`)."""
     parts = subparsers.add_parser("parts", help="part regions: detector train/eval/extract, convert, proposals")
     sub = parts.add_subparsers(dest="parts_command", required=True, metavar="PARTS_COMMAND")
 
@@ -226,4 +230,6 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2)
     _common(p, device=False)
     p.set_defaults(func=_cmd_grid)
+    if more is not None:
+        more(sub)
     return parts

@@ -32,7 +32,7 @@ from pgan.engine.trainer import Trainer
 from pgan.errors import PganError
 from pgan.evaluation.attention_roles import attention_spread, role_attention
 from pgan.losses.combined import PganLoss
-from pgan.models.backbones import build_backbone
+from pgan.models.backbones import build_backbone, frozen_imagenet_backbone
 from pgan.models.network import VARIANTS, ReidNet
 from pgan.parts.roles import selection_roles
 from pgan.parts.selection import select_top_d
@@ -95,15 +95,7 @@ def build_part_source(cfg: Config) -> PartSource | None:
     d = cfg.data
     return build_source(d.part_source, part_file=default_part_file(cfg), mask_root=d.mask_root,
                         num_parts=d.num_parts, missing=d.missing_parts, dataset=d.dataset, root=d.root,
-                        features=lambda: imagenet_features(cfg.model.backbone))
-
-
-def imagenet_features(backbone: str) -> torch.nn.Module:
-    """The frozen ImageNet backbone (last stride 1, eval mode) that part discovery fits on."""
-    net = build_backbone(backbone, True, 1, 0).eval()
-    for p in net.parameters():
-        p.requires_grad_(False)
-    return net
+                        features=lambda: frozen_imagenet_backbone(cfg.model.backbone))
 
 
 def default_part_file(cfg: Config) -> str | None:

@@ -169,3 +169,12 @@ def build_backbone(name: str, pretrained: bool = True, last_stride: int = 1,
     bb = BACKBONES[name](pretrained, last_stride)
     bb.freeze(frozen_stages)
     return bb
+
+
+def frozen_imagenet_backbone(name: str) -> Backbone:
+    """The ImageNet backbone ``name`` (last stride 1), frozen and in eval mode: the feature function that
+    part discovery (:mod:`pgan.parts.discovery`) fits on."""
+    net = build_backbone(name, True, 1, 0).eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net

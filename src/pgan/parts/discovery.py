@@ -10,7 +10,8 @@ thing in every image* instead, using the ImageNet backbone's feature maps:
   form a non-negative matrix ``V (N*h*w, C)`` (post-ReLU features), factorised as ``V ~ W H`` with
   ``K`` components. Each row of ``H (K, C)`` is a concept (a wheel, a windscreen, a light, the
   road); an image's ``W`` column ``k``, reshaped to ``(h, w)``, is where concept ``k`` lies in it.
-* ``kmeans``: the cells' L2-normalised features clustered into ``K`` centroids (spherical k-means);
+* ``kmeans``: the cells' L2-normalised features clustered into ``K`` centroids (spherical k-means,
+  k-means++ start);
   an image's map ``k`` is where its cells are nearest centroid ``k``, weighted by their similarity.
 
 Both are fitted once on the **training images only** (a :class:`PartBasis`, saved as ``.npz`` beside
@@ -118,9 +119,11 @@ def nmf(v: torch.Tensor, k: int, iters: int = 200, seed: int = 0, h: torch.Tenso
     """
     g = torch.Generator().manual_seed(seed)
     scale = float(v.mean().clamp_min(eps) / k) ** 0.5
-    w = torch.rand(v.shape[0], k, generator=g).to(v) * scale + eps
     fixed = h is not None
-    if h is None:
+    if fixed:  # each row is its own convex problem: a constant start makes a row's answer independent of
+        w = torch.full((v.shape[0], k), scale).to(v)  # the other rows (an image's parts of its batch)
+    else:  # fitting needs a random start to break the symmetry between components
+        w = torch.rand(v.shape[0], k, generator=g).to(v) * scale + eps
         h = torch.rand(k, v.shape[1], generator=g).to(v) * scale + eps
     for _ in range(iters):
         if not fixed:
@@ -130,18 +133,28 @@ def nmf(v: torch.Tensor, k: int, iters: int = 200, seed: int = 0, h: torch.Tenso
 
 
 def spherical_kmeans(x: torch.Tensor, k: int, iters: int = 50, seed: int = 0) -> torch.Tensor:
-    """Unit-norm centroids ``(k, c)`` of unit-norm rows ``x`` (cosine similarity, Lloyd iterations)."""
+    """Unit-norm centroids ``(k, c)`` of unit-norm rows ``x`` (cosine similarity, Lloyd iterations from a
+    seeded k-means++ start: each next centroid drawn with probability proportional to its squared
+    distance ``(1 - cos)^2`` from the nearest centroid so far)."""
     if x.shape[0] < k:
         raise PganError(f"k-means needs at least k={k} feature cells, got {x.shape[0]}")
     g = torch.Generator().manual_seed(seed)
-    cent = x[torch.randperm(x.shape[0], generator=g)[:k]].clone()
+    cent = [x[int(torch.randint(x.shape[0], (1,), generator=g))]]
+    nearest = x @ cent[0]
+    for _ in range(1, k):
+        d2 = (1 - nearest).clamp_min(0) ** 2
+        pick = int(torch.multinomial(d2 / d2.sum(), 1, generator=g)) if d2.sum() > 0 else \
+            int(torch.randint(x.shape[0], (1,), generator=g))
+        cent.append(x[pick])
+        nearest = torch.maximum(nearest, x @ x[pick])
+    cent = torch.stack(cent).clone()
     for _ in range(iters):
         assign = (x @ cent.T).argmax(1)
         for j in range(k):
             members = x[assign == j]
             if len(members):
                 cent[j] = F.normalize(members.mean(0), dim=0)
-            else:  # an empty cluster restarts at the cell farthest from its centroid
+            else:  # an empty cluster restarts at the cell farthest from every centroid
                 cent[j] = x[(x @ cent.T).amax(1).argmin()]
     return cent
 
