@@ -23,8 +23,8 @@ Design, fixed on 2026-12-02 before any run on val (``DESIGN`` below is written i
 
 Runs resume (each run folder), part files are written once under ``<out>/parts`` before any run
 starts, and ``--workers N`` runs N one-thread training processes that share the queue (claims).
-Writes ``docs/real_dev.json`` (per-seed rows, summaries, paired differences) and ``docs/real_dev.md``
-(tables), and prints the tables.
+Writes ``docs/real_dev.json`` (per-seed rows, summaries, paired differences), ``docs/real_dev.md``
+(tables) and ``docs/real_dev_parts.png`` (val photos with each source's parts), and prints the tables.
 
     python benchmarks/real_dev.py --root ../shared/real-dev --workers 2
     python benchmarks/real_dev.py --root ../shared/real-dev --summarise-only
@@ -49,10 +49,12 @@ import numpy as np
 from pgan.bench.ablation import claim_run
 from pgan.engine.experiment import train
 from pgan.models.backbones import frozen_imagenet_backbone
+from pgan.parts.boxfile import read_part_file
 from pgan.parts.discovery import discover_parts
 from pgan.parts.proposals import propose_parts
 from pgan.recipes import SYNTH_CPU, synth_cpu_config
 from pgan.utils.atomic import atomic_write_json, atomic_write_text
+from pgan.viz.part_grid import draw_part_grid
 
 RECIPE = {**SYNTH_CPU, "data.dataset": "custom", "data.p": 32, "data.k": 2, "optim.epochs": 5,
           "optim.warmup_epochs": 0.5, "optim.milestones": (3.75,)}
@@ -117,6 +119,26 @@ def write_part_files(csv_path: Path, parts: Path, progress: bool) -> None:
     features = frozen_imagenet_backbone(RECIPE["model.backbone"])
     for method in ("dff", "kmeans"):
         discover_parts("custom", csv_path, parts / f"parts_{method}.jsonl", features, method, progress=progress)
+
+
+FIGURE_SOURCES = ("proposals", "dff", "kmeans")
+
+
+def part_figure(csv_path: Path, parts: Path, out_png: Path, per_type: int = 2) -> Path | None:
+    """Real val photos (query side; the first ``per_type`` of each vehicle type by name) with each
+    annotation-free source's top-8 boxes."""
+    files = {s: parts / f"parts_{s}.jsonl" for s in FIGURE_SOURCES}
+    if not all(f.is_file() for f in files.values()):
+        return None
+    with open(csv_path, newline="") as fh:
+        query = sorted(r["path"] for r in csv.DictReader(fh) if r["split"] == "query")
+    picked: list[str] = []
+    for kind in ("car", "motorcycle", "truck", "bus"):
+        picked += [p for p in query if Path(p).name.startswith(kind + "_")][:per_type]
+    items = {s: read_part_file(f) for s, f in files.items()}
+    boxes = {s: [items[s][p].boxes if p in items[s] else [] for p in picked] for s in FIGURE_SOURCES}
+    return draw_part_grid([Path(p) for p in picked], boxes, out_png,
+                          title="real-dev val: top-8 parts per source (colour = rank, red first)")
 
 
 def slug(label: str) -> str:
@@ -248,6 +270,7 @@ def main(argv: list[str] | None = None) -> None:
         codes = [p.wait() for p in procs]
         if any(codes):
             logging.warning("workers exited with %s; the table covers the finished runs", codes)
+    part_figure(csv_path, out / "parts", Path(args.docs) / "real_dev_parts.png")
     result = summarise(out, args.variants, args.seeds)
     result["seconds"] = round(time.perf_counter() - t0)
     md = markdown(result)

@@ -140,3 +140,17 @@ def test_training_logs_the_attention_ratio(roles_data, tmp_path):
     ratios = [float(r["eval_attention_ratio"]) for r in rows]
     assert len(ratios) == 2 and all(0.0 < r < 10.0 for r in ratios)
     assert result["metrics"]["attention_ratio"] == pytest.approx(ratios[-1], rel=1e-4)
+
+
+def test_attention_spread_uniform_collapsed_and_single_part_images():
+    from pgan.evaluation.attention_roles import attention_spread
+
+    w = np.array([[0.25, 0.25, 0.25, 0.25, 0.0],  # uniform over 4 valid parts: entropy 1, max 0.25
+                  [0.97, 0.01, 0.01, 0.01, 0.0],  # collapsed
+                  [1.0, 0.0, 0.0, 0.0, 0.0]])  # one valid part: not counted
+    s = attention_spread(w)
+    assert s.images == 2 and s.collapsed == 0.5
+    ent_collapsed = -(0.97 * np.log(0.97) + 3 * 0.01 * np.log(0.01)) / np.log(4)
+    assert s.entropy_median == pytest.approx((1.0 + ent_collapsed) / 2)
+    assert s.max_weight_median == pytest.approx((0.25 + 0.97) / 2)
+    assert np.isnan(attention_spread(np.array([[1.0, 0.0]])).entropy_median)

@@ -134,3 +134,23 @@ def test_more_backbones_last_stride(name, channels):
     assert bb.out_channels == channels and len(bb.stages) == 5
     with torch.no_grad():
         assert bb.eval()(torch.zeros(1, 3, 64, 64)).shape == (1, channels, 4, 4)
+
+
+def test_part_dropout_drops_whole_masks_in_training_only():
+    from pgan.models.network import drop_parts
+
+    torch.manual_seed(0)
+    masks = torch.ones(64, 8, 4, 4)
+    dropped = drop_parts(masks, 0.25)
+    per_part = dropped.flatten(2).amax(-1)
+    assert set(per_part.unique().tolist()) == {0.0, 1.0}  # a part is kept whole or dropped whole
+    assert (dropped.flatten(2).amin(-1) == per_part).all()
+    assert 0.18 < 1 - per_part.mean().item() < 0.32  # about p of 512 parts dropped
+    bb = build_backbone("resnet18", pretrained=False, last_stride=1)
+    model = ReidNet(bb, num_classes=5, variant="pgan", reduced_dim=32, num_parts=4, part_dropout=0.5)
+    x, m = torch.randn(4, 3, 64, 64), torch.ones(4, 4, 4, 4)
+    model.eval()
+    with torch.no_grad():  # no dropout at test time: every valid part keeps a weight
+        assert (model(x, m).part_weights > 0).all()
+    with pytest.raises(PganError, match="part_dropout"):
+        ReidNet(bb, num_classes=5, variant="pgan", part_dropout=1.0)
