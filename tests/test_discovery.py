@@ -121,3 +121,29 @@ def test_a_bad_basis_file_is_one_line_and_never_unpickled(tmp_path):
     (tmp_path / "y.npz").write_text("not a zip")
     with pytest.raises(PganError, match="is not a part basis file"):
         PartBasis.load(tmp_path / "y.npz")
+
+
+def test_a_dff_model_gets_boxes_for_a_new_photo_from_its_basis(tiny_synth, tmp_path):
+    """Serving / searching a model trained on dff parts: a photo outside the dataset gets boxes from the
+    basis saved beside the model's part file (the same pipeline as training), with the ImageNet backbone."""
+    from pgan.config import load_config
+    from pgan.inference.images import decode
+    from pgan.inference.parts import TestTimeParts
+    from pgan.models.backbones import frozen_imagenet_backbone
+
+    part_file = tmp_path / "parts_dff.jsonl"
+    features = frozen_imagenet_backbone("mobilenet_v2")
+    discover_parts("synth", tiny_synth, part_file, features, "dff", k=4, input_size=64, max_fit_images=12,
+                   progress=False)
+    cfg = load_config(None, [f"data.root={tiny_synth}", "data.part_source=dff", f"data.part_file={part_file}",
+                             "model.backbone=mobilenet_v2", "model.variant=pgan"])
+    ttp = TestTimeParts(cfg)
+    assert ttp.compute_name.startswith("dff ")
+    photo = np.random.default_rng(0).integers(0, 255, (96, 80, 3), dtype=np.uint8)  # not in any part file
+    (boxes,) = ttp.boxes([decode(photo)])
+    assert (boxes.width, boxes.height) == (80, 96) and 0 < len(boxes.boxes) <= 4
+    assert all(b.label.startswith("dff") and b.x2 <= 80 and b.y2 <= 96 for b in boxes.boxes)
+    with pytest.raises(PganError, match="trained on part source 'kmeans'"):
+        TestTimeParts(cfg, parts="kmeans")
+    with pytest.raises(PganError, match="basis .*nothere.basis.npz does not exist"):
+        TestTimeParts(cfg, parts=str(tmp_path / "nothere.basis.npz"))

@@ -89,7 +89,8 @@ def _model_args(p: argparse.ArgumentParser, checkpoint_required: bool) -> None:
     p.add_argument("--checkpoint", required=checkpoint_required,
                    help="pgan train checkpoint" + ("" if checkpoint_required else " (default: the index's)"))
     p.add_argument("--parts", help="part boxes for images the model's part file lacks: 'proposals', 'grid', "
-                                   "a part-detector checkpoint or a part-box file")
+                                   "'dff' / 'kmeans' (the model's basis), a *.basis.npz file, a part-detector "
+                                   "checkpoint or a part-box file")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     p.add_argument("--runtime", default="torch", choices=["torch", "onnx"])
     p.add_argument("--onnx", help="the ONNX export to run with --runtime onnx")

@@ -6,12 +6,15 @@ The part source must be the one the model was trained with (``cfg.data.part_sour
   ``cfg.data.root`` and the dataset's part file lists it) gets the boxes of that
   file, exactly what ``pgan eval`` uses;
 * otherwise the boxes are computed: ``proposals`` and ``grid`` models compute
-  them with the same method; a ``detector`` or ``file`` model needs ``parts=``
-  to say where boxes of a brand-new photo come from.
+  them with the same method, ``dff`` and ``kmeans`` models with the basis saved
+  beside their part file (``parts_dff.basis.npz``) and the ImageNet backbone; a
+  ``detector`` or ``file`` model needs ``parts=`` to say where boxes of a
+  brand-new photo come from.
 
 ``parts`` (the ``FeatureExtractor`` argument) overrides the source for images the
-part file does not list: ``"proposals"``, ``"grid"``, a part-detector checkpoint
-(``*.pt``, from ``pgan parts train``) or a part-box file (``*.jsonl``, keyed by path
+part file does not list: ``"proposals"``, ``"grid"``, ``"dff"`` / ``"kmeans"`` (the
+model's own basis), a part-discovery basis (``*.basis.npz``, from ``pgan parts discover``),
+a part-detector checkpoint (``*.pt``, from ``pgan parts train``) or a part-box file (``*.jsonl``, keyed by path
 relative to the dataset root, or by absolute path).
 """
 
@@ -54,6 +57,27 @@ def _detector_fn(checkpoint: Path, d: int, device: str):
     return detector_boxes_fn(model, dcfg.classes, d, nms=0.45, min_score=0.05)
 
 
+def _discovery_fn(name: str, part_file: Path | None, config: Config, device: str):
+    """Boxes from a part-discovery basis: ``name`` is a ``*.basis.npz`` file, or ``dff``/``kmeans`` for the
+    basis beside the model's own part file."""
+    from pgan.models.backbones import frozen_imagenet_backbone
+    from pgan.parts.discovery import PartBasis, basis_path, discovery_boxes_fn
+
+    if name in ("dff", "kmeans"):
+        if part_file is None or config.data.part_source != name:
+            raise PganError(f"parts={name!r} uses the basis of a model trained on part source {name!r}; this "
+                            f"model used {config.data.part_source!r}: give a *.basis.npz file instead")
+        path = basis_path(part_file)
+    else:
+        path = Path(name)
+    if not path.is_file():
+        raise PganError(f"part-discovery basis {path} does not exist (pgan parts discover writes it beside its "
+                        f"part file)")
+    basis = PartBasis.load(path)
+    features = frozen_imagenet_backbone(config.model.backbone).to(device)
+    return discovery_boxes_fn(basis, lambda x: features(x.to(device)).cpu()), f"{basis.method} {path}"
+
+
 class TestTimeParts:
     """Part boxes and masks for decoded images, following the model's training part source."""
 
@@ -72,7 +96,7 @@ class TestTimeParts:
         self.compute_name: str | None = None
         if self.kind != "boxes":
             return
-        if self.source in ("file", "detector", "proposals"):
+        if self.source in ("file", "detector", "proposals", "dff", "kmeans"):
             part_file = Path(config.data.part_file) if config.data.part_file else None
             if part_file is not None and not part_file.is_absolute():
                 part_file = dataset_root(str(part_file), checkpoint)
@@ -81,8 +105,8 @@ class TestTimeParts:
                 self.lookup = read_part_file(self.part_file)
             else:
                 log.info("part file %s of the model's dataset is absent; boxes will be computed", self.part_file)
-        name = str(parts) if parts is not None else (self.source if self.source in ("proposals", "grid")
-                                                      else None)
+        name = str(parts) if parts is not None else (
+            self.source if self.source in ("proposals", "grid", "dff", "kmeans") else None)
         if name == "proposals":
             from pgan.parts.proposals import proposal_boxes_fn
 
@@ -90,11 +114,13 @@ class TestTimeParts:
         elif name == "grid":
             self.compute = lambda ims: [grid_boxes(int(im.shape[-1]), int(im.shape[-2]), self.d) for im in ims]
             self.compute_name = "grid"
+        elif name in ("dff", "kmeans") or name is not None and name.endswith(".basis.npz"):
+            self.compute, self.compute_name = _discovery_fn(name, self.part_file, config, device)
         elif name is not None:
             path = Path(name)
             if not path.is_file():
-                raise PganError(f"parts={name!r}: expected 'proposals', 'grid', a part-detector checkpoint "
-                                f"or a part-box file, and no such file exists")
+                raise PganError(f"parts={name!r}: expected 'proposals', 'grid', 'dff', 'kmeans', a part-discovery "
+                                f"basis, a part-detector checkpoint or a part-box file, and no such file exists")
             if path.suffix in (".pt", ".pth"):
                 self.compute, self.compute_name = _detector_fn(path, self.d, device), f"detector {path}"
             else:
