@@ -87,6 +87,13 @@ class FakeIndex:
     def image_path(self, image_id: int) -> Path:
         return self.paths[image_id]  # KeyError if unknown, as the real index
 
+    def vector(self, image_id: int) -> np.ndarray:
+        return self.vectors[image_id]  # the stored vector, as the real index
+
+    def get(self, image_id: int) -> FakeHit:
+        cam, vid = self.meta[image_id]
+        return FakeHit(0, 0.0, image_id, str(self.paths[image_id]), cam, vid, boxes=[[0, 0, 4, 4, 1.0, "logo"]])
+
     def search(self, embeddings, topk, camera=None):
         ids = [k for k in self.paths if camera is None or self.meta[k][0] == camera]
         out = []

@@ -57,12 +57,13 @@ def _error(response, status: int) -> str:
 
 
 def test_health_info_and_page(client, gallery):
-    assert client.get("/api/health").json() == {"status": "ok", "gallery_size": 12}
+    assert client.get("/api/health").json() == {"status": "ok", "gallery_size": 12, "worker_alive": True}
     info = client.get("/api/info").json()
     assert info["gallery_size"] == 12 and info["embedding_dim"] == 4 and info["index_type"] == "Flat"
     assert info["checkpoint"] == "fake.pt"  # the file name only, never the server's folders
     assert info["limits"]["max_topk"] == 20
     assert info["inference"]["images"] >= 1  # the warm-up query ran in the lifespan
+    assert info["upload_parts"] == "none" and info["upload_parts_fallback"] is False and info["warnings"] == []
     page = client.get("/")
     assert page.status_code == 200 and "<title>pgan search</title>" in page.text
     for asset in ("/static/app.js", "/static/style.css"):
@@ -102,6 +103,7 @@ def test_search_by_gallery_id_camera_filter_and_topk_default(client):
 def test_gallery_images_and_thumbnails(client, gallery):
     r = client.get("/api/images/104")
     assert r.status_code == 200 and r.content == gallery.paths[104].read_bytes()
+    assert r.headers["content-type"] == "image/png"
     t = client.get("/api/images/104?size=16")
     assert t.status_code == 200 and t.headers["content-type"] == "image/jpeg"
     assert max(Image.open(io.BytesIO(t.content)).size) == 16
@@ -212,12 +214,13 @@ def test_concurrent_queries_are_batched_on_one_thread(gallery):
     client, extractor = _client(gallery, max_batch=4)
     with client:
         def one(i):
-            return client.post("/api/search", data={"image_id": str(100 + i % 12), "topk": "3"})
+            return client.post("/api/search", files={"image": ("q.png", _png(COLOURS[i % 6]), "image/png")},
+                               data={"topk": "3"})
         with cf.ThreadPoolExecutor(8) as pool:
             responses = list(pool.map(one, range(32)))
     assert all(r.status_code == 200 for r in responses)
     for i, r in enumerate(responses):
-        assert r.json()["results"][0]["image_id"] == 100 + i % 12
+        assert r.json()["results"][0]["vehicle_id"] == i % 6
     assert sum(extractor.calls) == 33 and max(extractor.calls) <= 4  # 32 queries + the warm-up
 
 

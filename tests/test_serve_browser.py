@@ -5,7 +5,8 @@ thread, with a bearer token. The page is driven as a user would: enter the token
 query photo of the synthetic test split, read the grid, click a result, upload a corrupt file.
 The query photo is the first one whose top-1 (by the Python API) is its own vehicle: this
 1-epoch model is not always right, and what is tested here is that the page shows the
-service's answer. The screenshot is written to ``docs/serve_page.png`` (the README's figure).
+service's answer. The screenshot goes to the test's temporary folder: running the suite never
+rewrites a tracked file (``docs/serve_page.png`` is not a test's output).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from serve_helpers import build_tiny_index, running_server
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "serve_page.png"
 TIMEOUT_MS = 60_000  # per wait; every wait is bounded
 
 pytestmark = [pytest.mark.slow,
@@ -46,6 +46,7 @@ def test_page_search_click_and_errors_in_chromium(tiny_synth, tiny_checkpoint, t
     query = _pick_query(index, extractor, sorted((tiny_synth / "image_query").glob("*.jpg")))
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(query.read_bytes()[:200])
+    screenshot = tmp_path / "serve_page.png"
     app = create_app(index, extractor, ServeSettings(token="t0ken"))
     with running_server(app) as url, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
@@ -70,8 +71,7 @@ def test_page_search_click_and_errors_in_chromium(tiny_synth, tiny_checkpoint, t
             assert page.locator("#query .box").count() > 0  # the query's part boxes are drawn
             assert page.locator("#results .box").count() > 0
             page.wait_for_function("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
-            SCREENSHOT.parent.mkdir(exist_ok=True)
-            page.screenshot(path=str(SCREENSHOT), full_page=True)
+            page.screenshot(path=str(screenshot), full_page=True)
 
             second = cards.nth(1).get_attribute("data-image-id")
             cards.nth(1).click()  # search with a result
@@ -90,4 +90,4 @@ def test_page_search_click_and_errors_in_chromium(tiny_synth, tiny_checkpoint, t
             assert outside == []
         finally:
             browser.close()
-    assert SCREENSHOT.stat().st_size > 10_000
+    assert screenshot.stat().st_size > 10_000

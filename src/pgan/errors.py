@@ -22,3 +22,9 @@ class IndexMismatchError(PganError):
 
 class NotAnImageError(PganError):
     """An input that cannot be decoded as an image (corrupt, zero-byte, another file type)."""
+
+
+class StaleVectorsError(PganError):
+    """A gallery index's faiss file that was not derived from its database as it is now (another build,
+    another model, rows removed) or whose derivation record is missing: it is rebuilt or refused, never
+    searched."""

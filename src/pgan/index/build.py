@@ -9,7 +9,7 @@ only what is missing. The faiss file is written atomically at the end.
 
 Sharded build: under ``torchrun --nproc_per_node N -m pgan index build ...``
 (RANK / WORLD_SIZE set) every rank embeds every N-th missing file into its own
-shard database ``INDEX/shards/rank<r>.sqlite`` (resumable the same way); after a
+shard database ``INDEX/shards/rank<r>/index.sqlite`` (resumable the same way); after a
 barrier rank 0 merges the shards in gallery order, so ids are those a
 single-process build would give, and writes the faiss file.
 
@@ -143,6 +143,9 @@ def build_index(images: str | Path, out: str | Path, checkpoint: str | Path | No
                                         source=str(Path(images).resolve()), parts=_parts_setting(fx.parts_arg),
                                         runtime=fx.runtime, flip=str(bool(fx.flip)))
             store.close()
+        # Paths already embedded into a shard by an earlier, interrupted sharded run (of any world size), read
+        # before any rank writes: nobody embeds them again, so no file can end up in two shards.
+        in_shards = _held_by_shards(out) if info.enabled else set()
         barrier()
         main = GalleryIndex.open(out, readonly=not info.is_main)
         done = main.paths()
@@ -155,9 +158,9 @@ def build_index(images: str | Path, out: str | Path, checkpoint: str | Path | No
             report.added, report.skipped = embed_into(main, todo, fx, batch_size, progress)
         else:
             shard = _open_shard(out, info.rank, main)
-            held = shard.paths()
-            mine = [e for e in todo[info.rank::info.world_size] if str(e.path) not in held]
-            embed_into(shard, mine, fx, batch_size, progress and info.is_main, f"indexing (rank {info.rank})")
+            pending = [e for e in todo if str(e.path) not in in_shards]
+            embed_into(shard, pending[info.rank::info.world_size], fx, batch_size, progress and info.is_main,
+                       f"indexing (rank {info.rank})")
             shard.close()
             barrier()
             if info.is_main:
@@ -181,20 +184,44 @@ def _open_shard(out: Path, rank: int, main: GalleryIndex) -> GalleryIndex:
                                main.checkpoint, main.index_type, main.params)
 
 
+def _shard_dirs(out: Path) -> list[Path]:
+    """Every shard folder under ``out/shards`` (also those of an earlier run with more processes)."""
+    found = [p.parent for p in (out / "shards").glob(f"rank*/{DB_NAME}")]
+    return sorted(found, key=lambda p: (len(p.name), p.name))
+
+
+def _held_by_shards(out: Path) -> set[str]:
+    held: set[str] = set()
+    for folder in _shard_dirs(out):
+        with GalleryIndex.open(folder) as shard:
+            held |= shard.paths()
+    return held
+
+
 def _merge_shards(main: GalleryIndex, out: Path, world: int, todo: list[GalleryEntry]) -> tuple[int, list[str]]:
-    """Copy every shard's rows into ``main`` in gallery order (so ids match a single-process build)."""
+    """Copy every shard's rows into ``main`` in gallery order (so ids match a single-process build).
+
+    Every shard folder present is read, not only ranks ``0..world-1``: a resume with another
+    ``--nproc_per_node`` keeps what the earlier run embedded. A path found in two shards (left by an
+    older pgan, which could assign it twice) is merged once."""
     import shutil
 
     order = {str(e.path): i for i, e in enumerate(todo)}
-    rows, bad = [], []
-    for r in range(world):
-        shard = GalleryIndex.open(out / "shards" / f"rank{r}")
+    rows, bad, seen, dupes = [], [], set(), 0
+    for folder in _shard_dirs(out):
+        shard = GalleryIndex.open(folder)
         _, vecs = shard.vectors()
         for hit, v in zip(shard.conn.execute(f"SELECT {shard._COLS} FROM items ORDER BY id"), vecs):
-            if hit[1] in order:  # absent: merged already by an earlier, interrupted merge
+            if hit[1] in seen:
+                dupes += 1
+            elif hit[1] in order:  # absent: merged already by an earlier, interrupted merge
+                seen.add(hit[1])
                 rows.append((order[hit[1]], hit, v))
         bad += shard.skipped()
         shard.close()
+    if dupes:
+        log.warning("%d files were embedded in two shards (an earlier resume with another world size); "
+                    "each is merged once", dupes)
     rows.sort(key=lambda t: t[0])
     for i in range(0, len(rows), 1024):
         chunk = rows[i:i + 1024]
@@ -213,12 +240,20 @@ def add_to_index(index: str | Path, images: str | Path, checkpoint: str | Path |
     """Add the images of a folder or CSV to an existing index (files it already holds are skipped).
 
     The model defaults to the checkpoint recorded in the index; another model is refused
-    (:class:`pgan.errors.IndexMismatchError`)."""
+    (:class:`pgan.errors.IndexMismatchError`). The part setting is the index's: ``parts`` may repeat
+    it, another one is refused (one line), so one index never mixes part sources."""
     store = GalleryIndex.open(index, readonly=False)
     try:
+        recorded = store.meta.get("parts", "model's own")
+        if parts is None and extractor is None and recorded != "model's own":
+            parts = recorded
         fx = _extractor(checkpoint or store.checkpoint, extractor, parts, device, batch_size, runtime, onnx_path,
                         store.meta.get("flip") == "True")
         store.check_model(fx.model_fingerprint, fx.embedding_dim)
+        given = _parts_setting(getattr(fx, "parts_arg", None))
+        if given != recorded:
+            raise PganError(f"index {index} was built with parts {recorded!r}; 'index add' must use the same "
+                            f"(omit --parts to use it), got {given!r}")
         entries = list_gallery(images)
         done = store.paths()
         todo = [e for e in entries if str(e.path) not in done]

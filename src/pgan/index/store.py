@@ -2,15 +2,20 @@
 
 Layout of an index folder::
 
-    INDEX/index.sqlite   meta (key/value: dim, index_type, params, model fingerprint, checkpoint, ...),
-                         items (id, path, camera, vehicle_id, timestamp, boxes JSON, vector float32 blob),
-                         log (files skipped, with the reason)
-    INDEX/vectors.faiss  the faiss index (an IndexIDMap2 over the factory string), written atomically
+    INDEX/index.sqlite        meta (key/value: dim, index_type, params, model fingerprint, checkpoint,
+                              parts, build_id, ...), items (id, path, camera, vehicle_id, timestamp,
+                              boxes JSON, vector float32 blob), log (files skipped, with the reason);
+                              WAL mode (:mod:`pgan.index.records`)
+    INDEX/vectors.faiss       the faiss index (an IndexIDMap2 over the factory string), derived from the
+    INDEX/vectors.faiss.json  rows, and what it was derived from (:mod:`pgan.index.vectors`)
 
 SQLite is the record: rows and their vectors are committed batch by batch, so a
 killed build keeps every finished batch. The faiss file is derived from it and
 brought up to date (:meth:`GalleryIndex.finalize`) at the end of every build or
-add; an index whose faiss file lags its rows refuses searches until then.
+add; a faiss file whose record does not match the database (another build, another
+model, removed rows) is rebuilt from the stored vectors by a writer and refused by a
+reader, never searched. A reader searches the last complete snapshot and, with
+:meth:`GalleryIndex.refresh`, picks up the next one a writer publishes.
 
 Scores are inner products of L2-normalised embeddings, i.e. cosine similarity.
 """
@@ -20,81 +25,22 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-import time
-from dataclasses import asdict, dataclass, field
+import threading
+import uuid
 from pathlib import Path
 
 import faiss
 import numpy as np
 
-from pgan.errors import IndexMismatchError, PganError
-from pgan.utils.atomic import atomic_open
+from pgan.errors import IndexMismatchError, PganError, StaleVectorsError
+from pgan.index import records
+from pgan.index import vectors as faissfile
+from pgan.index.records import DB_NAME, GalleryItem, Hit
+from pgan.index.vectors import DEFAULT_PARAMS, FAISS_NAME, Derivation, Snapshot, new_faiss_index
 
 log = logging.getLogger(__name__)
 
-DB_NAME, FAISS_NAME = "index.sqlite", "vectors.faiss"
-SCHEMA_VERSION = "1"
-DEFAULT_PARAMS = {"efConstruction": 80, "efSearch": 128, "nprobe": 32}
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE, camera INTEGER,
-    vehicle_id INTEGER, timestamp TEXT, boxes TEXT NOT NULL, vector BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS log (path TEXT PRIMARY KEY, reason TEXT NOT NULL, logged_at TEXT NOT NULL);
-"""
-
-
-@dataclass
-class Hit:
-    """One search result (or one gallery item, with ``rank=0`` and ``score=0``)."""
-
-    rank: int  # 1-based
-    score: float  # cosine similarity
-    image_id: int
-    path: str
-    camera: int | None = None
-    vehicle_id: int | None = None
-    timestamp: str | None = None
-    boxes: list[list[float]] = field(default_factory=list)  # part boxes [x1, y1, x2, y2], image pixels
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class GalleryItem:
-    """What :meth:`GalleryIndex.add_batch` stores for one image (its id is assigned there)."""
-
-    path: str
-    camera: int | None = None
-    vehicle_id: int | None = None
-    timestamp: str | None = None
-    boxes: list[list[float]] = field(default_factory=list)
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S")
-
-
-def new_faiss_index(dim: int, index_type: str, params: dict) -> faiss.Index:
-    """An empty inner-product ``IndexIDMap2`` over ``faiss.index_factory(dim, index_type)``."""
-    try:
-        inner = faiss.index_factory(dim, index_type, faiss.METRIC_INNER_PRODUCT)
-    except RuntimeError as exc:
-        raise PganError(f"invalid faiss index type {index_type!r}: {str(exc).splitlines()[-1]}") from None
-    hnsw = getattr(faiss.downcast_index(inner), "hnsw", None)
-    if hnsw is not None:
-        hnsw.efConstruction = int(params["efConstruction"])
-    return faiss.IndexIDMap2(inner)
-
-
-def _apply_search_params(index: faiss.Index, params: dict) -> None:
-    inner = faiss.downcast_index(index.index)
-    if hasattr(inner, "hnsw"):
-        inner.hnsw.efSearch = int(params["efSearch"])
-    try:
-        faiss.extract_index_ivf(inner).nprobe = int(params["nprobe"])
-    except RuntimeError:
-        pass  # not an IVF index
+__all__ = ["DB_NAME", "DEFAULT_PARAMS", "FAISS_NAME", "GalleryIndex", "GalleryItem", "Hit", "new_faiss_index"]
 
 
 class GalleryIndex:
@@ -106,7 +52,10 @@ class GalleryIndex:
         self.readonly = readonly
         self.meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         self.params = json.loads(self.meta.get("params", "{}")) or dict(DEFAULT_PARAMS)
-        self._faiss: faiss.Index | None = None
+        self.auto_refresh = True  # search() loads a newer snapshot first (the service refreshes from a thread)
+        self._snap: Snapshot | None = None
+        self._reload = threading.Lock()
+        self._warned: str | None = None
         self._cameras: dict[int, int | None] | None = None  # id -> camera, loaded on the first filtered search
 
     # --- opening -----------------------------------------------------------------------------
@@ -114,24 +63,26 @@ class GalleryIndex:
     def open(cls, path: str | Path, readonly: bool = True) -> GalleryIndex:
         path = Path(path)
         db = path / DB_NAME
-        if not db.is_file():
-            raise PganError(f"{path} is not a gallery index (no {DB_NAME}; build one with 'pgan index build')")
+        conn = records.connect(db, readonly)
         try:
-            conn = sqlite3.connect(f"file:{db}?mode={'ro' if readonly else 'rw'}", uri=True,
-                                   check_same_thread=False)
-            conn.execute("SELECT value FROM meta WHERE key='dim'").fetchone()
+            idx = cls(path, conn, readonly)
         except sqlite3.DatabaseError as exc:
+            conn.close()
             raise PganError(f"cannot read index database {db}: {exc}") from None
-        idx = cls(path, conn, readonly)
         if "dim" not in idx.meta or "index_type" not in idx.meta:
             raise PganError(f"{db} lacks its index settings (not written by pgan, or its creation was killed)")
+        if not readonly and "build_id" not in idx.meta:  # written by an older pgan: give it an identity
+            idx.set_meta(build_id=uuid.uuid4().hex)
         return idx
 
     @classmethod
     def create(cls, path: str | Path, dim: int, model_fingerprint: str, checkpoint: str | Path,
                index_type: str = "Flat", params: dict | None = None, **extra: str) -> GalleryIndex:
         """A new, empty index at ``path``; if one exists there already it is opened for appending after
-        checking it was built with the same model and index type (this is how a build resumes)."""
+        checking it was built with the same model and index type (this is how a build resumes).
+
+        A new database never inherits a faiss file left in the folder (a removed ``index.sqlite``
+        rebuilt there): it is deleted, and the new database gets a new ``build_id`` anyway."""
         path = Path(path)
         params = {**DEFAULT_PARAMS, **(params or {})}
         if (path / DB_NAME).is_file():
@@ -145,13 +96,17 @@ class GalleryIndex:
             return idx
         new_faiss_index(dim, index_type, params)  # validate the factory string before writing anything
         path.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path / DB_NAME, check_same_thread=False)
+        for stale in (FAISS_NAME, faissfile.SIDECAR_NAME):
+            if (path / stale).exists():
+                log.warning("%s: removing %s left by an earlier index (its database is gone)", path, stale)
+                (path / stale).unlink()
+        conn = records.connect(path / DB_NAME, readonly=False, create=True)
         with conn:
-            conn.executescript(_SCHEMA)
-            meta = {"schema_version": SCHEMA_VERSION, "dim": str(dim), "index_type": index_type,
+            conn.executescript(records.SCHEMA)
+            meta = {"schema_version": records.SCHEMA_VERSION, "dim": str(dim), "index_type": index_type,
                     "params": json.dumps(params), "metric": "inner_product",
-                    "model_fingerprint": model_fingerprint,
-                    "checkpoint": str(Path(checkpoint).resolve()), "created": _now(), "faiss_ntotal": "0",
+                    "model_fingerprint": model_fingerprint, "build_id": uuid.uuid4().hex,
+                    "checkpoint": str(Path(checkpoint).resolve()), "created": records.now(), "faiss_ntotal": "0",
                     **{k: str(v) for k, v in extra.items()}}
             conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta.items())
         return cls(path, conn, readonly=False)
@@ -182,6 +137,10 @@ class GalleryIndex:
     def checkpoint(self) -> Path:
         return Path(self.meta["checkpoint"])
 
+    @property
+    def build_id(self) -> str:
+        return self.meta.get("build_id", "")
+
     def __len__(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM items").fetchone()[0])
 
@@ -194,18 +153,41 @@ class GalleryIndex:
             raise IndexMismatchError(f"index {self.path} was built with model {self.model_fingerprint} "
                                      f"({self.checkpoint}); this model is {fingerprint}")
 
+    def _disagreement(self, origin: Derivation, conn: sqlite3.Connection) -> str | None:
+        """Why the faiss file described by ``origin`` was not derived from this database (None: it was)."""
+        if origin.build_id != self.build_id:
+            return (f"it was derived from another database (build {origin.build_id[:8] or '?'}, this one is "
+                    f"{self.build_id[:8] or 'unrecorded'})")
+        got, want = (origin.dim, origin.index_type, origin.model_fingerprint), (self.dim, self.index_type,
+                                                                                self.model_fingerprint)
+        if got != want:
+            return "it holds {}-d {!r} vectors of model {}, the database {}-d {!r} of {}".format(*got, *want)
+        held = records.rows_up_to(conn, origin.max_id)
+        if held != origin.rows:
+            return f"it holds {origin.rows} rows up to id {origin.max_id}, the database {held}"
+        return None
+
     def info(self) -> dict:
         skipped = int(self.conn.execute("SELECT COUNT(*) FROM log").fetchone()[0])
-        ntotal = int(self.meta.get("faiss_ntotal", 0))
-        return {"path": str(self.path.resolve()), "size": len(self), "dim": self.dim,
+        size = len(self)
+        try:
+            origin = faissfile.read_derivation(self.path)
+            problem = self._disagreement(origin, self.conn)
+        except FileNotFoundError:
+            origin, problem = None, f"no {FAISS_NAME} yet"
+        except StaleVectorsError as exc:
+            origin, problem = None, str(exc)
+        searchable = origin.rows if origin is not None and problem is None else 0
+        return {"path": str(self.path.resolve()), "size": size, "dim": self.dim,
                 "index_type": self.index_type, "params": self.params, "metric": self.meta.get("metric"),
                 "model_fingerprint": self.model_fingerprint, "checkpoint": str(self.checkpoint),
-                "skipped": skipped, "searchable": ntotal, "complete": ntotal == len(self),
+                "skipped": skipped, "searchable": searchable, "complete": problem is None and searchable == size,
+                "build_id": self.build_id, **({"vectors_problem": problem} if problem else {}),
                 **{k: self.meta[k] for k in ("created", "finalized", "source", "parts", "runtime")
                    if k in self.meta}}
 
     # --- reading items ------------------------------------------------------------------------
-    _COLS = "id, path, camera, vehicle_id, timestamp, boxes"
+    _COLS = records.ITEM_COLUMNS
 
     @staticmethod
     def _hit(row: tuple, rank: int = 0, score: float = 0.0) -> Hit:
@@ -214,6 +196,13 @@ class GalleryIndex:
     def get(self, image_id: int) -> Hit | None:
         row = self.conn.execute(f"SELECT {self._COLS} FROM items WHERE id=?", (int(image_id),)).fetchone()
         return self._hit(row) if row else None
+
+    def vector(self, image_id: int) -> np.ndarray:
+        """The stored ``(d,)`` embedding of a gallery item (:class:`KeyError` when unknown)."""
+        row = self.conn.execute("SELECT vector FROM items WHERE id=?", (int(image_id),)).fetchone()
+        if row is None:
+            raise KeyError(image_id)
+        return np.frombuffer(row[0], dtype=np.float32).copy()
 
     def image_path(self, image_id: int) -> Path:
         row = self.conn.execute("SELECT path FROM items WHERE id=?", (int(image_id),)).fetchone()
@@ -257,7 +246,7 @@ class GalleryIndex:
                  for i, it, v in zip(ids, items, vectors)])
             self.conn.executemany("DELETE FROM log WHERE path=?", [(it.path,) for it in items])
             self.conn.executemany("INSERT OR REPLACE INTO log VALUES (?, ?, ?)",
-                                  [(p, r, _now()) for p, r in skipped])
+                                  [(p, r, records.now()) for p, r in skipped])
         return ids
 
     def set_meta(self, **values: str) -> None:
@@ -268,46 +257,102 @@ class GalleryIndex:
         self.meta.update({k: str(v) for k, v in values.items()})
 
     def finalize(self) -> int:
-        """Bring ``vectors.faiss`` up to date with the rows (adding only what it lacks); returns its size."""
+        """Bring ``vectors.faiss`` up to date with the rows (adding only what it lacks, or rebuilding it from
+        the stored vectors when it was derived from something else); returns its size. The search
+        parameters apply at once, in this process."""
         self._writable()
         n = len(self)
-        index = self._read_faiss() if (self.path / FAISS_NAME).is_file() else None
-        if index is not None and index.ntotal > n:
-            index = None  # rows were removed behind our back: rebuild
-        if index is None:
-            index = new_faiss_index(self.dim, self.index_type, self.params)
-        if index.ntotal < n:
-            done = faiss.vector_to_array(index.id_map) if index.ntotal else np.zeros(0, np.int64)
-            ids, vecs = self.vectors(int(done.max()) if done.size else -1)
-            if not index.is_trained:
-                _train(index, self.index_type, vecs)
-            index.add_with_ids(vecs, ids)
-            with atomic_open(self.path / FAISS_NAME, "wb") as fh:
-                fh.write(faiss.serialize_index(index).tobytes())
-        self.set_meta(faiss_ntotal=str(index.ntotal), finalized=_now())
-        self._faiss = index
-        return int(index.ntotal)
-
-    # --- search -------------------------------------------------------------------------------
-    def _read_faiss(self) -> faiss.Index:
-        raw = np.fromfile(self.path / FAISS_NAME, dtype=np.uint8)
         try:
-            return faiss.deserialize_index(raw)
-        except RuntimeError:
-            raise PganError(f"{self.path / FAISS_NAME} is not a readable faiss index") from None
+            snap: Snapshot | None = faissfile.read_snapshot(self.path)
+            problem = self._disagreement(snap.origin, self.conn)
+        except FileNotFoundError:
+            snap, problem = None, None
+        except StaleVectorsError as exc:
+            snap, problem = None, str(exc)
+        if problem:
+            log.warning("%s: %s; rebuilding it from the %d stored vectors", self.path / FAISS_NAME, problem, n)
+            snap = None
+        if snap is None or snap.origin.rows < n:
+            index = snap.index if snap is not None else new_faiss_index(self.dim, self.index_type, self.params)
+            ids, vecs = self.vectors(snap.origin.max_id if snap is not None else -1)
+            if not index.is_trained:
+                faissfile.train(index, self.index_type, vecs)
+            if len(ids):
+                index.add_with_ids(vecs, ids)
+            origin = Derivation(self.build_id, self.model_fingerprint, self.index_type, self.dim,
+                                int(index.ntotal), faissfile.max_id(index))
+            snap = Snapshot(index, origin, faissfile.write_snapshot(self.path, index, origin))
+        faissfile.apply_search_params(snap.index, self.params)
+        self._snap = snap
+        self._cameras = None
+        self.set_meta(faiss_ntotal=str(snap.index.ntotal), finalized=records.now())
+        return int(snap.index.ntotal)
+
+    # --- the searchable snapshot ----------------------------------------------------------------
+    def refresh(self, wait: bool = True) -> bool:
+        """Load the snapshot a writer published since the one in use; True when it was swapped in.
+
+        A snapshot that does not match the database is never searched: with none loaded yet this raises
+        (one line, naming the fix); otherwise it is logged and the last good snapshot stays in use.
+        ``wait=False`` returns at once when another thread is already loading."""
+        stamp = faissfile.sidecar_stamp(self.path)
+        if self._snap is not None and (stamp is None or stamp == self._snap.stamp):
+            return False
+        if not self._reload.acquire(blocking=wait):
+            return False
+        try:
+            if self._snap is not None and faissfile.sidecar_stamp(self.path) == self._snap.stamp:
+                return False  # another thread loaded it meanwhile
+            try:
+                snap = faissfile.read_snapshot(self.path)
+                conn = records.connect(self.path / DB_NAME, readonly=True)  # this may run on any thread
+                try:
+                    problem = self._disagreement(snap.origin, conn)
+                finally:
+                    conn.close()
+                if problem:
+                    raise StaleVectorsError(f"{self.path / FAISS_NAME} does not match {DB_NAME}: {problem}")
+            except FileNotFoundError:
+                if self._snap is None:
+                    raise PganError(f"index {self.path} has no {FAISS_NAME} yet: its build was interrupted; "
+                                    f"rerun 'pgan index build' to finish it") from None
+                return False
+            except StaleVectorsError as exc:
+                if self._snap is None:
+                    raise StaleVectorsError(f"{exc}; rerun the same 'pgan index build' (or 'pgan index add') to "
+                                            f"rebuild it from the stored vectors") from None
+                if self._warned != str(exc):
+                    log.warning("%s; still searching the previous snapshot (%d items)", exc,
+                                self._snap.origin.rows)
+                    self._warned = str(exc)
+                return False
+            faissfile.apply_search_params(snap.index, self.params)
+            self._snap = snap
+            self._cameras = None
+            if snap.origin.rows < len(self):
+                log.info("index %s: %d of %d items searchable (a build or add is running or was interrupted)",
+                         self.path, snap.origin.rows, len(self))
+            return True
+        finally:
+            self._reload.release()
+
+    def snapshot(self) -> Snapshot:
+        """The snapshot searches use (loaded on first use; a newer one first when ``auto_refresh``)."""
+        if self._snap is None:
+            self.refresh()
+        elif self.auto_refresh:
+            self.refresh(wait=False)
+        assert self._snap is not None
+        return self._snap
 
     def faiss_index(self) -> faiss.Index:
-        if self._faiss is None:
-            if not (self.path / FAISS_NAME).is_file():
-                raise PganError(f"index {self.path} has no {FAISS_NAME} yet: its build was interrupted; "
-                                f"rerun 'pgan index build' to finish it")
-            self._faiss = self._read_faiss()
-            _apply_search_params(self._faiss, self.params)
-        if self._faiss.ntotal != len(self):
-            raise PganError(f"index {self.path} is incomplete ({self._faiss.ntotal} of {len(self)} items "
-                            f"searchable): its build was interrupted; rerun 'pgan index build' to finish it")
-        return self._faiss
+        return self.snapshot().index
 
+    def searchable(self) -> int:
+        """How many items searches can return now (the rows of the loaded snapshot)."""
+        return int(self.snapshot().index.ntotal)
+
+    # --- search -------------------------------------------------------------------------------
     def search(self, embeddings: np.ndarray, topk: int, camera: int | None = None,
                exclude_camera: int | None = None) -> list[list[Hit]]:
         """The ``topk`` nearest gallery items of each row of ``embeddings`` (cosine, best first).
@@ -322,7 +367,7 @@ class GalleryIndex:
                                      f"the queries are {emb.shape[-1]}-d")
         if topk < 1:
             raise PganError(f"topk must be >= 1, got {topk}")
-        index = self.faiss_index()
+        index = self.faiss_index()  # one snapshot for the whole call, even if another is swapped in
         n = index.ntotal
         if n == 0:
             raise PganError(f"index {self.path} is empty")
@@ -331,9 +376,9 @@ class GalleryIndex:
         filtered = camera is not None or exclude_camera is not None
         allowed = None
         if filtered:
-            if self._cameras is None:
-                self._cameras = dict(self.conn.execute("SELECT id, camera FROM items").fetchall())
             cams = self._cameras
+            if cams is None:
+                cams = self._cameras = dict(self.conn.execute("SELECT id, camera FROM items").fetchall())
             allowed = {i for i, c in cams.items() if (camera is None or c == camera)
                        and (exclude_camera is None or c != exclude_camera)}
         want = min(topk, n if allowed is None else len(allowed))
@@ -354,19 +399,3 @@ class GalleryIndex:
         rows = {r[0]: r for r in self.conn.execute(f"SELECT {self._COLS} FROM items WHERE id IN ({marks})",
                                                    [i for _, i in pairs])}
         return [self._hit(rows[i], rank, s) for rank, (s, i) in enumerate(pairs, 1)]
-
-
-def _train(index: faiss.Index, index_type: str, vecs: np.ndarray) -> None:
-    """Train an IVF / PQ index on the gallery's own vectors (a clear error when there are too few)."""
-    inner = faiss.downcast_index(index.index)
-    need = 1
-    try:
-        need = max(need, faiss.extract_index_ivf(inner).nlist)
-    except RuntimeError:
-        pass
-    if "PQ" in index_type:
-        need = max(need, 256)
-    if len(vecs) < need:
-        raise PganError(f"index type {index_type!r} must be trained on at least {need} vectors; the gallery has "
-                        f"{len(vecs)} (use 'Flat' or 'HNSW32,Flat' for small galleries)")
-    index.train(vecs)

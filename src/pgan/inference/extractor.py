@@ -68,8 +68,25 @@ class FeatureExtractor:
             self.input_size, self.feat_size = net.input_size, net.feat_size
             self._forward = net.run
             self._model = net
+        self._device = str(device_t)
+        self.parts_note: str | None = None  # why the part source of new photos is not the one asked for
+        self.set_parts(parts)
+
+    def set_parts(self, parts: str | Path | None, note: str | None = None) -> None:
+        """Where the part boxes of images the model's part file lacks come from (see
+        :mod:`pgan.inference.parts`); ``note`` records why, when the caller chose it in the user's stead."""
         self.parts_arg = parts  # recorded by indexes, so their searches box new photos the same way
-        self.parts = TestTimeParts(self.config, parts, str(device_t), self.checkpoint)
+        self.parts = TestTimeParts(self.config, parts, self._device, self.checkpoint)
+        self.parts_note = note
+
+    @property
+    def new_photo_parts(self) -> str | None:
+        """Where the part boxes of a new photo (an upload, a file outside the model's dataset) come from:
+        ``"none needed"``, ``"grid"``, ``"proposals"``, ``"detector <file>"``; None when nothing can box
+        it (a model trained on a part file, with no ``parts`` given)."""
+        if self.parts.kind == "none":
+            return "none needed"
+        return "grid" if self.parts.kind == "grid" else self.parts.compute_name
 
     @torch.no_grad()
     def _torch_forward(self, images: np.ndarray, masks: np.ndarray | None) -> np.ndarray:

@@ -8,9 +8,17 @@ Routes (``/docs`` shows them with their schemas):
 * ``GET /api/health``, ``GET /api/info``;
 * ``GET /``: the search page (plain HTML/CSS/JS from ``pgan/serve/static``).
 
-Every error is a 4xx with a one-line JSON body ``{"error": "..."}``. Image ids are integers
-looked up in the index, never paths. The model runs on one thread (:class:`InferenceWorker`);
-decoding runs in at most two worker threads; the event loop only waits.
+Every error has a one-line JSON body ``{"error": "..."}``: a 4xx for bad input, a 503 for the
+server's own state (the inference queue full, the inference thread stopped, an index or model
+that cannot answer). Image ids are integers looked up in the index, never paths. The model runs
+on one thread (:class:`InferenceWorker`) behind a bounded queue; decoding runs in at most two
+worker threads; the event loop only waits. A search by gallery id uses the stored vector.
+
+Hardening: ``X-Content-Type-Options: nosniff`` on every response, a Content-Security-Policy on
+the page, gallery images typed from their decoded format, and (``settings.allowed_hosts``, set by
+``pgan serve`` on a loopback bind) Starlette's ``TrustedHostMiddleware`` against DNS rebinding.
+A thread checks the index for a newer snapshot (``pgan index add`` while serving) and swaps it in;
+searches keep using the last complete one meanwhile.
 
 Example::
 
@@ -23,8 +31,10 @@ from __future__ import annotations
 import hmac
 import logging
 import re
+import threading
 import time
 from collections import OrderedDict
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
@@ -37,20 +47,29 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from pgan import __version__
 from pgan.errors import PganError
+from pgan.serve import uploads
 from pgan.serve.schemas import Box, Error, Health, Info, Query, Result, SearchResponse, box_json
 from pgan.serve.settings import ServeSettings
-from pgan.serve.uploads import BadImage, decode_upload, image_size, load_gallery_image, thumbnail_jpeg
-from pgan.serve.worker import InferenceWorker
+from pgan.serve.uploads import BadImage, decode_upload, load_gallery_image, thumbnail_jpeg
+from pgan.serve.worker import InferenceWorker, WorkerStopped
 
 log = logging.getLogger(__name__)
 
 _ID = re.compile(r"[0-9]{1,18}")
 _ERRORS = {400: {"model": Error}, 401: {"model": Error}, 404: {"model": Error}, 413: {"model": Error},
-           422: {"model": Error}}
+           422: {"model": Error}, 503: {"model": Error}}
+PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
+            "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+
+
+class ServerBusy(RuntimeError):
+    """``settings.max_queue`` requests are in progress already (HTTP 503, Retry-After)."""
 
 
 class _State:
@@ -58,11 +77,29 @@ class _State:
 
     def __init__(self, index: Any, extractor: Any, settings: ServeSettings) -> None:
         self.index, self.extractor, self.settings = index, extractor, settings
-        self.gallery_size = len(index)  # the index is read-only while it is served
         self.worker = InferenceWorker(extractor, settings.max_batch)
+        self.active = 0  # admitted requests in progress (changed on the event loop only)
+        self.refused = 0
+        self.stop_reload = threading.Event()
         self.decode_limiter: anyio.CapacityLimiter | None = None
         self.sizes: dict[int, tuple[int, int] | None] = {}
         self.thumbs: OrderedDict[tuple[int, int], bytes] = OrderedDict()
+
+    def gallery_size(self) -> int:
+        """Items searches can return now (the loaded snapshot's; runs on the worker thread)."""
+        return int(self.index.searchable()) if hasattr(self.index, "searchable") else len(self.index)
+
+    def search(self, embedding: Any, topk: int, camera: int | None) -> list:
+        return self.index.search(embedding[None, :], min(topk, self.gallery_size()), camera)[0]
+
+    def watch_index(self) -> None:
+        """Swap in the snapshot a writer publishes (``pgan index add`` while serving), off the worker thread."""
+        while not self.stop_reload.wait(self.settings.reload_seconds):
+            try:
+                if self.index.refresh():
+                    log.info("index snapshot reloaded: %d items searchable", self.index.searchable())
+            except Exception as exc:  # the last good snapshot stays in use
+                log.warning("index reload failed: %s", exc)
 
     async def decode(self, fn, *args) -> Any:
         return await anyio.to_thread.run_sync(fn, *args, limiter=self.decode_limiter)
@@ -79,7 +116,7 @@ class _State:
     def size_of(self, image_id: int, path: Path) -> tuple[int, int] | None:
         if image_id not in self.sizes:
             try:
-                self.sizes[image_id] = image_size(path)
+                self.sizes[image_id] = uploads.image_size(path)
             except (OSError, ValueError):
                 self.sizes[image_id] = None
         return self.sizes[image_id]
@@ -140,8 +177,18 @@ def _install_error_handlers(app: FastAPI) -> None:
         return error(exc.status, exc)
 
     @app.exception_handler(PganError)
-    async def user_error(_: Request, exc: PganError) -> JSONResponse:
-        return error(400, exc)
+    async def server_state(_: Request, exc: PganError) -> JSONResponse:
+        # Bad input is refused before it reaches the index or the model (BadImage, HTTPException); what is
+        # left is the server's own state (an index that cannot answer, a model without a part source).
+        return error(503, exc)
+
+    @app.exception_handler(ServerBusy)
+    async def busy(_: Request, exc: ServerBusy) -> JSONResponse:
+        return error(503, exc, {"Retry-After": "1"})
+
+    @app.exception_handler(WorkerStopped)
+    async def stopped(_: Request, exc: WorkerStopped) -> JSONResponse:
+        return error(503, exc)
 
     @app.exception_handler(Exception)
     async def bug(_: Request, exc: Exception) -> JSONResponse:
@@ -179,6 +226,27 @@ class _BodyLimit:
         await self.app(scope, counted, send)
 
 
+class _SecurityHeaders:
+    """``X-Content-Type-Options: nosniff`` (and no referrer) on every response, errors included."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["X-Content-Type-Options"] = "nosniff"
+                headers.setdefault("Referrer-Policy", "no-referrer")
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 def create_app(index: Any, extractor: Any, settings: ServeSettings | None = None) -> FastAPI:
     """The search service over an open gallery ``index`` and a loaded ``extractor`` (see module doc)."""
     settings = settings or ServeSettings()
@@ -188,12 +256,21 @@ def create_app(index: Any, extractor: Any, settings: ServeSettings | None = None
     async def lifespan(_: FastAPI):
         state.decode_limiter = anyio.CapacityLimiter(2)
         state.worker.start()
+        watcher = None
+        if settings.reload_seconds > 0 and hasattr(index, "refresh"):
+            index.auto_refresh = False  # the watcher loads new snapshots; searches never wait for one
+            state.stop_reload.clear()
+            watcher = threading.Thread(target=state.watch_index, name="pgan-index-reload", daemon=True)
+            watcher.start()
         if settings.warmup:
             try:
                 await state.worker.embed(Image.new("RGB", (64, 64), (128, 128, 128)))
             except Exception as exc:  # a warm-up failure is logged; real queries report their own errors
                 log.warning("warm-up query failed: %s", exc)
         yield
+        state.stop_reload.set()
+        if watcher is not None:
+            watcher.join(10)
         state.worker.stop()
 
     app = FastAPI(title="pgan search", version=__version__, lifespan=lifespan,
@@ -201,6 +278,9 @@ def create_app(index: Any, extractor: Any, settings: ServeSettings | None = None
     app.state.pgan = state
     _install_error_handlers(app)
     app.add_middleware(_BodyLimit, limit=settings.max_upload_bytes + 64 * 1024)  # + form overhead
+    if settings.allowed_hosts:  # a page elsewhere cannot reach a loopback server through DNS rebinding
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts), www_redirect=False)
+    app.add_middleware(_SecurityHeaders)  # added last: outermost, so every response carries the headers
     bearer = HTTPBearer(auto_error=False, description="the token given to `pgan serve --token`")
 
     def require_token(cred: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
@@ -211,26 +291,45 @@ def create_app(index: Any, extractor: Any, settings: ServeSettings | None = None
             raise HTTPException(401, "missing or wrong bearer token (Authorization: Bearer <token>)",
                                 headers={"WWW-Authenticate": "Bearer"})
 
+    async def admit() -> AsyncIterator[None]:
+        """A bounded queue in front of the work: past ``max_queue`` requests in progress, 503 at once."""
+        if state.active >= settings.max_queue:
+            state.refused += 1
+            raise ServerBusy(f"the server is busy ({settings.max_queue} requests in progress); retry shortly")
+        state.active += 1
+        try:
+            yield
+        finally:
+            state.active -= 1
+
     api = APIRouter(prefix="/api", dependencies=[Depends(require_token)], responses=_ERRORS)
 
-    @api.get("/health", response_model=Health)
-    async def health() -> Health:
-        return Health(status="ok", gallery_size=state.gallery_size)
+    @api.get("/health", response_model=Health, responses={503: {"model": Health}})
+    async def health() -> Any:
+        if not state.worker.alive:
+            body = Health(status="inference thread stopped", gallery_size=0, worker_alive=False)
+            return JSONResponse(body.model_dump(), status_code=503)
+        size = await state.worker.run(state.gallery_size)
+        return Health(status="ok", gallery_size=size, worker_alive=True)
 
     @api.get("/info", response_model=Info)
     async def info() -> Info:
-        meta = await state.worker.run(index.info)
+        meta, size = await state.worker.run(lambda: (index.info(), state.gallery_size()))
+        note = getattr(extractor, "parts_note", None)
         return Info(model_fingerprint=str(meta.get("model_fingerprint", "")),
                     checkpoint=Path(str(meta.get("checkpoint", ""))).name,
                     embedding_dim=int(getattr(extractor, "embedding_dim", meta.get("dim", 0))),
-                    gallery_size=int(meta.get("size", state.gallery_size)),
-                    index_type=str(meta.get("index_type", "")),
+                    gallery_size=size, index_type=str(meta.get("index_type", "")),
+                    upload_parts=str(getattr(extractor, "new_photo_parts", None) or "none"),
+                    upload_parts_fallback=note is not None, warnings=[note] if note else [],
                     limits={"max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels,
                             "max_topk": settings.max_topk, "default_topk": settings.default_topk,
                             "max_thumbnail": settings.max_thumbnail},
-                    inference={"batches": state.worker.batches, "images": state.worker.images})
+                    inference={"batches": state.worker.batches, "images": state.worker.images,
+                               "in_progress": state.active, "refused": state.refused,
+                               "max_queue": settings.max_queue})
 
-    @api.post("/search", response_model=SearchResponse)
+    @api.post("/search", response_model=SearchResponse, dependencies=[Depends(admit)])
     async def search(image: UploadFile | None = File(None, description="the query photo (JPEG, PNG, ...)"),
                      image_id: str | None = Form(None, description="or: search with this gallery image"),
                      topk: str | None = Form(None, description="number of results"),
@@ -244,32 +343,41 @@ def create_app(index: Any, extractor: Any, settings: ServeSettings | None = None
         if image is not None:
             data = await image.read(settings.max_upload_bytes + 1)
             img = await state.decode(decode_upload, data, settings, "image")
-            query_id = None
+            emb = await state.worker.embed(img)
+            vector, boxes, (width, height), query_id = emb.embedding, emb.boxes, img.size, None
         elif image_id not in (None, ""):
             query_id = parse_image_id(image_id)
             path = await state.gallery_path(query_id)
-            img = await state.decode(load_gallery_image, path, settings, f"gallery image {query_id}")
+            # The stored vector and boxes: the gallery image's own embedding, never a re-embedding.
+            vector, item = await state.worker.run(lambda: (index.vector(query_id), index.get(query_id)))
+            boxes = list(getattr(item, "boxes", None) or [])
+            try:
+                width, height = await state.decode(uploads.image_size, path)
+            except (OSError, ValueError):
+                raise HTTPException(404, f"image id {query_id}: its file is not a readable image") from None
         else:
             raise HTTPException(422, "missing field 'image' (the query photo) or 'image_id' (a gallery image)")
-        emb = await state.worker.embed(img)
-        hits = (await state.worker.run(index.search, emb.embedding[None, :], min(k, state.gallery_size), cam))[0]
+        hits = await state.worker.run(state.search, vector, k, cam)
         paths = [Path(str(h.path)) if getattr(h, "path", None) else None for h in hits]
         sizes = await state.decode(lambda: [state.size_of(h.image_id, p) if p else None
                                             for h, p in zip(hits, paths)])
-        return SearchResponse(query=Query(image_id=query_id, width=img.width, height=img.height,
-                                          boxes=[Box(**box_json(b)) for b in emb.boxes]),
+        return SearchResponse(query=Query(image_id=query_id, width=width, height=height,
+                                          boxes=[Box(**box_json(b)) for b in boxes]),
                               results=[_hit_json(h, s) for h, s in zip(hits, sizes)],
                               took_ms=round(1000 * (time.perf_counter() - start), 2))
 
-    @api.get("/images/{image_id}", response_class=Response,
+    @api.get("/images/{image_id}", response_class=Response, dependencies=[Depends(admit)],
              responses={200: {"content": {"image/jpeg": {}, "image/png": {}}}})
     async def gallery_image(image_id: str, size: str | None = None) -> Response:
         gid = parse_image_id(image_id)
         px = _parse_int(size, "size", 16, settings.max_thumbnail, None)
         path = await state.gallery_path(gid)
         headers = {"Cache-Control": "private, max-age=3600"}
-        if px is None:
-            return FileResponse(path, headers=headers)
+        if px is None:  # typed from the decoded header, never from the file's name
+            media_type = await state.decode(uploads.image_media_type, path)
+            if media_type is None:
+                raise HTTPException(404, f"image id {gid}: its file is not a readable image")
+            return FileResponse(path, media_type=media_type, headers=headers)
         key = (gid, px)
         if key not in state.thumbs:
             img = await state.decode(load_gallery_image, path, settings, f"gallery image {gid}")
@@ -283,6 +391,7 @@ def create_app(index: Any, extractor: Any, settings: ServeSettings | None = None
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> HTMLResponse:
-        return HTMLResponse(resources.files("pgan.serve").joinpath("static/index.html").read_text("utf-8"))
+        return HTMLResponse(resources.files("pgan.serve").joinpath("static/index.html").read_text("utf-8"),
+                            headers={"Content-Security-Policy": PAGE_CSP})
 
     return app

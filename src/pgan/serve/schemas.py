@@ -46,8 +46,9 @@ class SearchResponse(BaseModel):
 
 
 class Health(BaseModel):
-    status: str
-    gallery_size: int
+    status: str  # "ok", or why not (answered with 503)
+    gallery_size: int  # items searches can return now
+    worker_alive: bool = True  # the inference thread runs
 
 
 class Info(BaseModel):
@@ -56,6 +57,9 @@ class Info(BaseModel):
     embedding_dim: int
     gallery_size: int
     index_type: str
+    upload_parts: str = "none"  # where the part boxes of an uploaded photo come from
+    upload_parts_fallback: bool = False  # True: the model has no source for them and proposals stand in
+    warnings: list[str] = []
     limits: dict[str, int]
     inference: dict[str, int]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from pgan.errors import PganError
@@ -27,24 +28,45 @@ def load_service(index_path: str | Path, checkpoint: str | Path | None = None, p
 
     ``parts`` says where the part boxes of an uploaded photo come from (``"proposals"``,
     ``"grid"``, a part-detector checkpoint; see :class:`pgan.inference.FeatureExtractor`);
-    None takes the one the index was built with, else the model's own part source.
+    None takes the one the index was built with, else the model's own part source. A model whose
+    own source cannot box a new photo (trained on a part file, e.g. ground-truth boxes, like the
+    demo's) falls back to ``proposals`` with a one-line warning, which ``/api/info`` repeats
+    (``upload_parts_fallback``); give ``parts`` (a detector checkpoint) to choose instead.
+    Searches by gallery id use the stored vectors, whatever ``parts`` is.
+
+    Refuses (one line) a missing index, one with no searchable snapshot (an interrupted first
+    build, a faiss file derived from another database), a missing checkpoint, another model.
+    An index that a writer is growing starts with its last complete snapshot.
     """
     index_path = Path(index_path)
     if not index_path.exists():
         raise PganError(f"index {index_path} does not exist (build one with `pgan index build`)")
     index = GalleryIndex.open(index_path)
-    meta = index.info()
-    if not meta.get("complete", True):
-        raise PganError(f"index {index_path} is incomplete (its build was interrupted); rerun `pgan index build`")
-    if len(index) == 0:
+    searchable = index.searchable()  # one line when there is no snapshot that matches the database
+    if searchable == 0:
         raise PganError(f"index {index_path} holds no images")
+    if searchable < len(index):
+        log.warning("index %s: %d of %d images are searchable (a build or add is running or was interrupted); "
+                    "the rest appear when it finishes", index_path, searchable, len(index))
     ckpt = Path(checkpoint) if checkpoint is not None else Path(str(index.checkpoint))
     if not ckpt.is_file():
         hint = "" if checkpoint is not None else " (recorded in the index; pass --checkpoint)"
         raise PganError(f"checkpoint {ckpt} does not exist{hint}")
     # The index's own settings (part source, flip TTA), checked against it: IndexMismatchError, one line.
     extractor = extractor_for(index, ckpt, parts=parts, device=device)
+    if parts is None and extractor.new_photo_parts is None:
+        note = (f"the model was trained on part source {extractor.config.data.part_source!r} (a part file), "
+                f"which has no boxes for an uploaded photo, and no --parts was given: uploads use 'proposals' "
+                f"(give --parts with a part-detector checkpoint to use one)")
+        log.warning("%s", note)
+        extractor.set_parts("proposals", note=note)
     return index, extractor
+
+
+def trusted_hosts(host: str) -> tuple[str, ...]:
+    """The Host header names a loopback server answers to (its own bound name included)."""
+    bound = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    return tuple(dict.fromkeys(("127.0.0.1", "localhost", "[::1]", bound.lower())))
 
 
 def is_loopback(host: str) -> bool:
@@ -75,6 +97,8 @@ def serve(index_path: str | Path, checkpoint: str | Path | None = None, host: st
     from pgan.serve.app import create_app
 
     settings = settings or ServeSettings()
+    if is_loopback(host) and not settings.allowed_hosts:
+        settings = replace(settings, allowed_hosts=trusted_hosts(host))
     warning = exposure_warning(host, settings.token)
     if warning:
         print(f"\n{'!' * 100}\n{warning}\n{'!' * 100}\n", file=sys.stderr, flush=True)

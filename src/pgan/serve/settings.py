@@ -22,12 +22,16 @@ class ServeSettings:
     default_topk: int = 10
     max_thumbnail: int = 1024  # largest ?size= for /api/images/{id}
     max_batch: int = 8  # queued queries embedded together by the inference thread
+    max_queue: int = 64  # searches and image requests in progress at once (running or waiting); beyond: 503
+    allowed_hosts: tuple[str, ...] = ()  # Host header names accepted (TrustedHostMiddleware); () accepts any
+    reload_seconds: float = 1.0  # how often the index is checked for a newer snapshot (0: never)
     token: str | None = None  # when set, every /api/ call needs "Authorization: Bearer <token>"
     formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP")  # decoders PIL may use for uploads
     warmup: bool = True  # embed one blank image at start-up so the first query is not slow
 
     def __post_init__(self) -> None:
-        for key in ("max_upload_bytes", "max_pixels", "max_topk", "default_topk", "max_thumbnail", "max_batch"):
+        for key in ("max_upload_bytes", "max_pixels", "max_topk", "default_topk", "max_thumbnail", "max_batch",
+                    "max_queue"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise PganError(f"serve setting {key}={value!r} must be a positive integer")
@@ -35,5 +39,7 @@ class ServeSettings:
             raise PganError(f"serve setting default_topk={self.default_topk} exceeds max_topk={self.max_topk}")
         if self.token is not None and (not self.token or any(c.isspace() for c in self.token)):
             raise PganError("serve setting token must be a non-empty string without spaces")
+        if self.reload_seconds < 0:
+            raise PganError(f"serve setting reload_seconds={self.reload_seconds!r} must be >= 0")
         if not self.formats:
             raise PganError("serve setting formats must name at least one image format")

@@ -78,6 +78,15 @@ def image_size(path: Path) -> tuple[int, int]:
         return img.size
 
 
+def image_media_type(path: Path) -> str | None:
+    """The MIME type of the format PIL reads in the file's header (None: not an image PIL knows)."""
+    try:
+        with Image.open(path) as img:
+            return Image.MIME.get(img.format or "")
+    except (OSError, ValueError, SyntaxError):
+        return None
+
+
 def thumbnail_jpeg(img: Image.Image, size: int, quality: int = 85) -> bytes:
     """``img`` scaled down (aspect kept) so its longer side is at most ``size``, as JPEG bytes."""
     img = img.copy()

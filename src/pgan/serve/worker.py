@@ -8,6 +8,10 @@ per-image cost drops instead of requests piling up behind each other.
 
 Index look-ups run on the same thread: a gallery index may hold a SQLite
 connection, which belongs to one thread.
+
+A call after the thread has died raises :class:`WorkerStopped` (the service answers 503). The
+queue itself is unbounded: the app admits a bounded number of requests at once (``max_queue``),
+and each has at most one job queued here.
 """
 
 from __future__ import annotations
@@ -25,6 +29,10 @@ import numpy as np
 from PIL import Image
 
 log = logging.getLogger(__name__)
+
+
+class WorkerStopped(RuntimeError):
+    """The inference thread is not running (HTTP 503)."""
 
 
 @dataclass
@@ -62,6 +70,11 @@ class InferenceWorker:
         self.batches = 0  # statistics, read by /api/info
         self.images = 0
 
+    @property
+    def alive(self) -> bool:
+        """True while the inference thread runs (``/api/health`` reports it)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def start(self) -> None:
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="pgan-inference", daemon=True)
@@ -73,15 +86,17 @@ class InferenceWorker:
             self._thread.join(timeout)
             self._thread = None
 
+    def _put(self, job: _Job) -> Future:
+        if not self.alive:
+            raise WorkerStopped("the inference thread is not running; see the server log")
+        self._queue.put(job)
+        return job.future
+
     def submit_embed(self, image: Image.Image) -> Future:
-        fut: Future = Future()
-        self._queue.put(_Job(fut, image=image))
-        return fut
+        return self._put(_Job(Future(), image=image))
 
     def submit_call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
-        fut: Future = Future()
-        self._queue.put(_Job(fut, call=lambda: fn(*args, **kwargs)))
-        return fut
+        return self._put(_Job(Future(), call=lambda: fn(*args, **kwargs)))
 
     async def embed(self, image: Image.Image) -> Embedded:
         return await asyncio.wrap_future(self.submit_embed(image))
