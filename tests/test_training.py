@@ -51,6 +51,49 @@ def test_resume_continues_exactly(tiny_synth, tmp_path):
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
 
 
+class _Killed(Exception):
+    """Stands in for a kill right after a mid-epoch checkpoint was written."""
+
+
+def test_mid_epoch_resume_continues_exactly(tiny_synth, tmp_path, monkeypatch):
+    """Stopped at step 2 of epoch 2 (of 4 steps) right after its checkpoint, then resumed: the same
+    losses and weights as a run never interrupted, and only the 2 missing steps are trained."""
+    import pgan.engine.trainer as trainer_mod
+
+    train(_cfg(tiny_synth, tmp_path / "full", epochs=3))
+    real_save, real_step = trainer_mod.save_checkpoint, trainer_mod.Trainer._step
+
+    def save_then_die(path, **payload):
+        real_save(path, **payload)
+        if payload["epoch"] == 1 and payload["step_in_epoch"] == 2:
+            raise _Killed
+
+    monkeypatch.setattr(trainer_mod, "save_checkpoint", save_then_die)
+    cfg = _cfg(tiny_synth, tmp_path / "part", epochs=3, **{"run.checkpoint_every": 2})
+    with pytest.raises(_Killed):
+        train(cfg)
+    ckpt = load_checkpoint(tmp_path / "part" / "last.pt")
+    assert (ckpt["epoch"], ckpt["step_in_epoch"]) == (1, 2)
+    assert ckpt["partial_epoch"]["sampler"] == {"epoch": 1, "start": 2} and len(ckpt["history"]) == 1
+    monkeypatch.setattr(trainer_mod, "save_checkpoint", real_save)
+    steps = []
+
+    def counted_step(self, batch):
+        steps.append(len(batch["pid"]))
+        return real_step(self, batch)
+
+    monkeypatch.setattr(trainer_mod.Trainer, "_step", counted_step)
+    train(cfg, resume=True)
+    assert len(steps) == 2 + 4  # the rest of epoch 2, then epoch 3
+    full, part = _losses(tmp_path / "full"), _losses(tmp_path / "part")
+    assert len(part) == 3 and part == pytest.approx(full, rel=1e-6)
+    a = load_checkpoint(tmp_path / "full" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "part" / "last.pt")["model"]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
 def test_cli_user_errors_are_one_line(tmp_path, capsys):
     assert main(["train", "data.root=/does/not/exist", "model.pretrained=false", "run.progress=false",
                  f"run.out_dir={tmp_path}"]) == 2

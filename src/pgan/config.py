@@ -98,6 +98,7 @@ class RunConfig:
     flip_test: bool = False  # average features of the image and its mirror at test time
     rerank: bool = False  # k-reciprocal re-ranking at evaluation (memory grows with query x gallery)
     sync_bn: bool = False  # SyncBatchNorm across processes under torchrun (CUDA only)
+    checkpoint_every: int = 0  # also checkpoint every N steps inside an epoch (exact mid-epoch resume); 0: off
     tensorboard: bool = False  # also write losses, lr and metrics as TensorBoard events beside metrics.csv
     progress: bool = True
 
@@ -236,6 +237,7 @@ _RANGES: tuple[tuple[str, float, float, bool], ...] = (
     ("data.erase_p", 0.0, 1.0, True),
     ("data.workers", 0, math.inf, True),
     ("run.eval_every", 0, math.inf, True),
+    ("run.checkpoint_every", 0, math.inf, True),
     ("optim.pam_lr_mult", 0.0, math.inf, False),
 )
 

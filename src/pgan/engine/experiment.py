@@ -348,6 +348,7 @@ def _train_locked(cfg: Config, resume: bool, info, device: torch.device, ckpt: d
     trainer = Trainer(model, loss_fn, optimizer, loader, device, o.epochs, schedule, run_dir,
                       amp=cfg.run.amp, progress=cfg.run.progress, evaluate=evaluate,
                       eval_every=cfg.run.eval_every, is_main=info.is_main,
+                      checkpoint_every=cfg.run.checkpoint_every,
                       extra_state={"config": stored_config(cfg), "num_classes": num_classes,
                                    "world_size": info.world_size})
     if resume:

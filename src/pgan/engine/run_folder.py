@@ -32,6 +32,7 @@ LOCK_NAME = ".pgan.lock"
 RESUME_FREE_KEYS = frozenset({
     "optim.epochs",  # training longer is what resuming is for
     "run.out_dir", "run.progress", "run.device", "run.eval_every", "run.flip_test", "run.rerank",
+    "run.checkpoint_every",
     "data.workers", "data.cache_images",
     "data.root", "data.part_file", "data.part_cache", "data.mask_root",  # data may move between machines
 })
