@@ -198,10 +198,11 @@ def evaluate_sets(model: torch.nn.Module, sets: EvalSets, cfg: Config, device: t
                             seed=cfg.run.seed, rerank={} if cfg.run.rerank else None)
     out = {**res.metrics, **{f"{k}_std": v for k, v in res.std.items()}}
     if q.part_weights is not None:
-        spread = attention_spread(q.part_weights.numpy())
+        weights, valid = q.part_weights.numpy(), q.part_valid.numpy()  # parts count by their masks
+        spread = attention_spread(weights, valid)
         out["attention_entropy"], out["attention_max"] = spread.entropy_median, spread.max_weight_median
-    if q.part_weights is not None and sets.query_roles is not None:
-        out["attention_ratio"] = role_attention(list(q.part_weights.numpy()), sets.query_roles).ratio
+        if sets.query_roles is not None:
+            out["attention_ratio"] = role_attention(list(weights), sets.query_roles, list(valid)).ratio
     return out
 
 

@@ -27,7 +27,7 @@ from torch import nn
 
 from pgan.errors import PganError, unknown_name
 from pgan.models.backbones import Backbone
-from pgan.models.part_attention import PartAttention, part_guided_map, uniform_part_weights
+from pgan.models.part_attention import PartAttention, part_guided_map, uniform_part_weights, valid_parts
 from pgan.models.refine import Refine
 from pgan.utils.grid import grid_masks
 
@@ -59,6 +59,7 @@ class ModelOutput:
     feat_g: torch.Tensor | None = None
     feat_p: torch.Tensor | None = None
     part_weights: torch.Tensor | None = None  # (B, D) PAM weights
+    part_valid: torch.Tensor | None = None  # (B, D) bool: the part's mask is non-empty (what counts a part)
     part_map: torch.Tensor | None = None  # F_p (B, C, h, w), only with return_maps=True
 
 
@@ -147,6 +148,7 @@ class ReidNet(nn.Module):
         if self.training and self.part_dropout > 0 and not self.spec.grid:
             masks = drop_parts(masks, self.part_dropout)
         weights = self.pam(fg, masks) if self.pam is not None else uniform_part_weights(masks)
+        valid = valid_parts(masks)
         fp = part_guided_map(fg, masks, weights, self.part_map)
         f = self.refine_f.forward_pooled_pair(fg, fp)  # exact; in eval mode never builds concat(F_g, F_p)
         fb = self.bnneck(f)
@@ -157,11 +159,11 @@ class ReidNet(nn.Module):
                 g = self.refine_g.forward_pooled(fg)
                 p = self.refine_p.forward_pooled(fp)
                 emb = torch.cat([fb, g, p], dim=1)
-            return ModelOutput(embedding=emb, part_weights=weights, part_map=maps)
+            return ModelOutput(embedding=emb, part_weights=weights, part_valid=valid, part_map=maps)
         g = self.refine_g.forward_pooled(fg)
         p = self.refine_p.forward_pooled(fp)
         return ModelOutput(embedding=fb, logits=self.classifier(fb), feat_f=f, feat_g=g, feat_p=p,
-                           part_weights=weights, part_map=maps)
+                           part_weights=weights, part_valid=valid, part_map=maps)
 
 
 def drop_parts(masks: torch.Tensor, p: float) -> torch.Tensor:

@@ -34,11 +34,19 @@ def valid_parts(masks: torch.Tensor) -> torch.Tensor:
 
 
 def masked_softmax(scores: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Softmax over parts that ignores invalid ones; a row with no valid part gives all zeros."""
+    """Softmax over parts that ignores invalid ones; a row with no valid part gives all zeros.
+
+    A valid part never gets exactly 0: with ``T = 10`` a score gap above about 10 already makes
+    ``exp`` underflow in float32, so valid weights are clamped to the dtype's smallest normal number
+    (``1.2e-38`` in float32; the sum moves by less than ``D`` times that). Code that counts parts
+    still decides validity by the mask (``ModelOutput.part_valid``), not by ``weight > 0``.
+    """
     scores = scores.masked_fill(~valid, float("-inf"))
     any_valid = valid.any(-1, keepdim=True)
     scores = torch.where(any_valid, scores, torch.zeros_like(scores))
-    return torch.softmax(scores, dim=-1) * valid.to(scores.dtype)
+    weights = torch.softmax(scores, dim=-1)
+    floor = torch.finfo(weights.dtype).tiny
+    return torch.where(valid, weights.clamp_min(floor), torch.zeros_like(weights))
 
 
 PAM_SCORES = ("mean", "single")
