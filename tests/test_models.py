@@ -6,7 +6,13 @@ from pgan.losses.combined import PganLoss
 from pgan.losses.triplet import batch_hard_triplet
 from pgan.models.backbones import BACKBONES, build_backbone
 from pgan.models.network import VARIANTS, ReidNet
-from pgan.models.part_attention import PartAttention, mask_guided_avg_pool, masked_softmax, part_guided_map
+from pgan.models.part_attention import (
+    PartAttention,
+    attention_map,
+    mask_guided_avg_pool,
+    masked_softmax,
+    part_guided_map,
+)
 
 
 def test_mgap_empty_mask_is_finite_with_gradient():
@@ -33,6 +39,27 @@ def test_pam_weights_sum_to_one_over_valid_parts_and_ignore_padding():
     torch.testing.assert_close(w.sum(1), torch.tensor([1.0, 1.0, 0.0]))
     assert torch.all(w[0, 2:] == 0) and torch.isfinite(w).all()
     assert masked_softmax(torch.zeros(1, 2), torch.tensor([[False, False]])).sum() == 0
+
+
+def test_pooling_and_part_map_with_fractional_masks():
+    feat = torch.arange(2 * 2 * 2, dtype=torch.float32).view(1, 2, 2, 2).requires_grad_(True)
+    masks = torch.zeros(1, 3, 2, 2)
+    masks[0, 0, 0, 0], masks[0, 0, 1, 1] = 0.25, 0.5  # area 0.75: a weighted mean of two cells
+    masks[0, 1, 0, 1] = 0.3  # area 0.3 < 1: pools as that one cell, not 0.3 of it
+    masks[0, 2] = 1.0  # area 4
+    pooled = mask_guided_avg_pool(feat, masks)
+    f = feat.detach()[0]
+    torch.testing.assert_close(pooled[0, 0], (0.25 * f[:, 0, 0] + 0.5 * f[:, 1, 1]) / 0.75)
+    torch.testing.assert_close(pooled[0, 1], f[:, 0, 1])
+    torch.testing.assert_close(pooled[0, 2], f.mean(dim=(1, 2)))
+    pooled.sum().backward()
+    assert torch.isfinite(feat.grad).all()
+    # The area-normalised part map scales each mask by mean area / its own area, fractions included.
+    w = torch.tensor([[0.5, 0.25, 0.25]])
+    mean_area = (0.75 + 0.3 + 4.0) / 3
+    explicit = sum(w[0, i] * masks[0, i] * mean_area / a for i, a in enumerate((0.75, 0.3, 4.0)))
+    torch.testing.assert_close(attention_map(masks, w, "area")[0], explicit)
+    assert masked_softmax(torch.zeros(1, 3), masks.flatten(2).amax(-1) > 0).min() > 0  # all three valid
 
 
 def test_part_guided_map_equals_the_paper_formula():

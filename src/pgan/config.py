@@ -40,6 +40,7 @@ class DataConfig:
     missing_parts: str = "error"  # "error" or "empty" for images the part file lacks
     input_size: tuple[int, int] = (224, 224)  # (H, W), the paper's size
     num_parts: int = 8  # D
+    mask_mode: str = "any"  # box -> mask: "any" overlap switches a cell on (ours) | "fraction": covered share
     p: int = 16  # identities per batch
     k: int = 4  # images per identity
     cache_images: bool = False  # decode every image once into RAM

@@ -79,7 +79,9 @@ def validate_config(cfg: Config) -> None:
     check_values(cfg)
     from pgan.data.sampler import EPOCH_UNITS
     from pgan.models.part_attention import PAM_SCORES, PART_MAPS
+    from pgan.parts.masks import MASK_MODES
     for key, value, valid in (("data.epoch", cfg.data.epoch, EPOCH_UNITS),
+                              ("data.mask_mode", cfg.data.mask_mode, MASK_MODES),
                               ("model.pam_score", cfg.model.pam_score, PAM_SCORES),
                               ("model.part_map", cfg.model.part_map, PART_MAPS)):
         if value not in valid:
@@ -95,6 +97,7 @@ def build_part_source(cfg: Config) -> PartSource | None:
     d = cfg.data
     return build_source(d.part_source, part_file=default_part_file(cfg), mask_root=d.mask_root,
                         num_parts=d.num_parts, missing=d.missing_parts, dataset=d.dataset, root=d.root,
+                        mask_mode=d.mask_mode,
                         features=lambda: imagenet_features(cfg.model.backbone))
 
 
