@@ -78,7 +78,7 @@ def test_variant_forward_backward_shapes(variant):
     masks = (torch.rand(8, 4, 4, 4) > 0.6).float()
     masks[:, 3] = 0  # one padding part everywhere
     out = model(x, masks)
-    dim = 64 if variant != "baseline" else 512
+    dim = 64  # 2 x reduced_dim, the baseline included (model.baseline_reduce, the paper's fixed dimension)
     assert out.embedding.shape == (8, dim) and out.logits.shape == (8, 5)
     labels = torch.arange(4).repeat_interleave(2)
     loss = PganLoss()(out, labels)
@@ -94,6 +94,28 @@ def test_variant_forward_backward_shapes(variant):
     with torch.no_grad():
         emb = model(x, masks).embedding
     assert emb.shape == (8, dim) and torch.isfinite(emb).all()
+
+
+def test_baseline_reduction_to_the_papers_dimension():
+    torch.manual_seed(0)
+    reduced = ReidNet(build_backbone("resnet18", pretrained=False), 5, variant="baseline", reduced_dim=32)
+    plain = ReidNet(build_backbone("resnet18", pretrained=False), 5, variant="baseline", reduced_dim=32,
+                    baseline_reduce=False)
+    assert reduced.embedding_dim == 64 and plain.embedding_dim == 512 and plain.reduce is None
+    assert reduced.reduce.weight.shape == (64, 512) and reduced.reduce.bias is None
+    assert ReidNet(build_backbone("resnet18", pretrained=False), 5, variant="baseline").embedding_dim == 512
+    x = torch.randn(4, 3, 64, 64)
+    reduced.train()
+    out = reduced(x)
+    fg = reduced.forward_features(x)
+    torch.testing.assert_close(out.feat_f, fg.mean(dim=(2, 3)) @ reduced.reduce.weight.T)  # triplet: reduced
+    assert out.logits.shape == (4, 5) and out.embedding.shape == (4, 64)
+    reduced.eval()
+    emb, fg = reduced(x).embedding, reduced.forward_features(x)
+    torch.testing.assert_close(emb, reduced.bnneck(fg.mean(dim=(2, 3)) @ reduced.reduce.weight.T))
+    plain.eval()
+    fg = plain.forward_features(x)
+    torch.testing.assert_close(plain(x).embedding, plain.bnneck(fg.mean(dim=(2, 3))))
 
 
 def test_eval_skips_unused_branches_and_concat_retrieval():

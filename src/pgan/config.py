@@ -58,6 +58,9 @@ class ModelConfig:
     last_stride: int = 1
     frozen_stages: int = 0  # freeze the first N backbone stages (a CPU-budget knob; 0 in the paper)
     reduced_dim: int = 256  # C'; the retrieval feature is 2C'
+    # baseline: GAP -> Linear(C, 2C') -> BNNeck, the paper's fixed 512-d for every method (Tables II, III);
+    # false: the backbone's C channels. Checkpoints from before the key load with false (LEGACY_DEFAULTS).
+    baseline_reduce: bool = True
     temperature: float = 10.0  # PAM softmax temperature (authors' code)
     pam_score: str = "mean"  # PAM score head: "mean" of C outputs (authors') | "single" output
     learn_temperature: bool = False  # PAM temperature as a learnable scale
@@ -114,6 +117,24 @@ class Config:
 
     def to_dict(self) -> dict:
         return _plain(asdict(self))
+
+
+LEGACY_DEFAULTS: dict[str, Any] = {
+    "model.baseline_reduce": False,  # baselines were unreduced before the key existed (issue 18)
+}
+"""Keys whose default changed: the value a stored config that lacks the key was trained with."""
+
+
+def restore_config(stored: dict, source: str) -> Config:
+    """A :class:`Config` from a checkpoint's stored dict: defaults, then :data:`LEGACY_DEFAULTS` for keys
+    the stored config lacks, then its values (``source`` names the file in errors)."""
+    cfg = Config()
+    for dotted, value in LEGACY_DEFAULTS.items():
+        section, key = dotted.split(".")
+        if key not in (stored.get(section) or {}):
+            set_value(cfg, dotted, value, source)
+    _merge(cfg, stored, f"{source} config")
+    return cfg
 
 
 def _plain(obj: Any) -> Any:

@@ -148,7 +148,7 @@ def build_network(cfg: Config, num_classes: int, pretrained: bool | None = None)
     return ReidNet(backbone, num_classes, variant=m.variant, reduced_dim=m.reduced_dim,
                    num_parts=cfg.data.num_parts, temperature=m.temperature, retrieval=m.retrieval,
                    pam_score=m.pam_score, learn_temperature=m.learn_temperature, part_map=m.part_map,
-                   part_dropout=m.part_dropout)
+                   part_dropout=m.part_dropout, baseline_reduce=m.baseline_reduce)
 
 
 @dataclass
@@ -378,15 +378,12 @@ def _train_locked(cfg: Config, resume: bool, info, device: torch.device, ckpt: d
 
 def load_trained(checkpoint: str | Path, device: torch.device | None = None) -> tuple[ReidNet, Config]:
     """Rebuild a trained network (and its config) from a checkpoint written by :func:`train`."""
-    from pgan.config import load_config, set_value
+    from pgan.config import restore_config
 
     ckpt = load_checkpoint(checkpoint)
     if "config" not in ckpt or "num_classes" not in ckpt:
         raise PganError(f"{checkpoint} is not a pgan training checkpoint (no config inside)")
-    cfg = load_config()
-    for section, values in ckpt["config"].items():
-        for key, value in values.items():
-            set_value(cfg, f"{section}.{key}", value, f"{checkpoint} config")
+    cfg = restore_config(ckpt["config"], str(checkpoint))  # keys it lacks: as trained (LEGACY_DEFAULTS)
     model = build_network(cfg, ckpt["num_classes"], pretrained=False)
     try:
         model.load_state_dict(ckpt["model"])

@@ -2,7 +2,13 @@
 
 Variants (``VARIANTS``):
 
-* ``baseline``: GAP + BNNeck on the backbone feature (the paper's [24], "bag of tricks").
+* ``baseline``: GAP + BNNeck on the backbone feature (the paper's [24], "bag of tricks"). By default
+  (``baseline_reduce=True``) the pooled feature is first reduced to ``2 * reduced_dim`` (512 by
+  default) by a bias-free Linear, which equals a 1x1 convolution before GAP since both are linear:
+  the paper fixes the feature dimension to 512 "for all methods including the baseline model"
+  (Tables II and III) but does not say how the baseline reduces; the triplet loss sees the reduced
+  feature, the classifier its BNNeck output. ``baseline_reduce=False`` embeds with the backbone's own
+  C channels (pgan before issue 18; checkpoints without the key load that way).
 * ``pgan``: part masks from a part source, weighted by the Part Attention Module.
 * ``nopam``: the same parts with equal weights (PGAN w/o PAM, Table III).
 * ``grid``: PAM over a uniform grid of ``D`` cells instead of detected parts (Table III).
@@ -73,7 +79,7 @@ class ReidNet(nn.Module):
     def __init__(self, backbone: Backbone | nn.Module, num_classes: int, variant: str = "pgan",
                  reduced_dim: int = 256, num_parts: int = 8, temperature: float = 10.0,
                  retrieval: str = "fb", pam_score: str = "mean", learn_temperature: bool = False,
-                 part_map: str = "raw", part_dropout: float = 0.0) -> None:
+                 part_map: str = "raw", part_dropout: float = 0.0, baseline_reduce: bool = True) -> None:
         super().__init__()
         if variant not in VARIANTS:
             raise unknown_name("variant", variant, list(VARIANTS))
@@ -94,6 +100,7 @@ class ReidNet(nn.Module):
         if not isinstance(c, int) or c < 1:
             raise PganError(f"backbone {type(backbone).__name__} needs an integer 'out_channels' attribute "
                             "(the channels of its feature map)")
+        self.reduce: nn.Linear | None = None  # the baseline's reduction to 2C' (baseline_reduce)
         if self.spec.uses_parts:
             self.pam = (PartAttention(c, temperature=temperature, score=pam_score,
                                       learn_temperature=learn_temperature)
@@ -103,7 +110,9 @@ class ReidNet(nn.Module):
             self.refine_f = Refine(2 * c, 2 * reduced_dim)
             emb_dim = 2 * reduced_dim
         else:
-            emb_dim = c
+            # The baseline at the paper's dimension: GAP -> Linear(C, 2C') -> BNNeck (see the module doc).
+            self.reduce = nn.Linear(c, 2 * reduced_dim, bias=False) if baseline_reduce else None
+            emb_dim = 2 * reduced_dim if baseline_reduce else c
         self.bnneck = nn.BatchNorm1d(emb_dim)
         self.bnneck.bias.requires_grad_(False)  # BNNeck: no shift, as in the bag-of-tricks baseline
         self.classifier = nn.Linear(emb_dim, num_classes, bias=False)
@@ -132,6 +141,8 @@ class ReidNet(nn.Module):
         """The variant's head on a feature map ``fg`` (B, C, h, w) from any backbone with C channels."""
         if not self.spec.uses_parts:
             pooled = fg.mean(dim=(2, 3))
+            if self.reduce is not None:
+                pooled = self.reduce(pooled)
             fb = self.bnneck(pooled)
             if not self.training:
                 return ModelOutput(embedding=fb)
