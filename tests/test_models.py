@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -77,7 +79,8 @@ def test_variant_forward_backward_shapes(variant):
     x = torch.randn(8, 3, 64, 64)
     masks = (torch.rand(8, 4, 4, 4) > 0.6).float()
     masks[:, 3] = 0  # one padding part everywhere
-    out = model(x, masks)
+    roles = torch.randn(8, 4) if variant == "oracle" else None
+    out = model(x, masks, role_scores=roles)
     dim = 64  # 2 x reduced_dim, the baseline included (model.baseline_reduce, the paper's fixed dimension)
     assert out.embedding.shape == (8, dim) and out.logits.shape == (8, 5)
     labels = torch.arange(4).repeat_interleave(2)
@@ -92,7 +95,7 @@ def test_variant_forward_backward_shapes(variant):
         assert model.pam.psi[0].parametrizations.weight.original0.grad.abs().sum() > 0
     model.eval()
     with torch.no_grad():
-        emb = model(x, masks).embedding
+        emb = model(x, masks, role_scores=roles).embedding
     assert emb.shape == (8, dim) and torch.isfinite(emb).all()
 
 
@@ -118,6 +121,28 @@ def test_baseline_reduction_to_the_papers_dimension():
     torch.testing.assert_close(plain(x).embedding, plain.bnneck(fg.mean(dim=(2, 3))))
 
 
+def test_oracle_weights_are_a_fixed_softmax_over_role_scores():
+    from pgan.engine.oracle import role_scores
+
+    assert role_scores(["identity", "shared", "clutter", None], 6).tolist() == [1, 0, -1, -1, 0, 0]
+    torch.manual_seed(0)
+    net = ReidNet(build_backbone("resnet18", pretrained=False), 5, variant="oracle", reduced_dim=8, num_parts=4,
+                  oracle_temperature=2.0).eval()
+    assert net.pam is None and not any("pam" in n for n, _ in net.named_parameters())
+    masks = torch.zeros(2, 4, 4, 4)
+    masks[0, :3, :2, :2] = 1  # image 0: three parts (identity, shared, clutter) and a padding slot
+    masks[1, :2, 2:, 2:] = 1  # image 1: two identity parts
+    scores = torch.tensor([[1.0, 0.0, -1.0, 0.0], [1.0, 1.0, 0.0, 0.0]])
+    w = net(torch.randn(2, 3, 64, 64), masks, role_scores=scores).part_weights
+    e2 = math.exp(2.0)
+    z = e2 + 1 + 1 / e2
+    torch.testing.assert_close(w, torch.tensor([[e2 / z, 1 / z, 1 / (e2 * z), 0.0], [0.5, 0.5, 0.0, 0.0]]))
+    with pytest.raises(PganError, match="variant 'oracle' needs role scores"):
+        net(torch.randn(2, 3, 64, 64), masks)
+    with pytest.raises(PganError, match=r"role scores are \(2, 3\)"):
+        net(torch.randn(2, 3, 64, 64), masks, role_scores=scores[:, :3])
+
+
 def test_eval_skips_unused_branches_and_concat_retrieval():
     bb = build_backbone("resnet18", pretrained=False)
     model = ReidNet(bb, num_classes=3, variant="pgan", reduced_dim=16, num_parts=2).eval()
@@ -138,7 +163,7 @@ def test_masks_at_wrong_resolution_and_unknown_names():
         model(torch.randn(2, 3, 32, 32), torch.ones(2, 2, 5, 5))
     with pytest.raises(PganError, match="valid names: .*resnet50"):
         build_backbone("resnet9000")
-    with pytest.raises(PganError, match="valid names: baseline, grid, nopam, pgan"):
+    with pytest.raises(PganError, match="valid names: baseline, grid, nopam, oracle, pgan"):
         ReidNet(build_backbone("resnet18", pretrained=False), 3, "attention-is-all")
 
 

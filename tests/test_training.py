@@ -94,13 +94,24 @@ def test_mid_epoch_resume_continues_exactly(tiny_synth, tmp_path, monkeypatch):
         assert torch.equal(a[k], b[k]), k
 
 
+def test_tiny_oracle_run_weights_parts_by_their_ground_truth_roles(tiny_synth, tmp_path):
+    result = train(_cfg(tiny_synth, tmp_path / "oracle", variant="oracle", epochs=1))
+    m = result["metrics"]
+    assert 0.0 <= m["mAP"] <= 1.0
+    # Identity parts get e x a shared part's weight in every image, so the ratio of mean relative weights
+    # is well above 1 (not exactly e: images differ in their numbers of parts per role).
+    assert m["attention_ratio"] > 1.5, m
+    model, cfg = load_trained(tmp_path / "oracle" / "last.pt")
+    assert cfg.model.variant == "oracle" and model.pam is None
+
+
 def test_cli_user_errors_are_one_line(tmp_path, capsys):
     assert main(["train", "data.root=/does/not/exist", "model.pretrained=false", "run.progress=false",
                  f"run.out_dir={tmp_path}"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "does not exist" in err
     assert main(["train", "model.variant=magic"]) == 2
-    assert "valid names: baseline, grid, nopam, pgan" in capsys.readouterr().err
+    assert "valid names: baseline, grid, nopam, oracle, pgan" in capsys.readouterr().err
     assert main(["train", "optim.lr=fast"]) == 2
     assert "optim.lr: expected a float" in capsys.readouterr().err
     assert main(["eval", "--checkpoint", str(tmp_path / "none.pt")]) == 2

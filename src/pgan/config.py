@@ -52,7 +52,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    variant: str = "pgan"  # baseline | grid | nopam | pgan
+    variant: str = "pgan"  # baseline | grid | nopam | pgan | oracle (weights from ground-truth roles)
     backbone: str = "resnet50"
     pretrained: bool = True  # ImageNet weights; false = random initialisation
     last_stride: int = 1
@@ -65,6 +65,7 @@ class ModelConfig:
     pam_score: str = "mean"  # PAM score head: "mean" of C outputs (authors') | "single" output
     learn_temperature: bool = False  # PAM temperature as a learnable scale
     part_dropout: float = 0.0  # training only: drop each part's mask with this probability (against collapse)
+    oracle_temperature: float = 1.0  # variant oracle: weights softmax(T_o x role score), see pgan.engine.oracle
     part_map: str = "raw"  # F_p = F_g (1 + sum w_i M_i) ("raw", authors') | "area" (masks scaled by 1/area)
     retrieval: str = "fb"  # "fb" (F_fb) or "concat" (F_fb, F_g, F_p)
 
@@ -255,6 +256,7 @@ _RANGES: tuple[tuple[str, float, float, bool], ...] = (
     ("loss.label_smoothing", 0.0, 1.0, True),
     ("model.temperature", 0.0, math.inf, False),
     ("model.part_dropout", 0.0, 1.0, True),
+    ("model.oracle_temperature", 0.0, math.inf, False),
     ("data.flip_p", 0.0, 1.0, True),
     ("data.erase_p", 0.0, 1.0, True),
     ("data.workers", 0, math.inf, True),

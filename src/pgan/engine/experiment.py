@@ -25,6 +25,7 @@ from pgan.data.sampler import IdentityBatchSampler
 from pgan.engine.checkpoint import load_checkpoint, unwrap
 from pgan.engine.distributed import cleanup, gather_for_mining, init_distributed
 from pgan.engine.extract import extract_features
+from pgan.engine.oracle import role_score_table
 from pgan.engine.run_folder import RunLock, check_resume_config, remove_stale_temporaries
 from pgan.engine.schedule import lr_factor
 from pgan.engine.tensorboard import TensorBoardLogger
@@ -148,7 +149,8 @@ def build_network(cfg: Config, num_classes: int, pretrained: bool | None = None)
     return ReidNet(backbone, num_classes, variant=m.variant, reduced_dim=m.reduced_dim,
                    num_parts=cfg.data.num_parts, temperature=m.temperature, retrieval=m.retrieval,
                    pam_score=m.pam_score, learn_temperature=m.learn_temperature, part_map=m.part_map,
-                   part_dropout=m.part_dropout, baseline_reduce=m.baseline_reduce)
+                   part_dropout=m.part_dropout, baseline_reduce=m.baseline_reduce,
+                   oracle_temperature=m.oracle_temperature)
 
 
 @dataclass
@@ -164,8 +166,17 @@ def build_eval_sets(cfg: Config, ds: ReidDataset, parts: PartSource | None, feat
     d = cfg.data
     common = dict(input_size=tuple(d.input_size), feat_size=feat, parts=parts, train=False,
                   cache=d.cache_images, progress=cfg.run.progress, workers=d.workers)
-    return EvalSets(ReidImageDataset(ds.query, **common), ReidImageDataset(ds.gallery, **common),
+    return EvalSets(ReidImageDataset(ds.query, **common, role_scores=oracle_scores(ds.query, parts, cfg)),
+                    ReidImageDataset(ds.gallery, **common, role_scores=oracle_scores(ds.gallery, parts, cfg)),
                     query_part_roles(ds.query, parts, cfg))
+
+
+def oracle_scores(records: list, parts: PartSource | None, cfg: Config) -> dict | None:
+    """The oracle variant's role scores by image key (None for every other variant)."""
+    if cfg.model.variant != "oracle":
+        return None
+    return role_score_table([r.key for r in records], parts, cfg.data.num_parts,
+                            Path(cfg.data.root) / "parts_gt.jsonl")
 
 
 def query_part_roles(records: list, parts: PartSource | None, cfg: Config) -> list[list[str | None]] | None:
@@ -323,7 +334,8 @@ def _train_locked(cfg: Config, resume: bool, info, device: torch.device, ckpt: d
     feat = feature_size(model.backbone, tuple(d.input_size))
     train_set = ReidImageDataset(train_records, tuple(d.input_size), feat, parts, train=True,
                                  cache=d.cache_images, flip_p=d.flip_p, erase_p=d.erase_p,
-                                 progress=cfg.run.progress and info.is_main, workers=d.workers)
+                                 progress=cfg.run.progress and info.is_main, workers=d.workers,
+                                 role_scores=oracle_scores(train_records, parts, cfg))
     sampler = IdentityBatchSampler(train_set.pids, d.p, d.k, seed=cfg.run.seed,
                                    world_size=info.world_size, rank=info.rank, epoch=d.epoch)
     loader = _loader(train_set, cfg, batch_sampler=sampler)

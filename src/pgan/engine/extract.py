@@ -32,14 +32,15 @@ def extract_features(model: torch.nn.Module, loader: DataLoader, device: torch.d
     feats, pids, camids, weights, valid = [], [], [], [], []
     for batch in tqdm(loader, disable=not progress, desc=desc, leave=False):
         images, masks = _to(batch, device)
-        out = model(images, masks)
+        extra = {"role_scores": batch["role_scores"].to(device)} if "role_scores" in batch else {}
+        out = model(images, masks, **extra)
         emb = out.embedding.float()
         if out.part_weights is not None:
             weights.append(out.part_weights.float().cpu())
             valid.append(out.part_valid.cpu())
         if flip:
             fm = masks.flip(-1) if masks is not None else None
-            emb = emb + model(images.flip(-1), fm).embedding.float()
+            emb = emb + model(images.flip(-1), fm, **extra).embedding.float()
         feats.append(torch.nn.functional.normalize(emb, dim=1).cpu())
         pids.append(batch["pid"].numpy())
         camids.append(batch["camid"].numpy())

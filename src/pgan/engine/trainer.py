@@ -103,8 +103,9 @@ class Trainer:
         labels = batch["pid"].to(self.device, non_blocking=True)
         masks = batch.get("masks")
         masks = masks.to(self.device, non_blocking=True) if masks is not None else None
+        extra = {"role_scores": batch["role_scores"].to(self.device)} if "role_scores" in batch else {}
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
-            out = self.model(images, masks)
+            out = self.model(images, masks, **extra)
         losses = self.loss_fn(out, labels)
         if not torch.isfinite(losses.total):
             raise PganError(f"the loss became {float(losses.total)} ({losses.parts}); "
