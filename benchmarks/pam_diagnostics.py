@@ -34,13 +34,9 @@ from pgan.utils.seeding import seed_everything
 
 
 def _config(ckpt: dict):
-    from pgan.config import load_config, set_value
+    from pgan.config import restore_config
 
-    cfg = load_config()
-    for section, values in ckpt["config"].items():
-        for key, value in values.items():
-            set_value(cfg, f"{section}.{key}", value, "checkpoint config")
-    return cfg
+    return restore_config(ckpt["config"], "checkpoint")
 
 
 def diagnose(checkpoint: Path, batches: int = 6, trust: bool = False) -> dict:

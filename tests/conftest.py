@@ -33,21 +33,23 @@ def one_thread():
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tiny_synth, tmp_path_factory):
-    """``tiny_checkpoint(variant) -> last.pt`` of a 1-epoch ResNet-18 run on :func:`tiny_synth` (cached)."""
+    """``tiny_checkpoint(variant, *overrides) -> last.pt`` of a 1-epoch ResNet-18 run on :func:`tiny_synth`
+    (cached per variant and overrides)."""
     from pgan.config import load_config
     from pgan.engine.experiment import train
 
     made = {}
 
-    def make(variant: str = "pgan"):
-        if variant not in made:
+    def make(variant: str = "pgan", *overrides: str):
+        key = (variant, *overrides)
+        if key not in made:
             out = tmp_path_factory.mktemp(f"run-{variant}")
             train(load_config(None, [
                 f"data.root={tiny_synth}", "data.input_size=[64, 64]", "data.cache_images=true", "data.p=4",
                 "data.k=4", "data.workers=1", "model.backbone=resnet18", "model.pretrained=false",
                 f"model.variant={variant}", "model.reduced_dim=32", "optim.epochs=1", "optim.warmup_epochs=0",
-                f"run.out_dir={out}", "run.progress=false", "run.device=cpu"]))
-            made[variant] = out / "last.pt"
-        return made[variant]
+                f"run.out_dir={out}", "run.progress=false", "run.device=cpu", *overrides]))
+            made[key] = out / "last.pt"
+        return made[key]
 
     return make

@@ -11,8 +11,10 @@ import pytest
 import torch
 
 from pgan.engine.experiment import param_groups
-from pgan.evaluation.attention_roles import role_attention
-from pgan.models.part_attention import PartAttention, part_guided_map
+from pgan.evaluation.attention_roles import attention_spread, role_attention
+from pgan.models.backbones import build_backbone
+from pgan.models.network import ReidNet
+from pgan.models.part_attention import PartAttention, masked_softmax, part_guided_map
 from pgan.parts.boxfile import PartBox, read_part_file
 from pgan.parts.roles import box_roles
 from pgan.synth import SynthConfig, generate_synth
@@ -36,6 +38,38 @@ def test_role_attention_ratio_values():
     assert att.share["identity"] == pytest.approx(1.25 / 2.0) and att.images == 2
     # No shared part at all: the ratio is undefined, not a division by zero.
     assert math.isnan(role_attention([np.array([1.0])], [["identity"]]).ratio)
+
+
+def test_a_valid_part_counts_by_its_mask_even_when_its_weight_underflows():
+    # Part 1's score is so far below the others that exp() underflows: a plain softmax gives it exactly 0.
+    scores, valid = torch.tensor([[0.0, -5000.0, 3.0, 0.0]]), torch.tensor([[True, True, True, False]])
+    assert torch.softmax(scores.masked_fill(~valid, float("-inf")), -1)[0, 1] == 0
+    w = masked_softmax(scores, valid)
+    assert w[0, 1] == torch.finfo(torch.float32).tiny and w[0, 3] == 0  # clamped, padding stays 0
+    torch.testing.assert_close(w[0, [0, 2]], torch.softmax(torch.tensor([0.0, 3.0]), -1))
+    # Through the network: the PAM's weight on part 1 underflows, its mask makes it count.
+    torch.manual_seed(0)
+    net = ReidNet(build_backbone("resnet18", pretrained=False), num_classes=3, variant="pgan", reduced_dim=8,
+                  num_parts=4).eval()
+    net.pam.scores = lambda feat, masks: scores.expand(len(feat), -1)
+    masks = torch.zeros(1, 4, 4, 4)  # resnet18, last stride 1: a 64 px image gives a 4 x 4 map
+    masks[0, 0, 0, 0] = masks[0, 1, 1, 1] = masks[0, 2, 0, 1] = 1
+    out = net(torch.randn(1, 3, 64, 64), masks)
+    assert out.part_valid.tolist() == [[True, True, True, False]] and 0 < out.part_weights[0, 1] < 1e-37
+    roles = [["identity", "shared", "shared"]]
+    w_net = out.part_weights.detach().numpy()
+    for att in (role_attention(list(w_net), roles, list(out.part_valid.numpy())),  # by mask
+                role_attention(list(w_net), roles)):  # by weight > 0: safe now that the weight is not 0
+        assert att.count == {"identity": 1, "shared": 2, "clutter": 0}
+        low, high = torch.softmax(torch.tensor([0.0, 3.0]), -1).tolist()
+        assert att.relative["identity"] == pytest.approx(3 * low)
+        assert att.relative["shared"] == pytest.approx(3 * high / 2)  # (3 x ~0 + 3 x high) / 2 parts
+    # The rule by weight would drop part 1 and give the others a share of 1/2 instead of 1/3.
+    w = np.array([[0.5, 0.0, 0.5, 0.0]])
+    assert role_attention(list(w), roles).relative["shared"] == pytest.approx(1.0)
+    assert role_attention(list(w), roles, [np.array([1, 1, 1, 0], bool)]).relative["shared"] == pytest.approx(0.75)
+    spread = attention_spread(w, np.array([[1, 1, 1, 0]], bool))  # 0 log 0 = 0, normalised by log 3
+    assert spread.entropy_median == pytest.approx(math.log(2) / math.log(3)) and spread.images == 1
 
 
 def test_box_roles_keep_own_role_then_match_truth_at_iou_half():

@@ -148,7 +148,7 @@ def test_another_model_is_refused(gallery, tmp_path, extractor, tiny_checkpoint)
     from pgan.index import add_to_index
 
     build_index(gallery, tmp_path / "idx", extractor=extractor, progress=False)
-    other = FeatureExtractor(tiny_checkpoint("baseline"), device="cpu")
+    other = FeatureExtractor(tiny_checkpoint("baseline", "model.baseline_reduce=false"), device="cpu")
     with pytest.raises(IndexMismatchError, match="512-d"):
         add_to_index(tmp_path / "idx", gallery, extractor=other)
     with pytest.raises(IndexMismatchError, match="built with model"):

@@ -74,7 +74,9 @@ def test_a_user_backbone_feeds_the_head():
     out.logits.sum().backward()
     assert trunk[0].weight.grad.abs().sum() > 0
     base = pgan.create_model("baseline", backbone=trunk, num_classes=5).eval()
-    assert base(images).embedding.shape == (4, 24)
+    assert base(images).embedding.shape == (4, 512)  # reduced to 2C' = 512, the paper's dimension
+    plain = pgan.create_model("baseline", backbone=trunk, num_classes=5, baseline_reduce=False).eval()
+    assert plain(images).embedding.shape == (4, 24)  # the trunk's own channels
 
 
 def test_bad_backbones_are_one_clear_error():

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -6,7 +8,13 @@ from pgan.losses.combined import PganLoss
 from pgan.losses.triplet import batch_hard_triplet
 from pgan.models.backbones import BACKBONES, build_backbone
 from pgan.models.network import VARIANTS, ReidNet
-from pgan.models.part_attention import PartAttention, mask_guided_avg_pool, masked_softmax, part_guided_map
+from pgan.models.part_attention import (
+    PartAttention,
+    attention_map,
+    mask_guided_avg_pool,
+    masked_softmax,
+    part_guided_map,
+)
 
 
 def test_mgap_empty_mask_is_finite_with_gradient():
@@ -35,6 +43,27 @@ def test_pam_weights_sum_to_one_over_valid_parts_and_ignore_padding():
     assert masked_softmax(torch.zeros(1, 2), torch.tensor([[False, False]])).sum() == 0
 
 
+def test_pooling_and_part_map_with_fractional_masks():
+    feat = torch.arange(2 * 2 * 2, dtype=torch.float32).view(1, 2, 2, 2).requires_grad_(True)
+    masks = torch.zeros(1, 3, 2, 2)
+    masks[0, 0, 0, 0], masks[0, 0, 1, 1] = 0.25, 0.5  # area 0.75: a weighted mean of two cells
+    masks[0, 1, 0, 1] = 0.3  # area 0.3 < 1: pools as that one cell, not 0.3 of it
+    masks[0, 2] = 1.0  # area 4
+    pooled = mask_guided_avg_pool(feat, masks)
+    f = feat.detach()[0]
+    torch.testing.assert_close(pooled[0, 0], (0.25 * f[:, 0, 0] + 0.5 * f[:, 1, 1]) / 0.75)
+    torch.testing.assert_close(pooled[0, 1], f[:, 0, 1])
+    torch.testing.assert_close(pooled[0, 2], f.mean(dim=(1, 2)))
+    pooled.sum().backward()
+    assert torch.isfinite(feat.grad).all()
+    # The area-normalised part map scales each mask by mean area / its own area, fractions included.
+    w = torch.tensor([[0.5, 0.25, 0.25]])
+    mean_area = (0.75 + 0.3 + 4.0) / 3
+    explicit = sum(w[0, i] * masks[0, i] * mean_area / a for i, a in enumerate((0.75, 0.3, 4.0)))
+    torch.testing.assert_close(attention_map(masks, w, "area")[0], explicit)
+    assert masked_softmax(torch.zeros(1, 3), masks.flatten(2).amax(-1) > 0).min() > 0  # all three valid
+
+
 def test_part_guided_map_equals_the_paper_formula():
     feat, masks = torch.randn(2, 6, 4, 4), (torch.rand(2, 3, 4, 4) > 0.5).float()
     w = torch.softmax(torch.randn(2, 3), -1)
@@ -50,8 +79,9 @@ def test_variant_forward_backward_shapes(variant):
     x = torch.randn(8, 3, 64, 64)
     masks = (torch.rand(8, 4, 4, 4) > 0.6).float()
     masks[:, 3] = 0  # one padding part everywhere
-    out = model(x, masks)
-    dim = 64 if variant != "baseline" else 512
+    roles = torch.randn(8, 4) if variant == "oracle" else None
+    out = model(x, masks, role_scores=roles)
+    dim = 64  # 2 x reduced_dim, the baseline included (model.baseline_reduce, the paper's fixed dimension)
     assert out.embedding.shape == (8, dim) and out.logits.shape == (8, 5)
     labels = torch.arange(4).repeat_interleave(2)
     loss = PganLoss()(out, labels)
@@ -65,8 +95,52 @@ def test_variant_forward_backward_shapes(variant):
         assert model.pam.psi[0].parametrizations.weight.original0.grad.abs().sum() > 0
     model.eval()
     with torch.no_grad():
-        emb = model(x, masks).embedding
+        emb = model(x, masks, role_scores=roles).embedding
     assert emb.shape == (8, dim) and torch.isfinite(emb).all()
+
+
+def test_baseline_reduction_to_the_papers_dimension():
+    torch.manual_seed(0)
+    reduced = ReidNet(build_backbone("resnet18", pretrained=False), 5, variant="baseline", reduced_dim=32)
+    plain = ReidNet(build_backbone("resnet18", pretrained=False), 5, variant="baseline", reduced_dim=32,
+                    baseline_reduce=False)
+    assert reduced.embedding_dim == 64 and plain.embedding_dim == 512 and plain.reduce is None
+    assert reduced.reduce.weight.shape == (64, 512) and reduced.reduce.bias is None
+    assert ReidNet(build_backbone("resnet18", pretrained=False), 5, variant="baseline").embedding_dim == 512
+    x = torch.randn(4, 3, 64, 64)
+    reduced.train()
+    out = reduced(x)
+    fg = reduced.forward_features(x)
+    torch.testing.assert_close(out.feat_f, fg.mean(dim=(2, 3)) @ reduced.reduce.weight.T)  # triplet: reduced
+    assert out.logits.shape == (4, 5) and out.embedding.shape == (4, 64)
+    reduced.eval()
+    emb, fg = reduced(x).embedding, reduced.forward_features(x)
+    torch.testing.assert_close(emb, reduced.bnneck(fg.mean(dim=(2, 3)) @ reduced.reduce.weight.T))
+    plain.eval()
+    fg = plain.forward_features(x)
+    torch.testing.assert_close(plain(x).embedding, plain.bnneck(fg.mean(dim=(2, 3))))
+
+
+def test_oracle_weights_are_a_fixed_softmax_over_role_scores():
+    from pgan.engine.oracle import role_scores
+
+    assert role_scores(["identity", "shared", "clutter", None], 6).tolist() == [1, 0, -1, -1, 0, 0]
+    torch.manual_seed(0)
+    net = ReidNet(build_backbone("resnet18", pretrained=False), 5, variant="oracle", reduced_dim=8, num_parts=4,
+                  oracle_temperature=2.0).eval()
+    assert net.pam is None and not any("pam" in n for n, _ in net.named_parameters())
+    masks = torch.zeros(2, 4, 4, 4)
+    masks[0, :3, :2, :2] = 1  # image 0: three parts (identity, shared, clutter) and a padding slot
+    masks[1, :2, 2:, 2:] = 1  # image 1: two identity parts
+    scores = torch.tensor([[1.0, 0.0, -1.0, 0.0], [1.0, 1.0, 0.0, 0.0]])
+    w = net(torch.randn(2, 3, 64, 64), masks, role_scores=scores).part_weights
+    e2 = math.exp(2.0)
+    z = e2 + 1 + 1 / e2
+    torch.testing.assert_close(w, torch.tensor([[e2 / z, 1 / z, 1 / (e2 * z), 0.0], [0.5, 0.5, 0.0, 0.0]]))
+    with pytest.raises(PganError, match="variant 'oracle' needs role scores"):
+        net(torch.randn(2, 3, 64, 64), masks)
+    with pytest.raises(PganError, match=r"role scores are \(2, 3\)"):
+        net(torch.randn(2, 3, 64, 64), masks, role_scores=scores[:, :3])
 
 
 def test_eval_skips_unused_branches_and_concat_retrieval():
@@ -89,7 +163,7 @@ def test_masks_at_wrong_resolution_and_unknown_names():
         model(torch.randn(2, 3, 32, 32), torch.ones(2, 2, 5, 5))
     with pytest.raises(PganError, match="valid names: .*resnet50"):
         build_backbone("resnet9000")
-    with pytest.raises(PganError, match="valid names: baseline, grid, nopam, pgan"):
+    with pytest.raises(PganError, match="valid names: baseline, grid, nopam, oracle, pgan"):
         ReidNet(build_backbone("resnet18", pretrained=False), 3, "attention-is-all")
 
 

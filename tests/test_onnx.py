@@ -7,12 +7,14 @@ from pgan.errors import PganError
 from pgan.inference import FeatureExtractor, OnnxNetwork, export_onnx
 
 
-@pytest.mark.parametrize("variant", ["pgan", "baseline"])
-def test_onnx_runtime_matches_pytorch(tiny_checkpoint, tiny_synth, tmp_path, variant):
-    ckpt = tiny_checkpoint(variant)
+@pytest.mark.parametrize("variant,overrides,dim", [("pgan", (), 64), ("baseline", (), 64),
+                                                   ("baseline", ("model.baseline_reduce=false",), 512)])
+def test_onnx_runtime_matches_pytorch(tiny_checkpoint, tiny_synth, tmp_path, variant, overrides, dim):
+    ckpt = tiny_checkpoint(variant, *overrides)
     onnx_file = export_onnx(ckpt, tmp_path / "m.onnx")
     net = OnnxNetwork(onnx_file, threads=1)
     assert net.input_names == (["images", "masks"] if variant == "pgan" else ["images"])
+    assert net.embedding_dim == dim  # the baseline reduced to 2C' = 64 (reduced_dim 32), or ResNet-18's C
     paths = sorted((tiny_synth / "image_test").iterdir())
     torch_fx = FeatureExtractor(ckpt, device="cpu", batch_size=7)
     onnx_fx = FeatureExtractor(onnx_file, runtime="onnx", device="cpu", batch_size=7)  # batches of 7 and 2
@@ -22,6 +24,33 @@ def test_onnx_runtime_matches_pytorch(tiny_checkpoint, tiny_synth, tmp_path, var
     raw_t = torch_fx._torch_forward(x, m)
     np.testing.assert_allclose(net.run(x, m), raw_t, atol=1e-4, rtol=1e-4)
     np.testing.assert_allclose(onnx_fx(paths), torch_fx(paths), atol=1e-4)
+
+
+def test_old_unreduced_baseline_checkpoint_loads_and_exports(tiny_checkpoint, tmp_path):
+    """A baseline checkpoint from before model.baseline_reduce (its config lacks the key, its weights have no
+    reduction layer) loads, evaluates, resumes and exports as trained: unreduced."""
+    import torch
+
+    from pgan.config import restore_config
+    from pgan.engine.checkpoint import load_checkpoint, save_checkpoint
+    from pgan.engine.experiment import load_trained
+    from pgan.engine.run_folder import config_differences
+
+    ckpt = load_checkpoint(tiny_checkpoint("baseline", "model.baseline_reduce=false"))
+    del ckpt["config"]["model"]["baseline_reduce"]
+    assert not any(k.startswith("reduce.") for k in ckpt["model"])
+    save_checkpoint(tmp_path / "old.pt", **ckpt)
+    model, cfg = load_trained(tmp_path / "old.pt")
+    assert cfg.model.baseline_reduce is False and model.reduce is None and model.embedding_dim == 512
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, ckpt["model"][k]), k
+    # --resume compares a key the old config lacks with the value it was trained with (False).
+    resumed = restore_config(ckpt["config"], "old.pt")
+    assert resumed.model.baseline_reduce is False and config_differences(ckpt["config"], resumed) == []
+    resumed.model.baseline_reduce = True
+    assert config_differences(ckpt["config"], resumed) == ["model.baseline_reduce=False (now True)"]
+    net = OnnxNetwork(export_onnx(tmp_path / "old.pt", tmp_path / "old.onnx"), threads=1)
+    assert net.embedding_dim == 512
 
 
 def test_foreign_onnx_file_is_refused(tmp_path, tiny_checkpoint):

@@ -75,6 +75,51 @@ def test_box_to_mask_clips_and_covers_partial_cells():
     assert box_to_mask(PartBox(200, 200, 300, 300), 160, 160, 10, 10).sum() == 0  # fully outside
 
 
+def test_fraction_masks_hold_each_cells_covered_share(tmp_path):
+    # 160 px on a 10 x 10 map: cells of 16 px. x 8-40 is cells 0.5-2.5, y 4-16 is cells 0.25-1.0.
+    box = PartBox(8, 4, 40, 16, 0.9, "sticker")
+    m = box_to_mask(box, 160, 160, 10, 10, mode="fraction")
+    expected = np.zeros((10, 10), np.float32)
+    expected[0, :3] = [0.375, 0.75, 0.375]  # (0.5, 1, 0.5) of the width x 0.75 of the height
+    np.testing.assert_array_equal(m, expected)
+    assert m.sum() == 32 * 12 / 16 ** 2  # the box's area in cells
+    any_overlap = box_to_mask(box, 160, 160, 10, 10)
+    assert any_overlap[0, :3].tolist() == [1, 1, 1] and any_overlap.sum() == 3
+    clipped = box_to_mask(PartBox(150, 150, 400, 400), 160, 160, 10, 10, mode="fraction")
+    assert clipped[9, 9] == 0.625 ** 2 and clipped.sum() == 0.625 ** 2  # 10 of the cell's 16 px each way
+    assert box_to_mask(PartBox(0, 0, 160, 160), 160, 160, 10, 10, mode="fraction").min() == 1
+    assert box_to_mask(PartBox(200, 200, 300, 300), 160, 160, 10, 10, mode="fraction").sum() == 0
+    with pytest.raises(ValueError, match="mask mode 'half'"):
+        box_to_mask(box, 160, 160, 10, 10, mode="half")
+    # The box-file source rasterises as asked; the default stays binary.
+    write_part_file(tmp_path / "p.jsonl", [ImageParts("a.jpg", 160, 160, [box])])
+    frac = BoxFileParts(tmp_path / "p.jsonl", num_parts=2, mask_mode="fraction").masks_for("a.jpg", 10, 10)
+    np.testing.assert_array_equal(frac, boxes_to_masks([box], 160, 160, 10, 10, 2, mode="fraction"))
+    np.testing.assert_array_equal(frac[0], expected)
+    assert BoxFileParts(tmp_path / "p.jsonl", num_parts=2).masks_for("a.jpg", 10, 10).sum() == 3
+    with pytest.raises(PganError, match="data.mask_mode='half' must be one of any, fraction"):
+        BoxFileParts(tmp_path / "p.jsonl", mask_mode="half")
+
+
+def test_mask_mode_reaches_training_and_test_time_masks(tiny_synth, tmp_path):
+    from pgan.config import load_config
+    from pgan.engine.experiment import build_part_source, validate_config
+    from pgan.inference.parts import TestTimeParts
+
+    with pytest.raises(PganError, match="^data.mask_mode='half' must be one of any, fraction$"):
+        validate_config(load_config(None, ["data.mask_mode=half"]))
+    cfg = load_config(None, [f"data.root={tiny_synth}", "model.variant=nopam", "data.mask_mode=fraction",
+                             f"run.out_dir={tmp_path}"])
+    src = build_part_source(cfg)
+    key, item = next(iter(read_part_file(tiny_synth / "parts_gt.jsonl").items()))
+    top = select_top_d(item.boxes, 8)
+    expected = boxes_to_masks(top, item.width, item.height, 7, 7, 8, mode="fraction")
+    np.testing.assert_array_equal(src.masks_for(key, 7, 7), expected)
+    assert ((expected > 0) & (expected < 1)).any()  # really fractional
+    test_time = TestTimeParts(cfg).masks([ImageParts(key, item.width, item.height, top)], (7, 7))
+    np.testing.assert_array_equal(test_time[0], expected)
+
+
 def test_boxes_to_masks_pads():
     out = boxes_to_masks([PartBox(0, 0, 8, 8)], 16, 16, 2, 2, d=4)
     assert out.shape == (4, 2, 2)

@@ -61,3 +61,19 @@ def test_image_epoch_batches_are_pk_seeded_and_shardable():
 def test_unknown_epoch_unit_is_refused():
     with pytest.raises(PganError, match="data.epoch"):
         IdentityBatchSampler(np.repeat(np.arange(4), 4), p=2, k=2, epoch="steps")
+
+
+def test_mid_epoch_start_skips_the_batches_already_drawn():
+    pids = np.repeat(np.arange(12), [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13])
+    s = IdentityBatchSampler(pids, p=4, k=3, seed=5)
+    full = s.global_batches(2)
+    s.set_epoch(2, start=3)
+    assert list(s) == full[3:] and len(s) == len(full) - 3 and s.steps_per_epoch == len(full)
+    assert s.state_dict() == {"epoch": 2, "start": 3}
+    other = IdentityBatchSampler(pids, p=4, k=3, seed=5)
+    other.load_state_dict(s.state_dict())
+    assert list(other) == full[3:]
+    s.set_epoch(3)  # the next epoch starts at its first batch again
+    assert list(s) == s.global_batches(3)
+    with pytest.raises(PganError, match="cannot start epoch 2 at batch 99"):
+        s.set_epoch(2, start=99)

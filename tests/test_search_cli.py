@@ -49,7 +49,7 @@ def test_cli_bad_inputs_are_one_line_errors(run_cli, tiny_synth, tiny_checkpoint
         (("index", "build", "--checkpoint", ckpt, "--images", tmp_path / "empty", "--out", tmp_path / "i2"),
          "holds no files"),
         (("index", "add", "--index", idx, "--images", tiny_synth / "image_query", "--checkpoint",
-          tiny_checkpoint("baseline")), "512-d"),
+          tiny_checkpoint("baseline", "model.baseline_reduce=false")), "512-d"),
         (("search", "--index", idx, tiny_synth / "image_query" / sorted(
             p.name for p in (tiny_synth / "image_query").iterdir())[0], "--checkpoint", tiny_checkpoint("grid")),
          "built with model"),

@@ -47,6 +47,11 @@ def test_search_real_index_finds_the_uploaded_gallery_image_first(real_index):
         assert max(Image.open(io.BytesIO(thumb.content)).size) == 32
 
 
+def _unreduced_baseline(tiny_checkpoint):
+    """A model of another dimension: the baseline at ResNet-18's 512 channels (the index holds 64-d)."""
+    return tiny_checkpoint("baseline", "model.baseline_reduce=false")
+
+
 def test_refuses_to_start_on_a_missing_index_or_another_model(real_index, tiny_checkpoint, tmp_path):
     with pytest.raises(PganError, match="does not exist"):
         load_service(tmp_path / "nowhere")
@@ -54,7 +59,7 @@ def test_refuses_to_start_on_a_missing_index_or_another_model(real_index, tiny_c
     with pytest.raises(PganError, match="not a gallery index"):
         load_service(tmp_path / "not-an-index")
     with pytest.raises(IndexMismatchError, match="holds 64-d embeddings; this model gives 512-d"):
-        load_service(real_index / "index", checkpoint=tiny_checkpoint("baseline"), device="cpu")
+        load_service(real_index / "index", checkpoint=_unreduced_baseline(tiny_checkpoint), device="cpu")
     with pytest.raises(IndexMismatchError, match="was built with model"):  # same size, other weights
         load_service(real_index / "index", checkpoint=tiny_checkpoint("grid"), parts="grid", device="cpu")
     with pytest.raises(PganError, match="checkpoint .* does not exist"):
@@ -65,7 +70,7 @@ def test_cli_start_up_errors_are_one_line(run_cli, real_index, tiny_checkpoint, 
     assert run_cli("serve", "--index", tmp_path / "nowhere") == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("pgan: error: index") and "\n" not in err
-    assert run_cli("serve", "--index", real_index / "index", "--checkpoint", tiny_checkpoint("baseline"),
+    assert run_cli("serve", "--index", real_index / "index", "--checkpoint", _unreduced_baseline(tiny_checkpoint),
                    "--device", "cpu") == 2
     err = capsys.readouterr().err.strip()
     assert "this model gives 512-d" in err and "\n" not in err

@@ -51,13 +51,67 @@ def test_resume_continues_exactly(tiny_synth, tmp_path):
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
 
 
+class _Killed(Exception):
+    """Stands in for a kill right after a mid-epoch checkpoint was written."""
+
+
+def test_mid_epoch_resume_continues_exactly(tiny_synth, tmp_path, monkeypatch):
+    """Stopped at step 2 of epoch 2 (of 4 steps) right after its checkpoint, then resumed: the same
+    losses and weights as a run never interrupted, and only the 2 missing steps are trained."""
+    import pgan.engine.trainer as trainer_mod
+
+    train(_cfg(tiny_synth, tmp_path / "full", epochs=3))
+    real_save, real_step = trainer_mod.save_checkpoint, trainer_mod.Trainer._step
+
+    def save_then_die(path, **payload):
+        real_save(path, **payload)
+        if payload["epoch"] == 1 and payload["step_in_epoch"] == 2:
+            raise _Killed
+
+    monkeypatch.setattr(trainer_mod, "save_checkpoint", save_then_die)
+    cfg = _cfg(tiny_synth, tmp_path / "part", epochs=3, **{"run.checkpoint_every": 2})
+    with pytest.raises(_Killed):
+        train(cfg)
+    ckpt = load_checkpoint(tmp_path / "part" / "last.pt")
+    assert (ckpt["epoch"], ckpt["step_in_epoch"]) == (1, 2)
+    assert ckpt["partial_epoch"]["sampler"] == {"epoch": 1, "start": 2} and len(ckpt["history"]) == 1
+    monkeypatch.setattr(trainer_mod, "save_checkpoint", real_save)
+    steps = []
+
+    def counted_step(self, batch):
+        steps.append(len(batch["pid"]))
+        return real_step(self, batch)
+
+    monkeypatch.setattr(trainer_mod.Trainer, "_step", counted_step)
+    train(cfg, resume=True)
+    assert len(steps) == 2 + 4  # the rest of epoch 2, then epoch 3
+    full, part = _losses(tmp_path / "full"), _losses(tmp_path / "part")
+    assert len(part) == 3 and part == pytest.approx(full, rel=1e-6)
+    a = load_checkpoint(tmp_path / "full" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "part" / "last.pt")["model"]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_tiny_oracle_run_weights_parts_by_their_ground_truth_roles(tiny_synth, tmp_path):
+    result = train(_cfg(tiny_synth, tmp_path / "oracle", variant="oracle", epochs=1))
+    m = result["metrics"]
+    assert 0.0 <= m["mAP"] <= 1.0
+    # Identity parts get e x a shared part's weight in every image, so the ratio of mean relative weights
+    # is well above 1 (not exactly e: images differ in their numbers of parts per role).
+    assert m["attention_ratio"] > 1.5, m
+    model, cfg = load_trained(tmp_path / "oracle" / "last.pt")
+    assert cfg.model.variant == "oracle" and model.pam is None
+
+
 def test_cli_user_errors_are_one_line(tmp_path, capsys):
     assert main(["train", "data.root=/does/not/exist", "model.pretrained=false", "run.progress=false",
                  f"run.out_dir={tmp_path}"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "does not exist" in err
     assert main(["train", "model.variant=magic"]) == 2
-    assert "valid names: baseline, grid, nopam, pgan" in capsys.readouterr().err
+    assert "valid names: baseline, grid, nopam, oracle, pgan" in capsys.readouterr().err
     assert main(["train", "optim.lr=fast"]) == 2
     assert "optim.lr: expected a float" in capsys.readouterr().err
     assert main(["eval", "--checkpoint", str(tmp_path / "none.pt")]) == 2

@@ -40,6 +40,7 @@ class DataConfig:
     missing_parts: str = "error"  # "error" or "empty" for images the part file lacks
     input_size: tuple[int, int] = (224, 224)  # (H, W), the paper's size
     num_parts: int = 8  # D
+    mask_mode: str = "any"  # box -> mask: "any" overlap switches a cell on (ours) | "fraction": covered share
     p: int = 16  # identities per batch
     k: int = 4  # images per identity
     cache_images: bool = False  # decode every image once into RAM
@@ -51,16 +52,20 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    variant: str = "pgan"  # baseline | grid | nopam | pgan
+    variant: str = "pgan"  # baseline | grid | nopam | pgan | oracle (weights from ground-truth roles)
     backbone: str = "resnet50"
     pretrained: bool = True  # ImageNet weights; false = random initialisation
     last_stride: int = 1
     frozen_stages: int = 0  # freeze the first N backbone stages (a CPU-budget knob; 0 in the paper)
     reduced_dim: int = 256  # C'; the retrieval feature is 2C'
+    # baseline: GAP -> Linear(C, 2C') -> BNNeck, the paper's fixed 512-d for every method (Tables II, III);
+    # false: the backbone's C channels. Checkpoints from before the key load with false (LEGACY_DEFAULTS).
+    baseline_reduce: bool = True
     temperature: float = 10.0  # PAM softmax temperature (authors' code)
     pam_score: str = "mean"  # PAM score head: "mean" of C outputs (authors') | "single" output
     learn_temperature: bool = False  # PAM temperature as a learnable scale
     part_dropout: float = 0.0  # training only: drop each part's mask with this probability (against collapse)
+    oracle_temperature: float = 1.0  # variant oracle: weights softmax(T_o x role score), see pgan.engine.oracle
     part_map: str = "raw"  # F_p = F_g (1 + sum w_i M_i) ("raw", authors') | "area" (masks scaled by 1/area)
     retrieval: str = "fb"  # "fb" (F_fb) or "concat" (F_fb, F_g, F_p)
 
@@ -98,6 +103,7 @@ class RunConfig:
     flip_test: bool = False  # average features of the image and its mirror at test time
     rerank: bool = False  # k-reciprocal re-ranking at evaluation (memory grows with query x gallery)
     sync_bn: bool = False  # SyncBatchNorm across processes under torchrun (CUDA only)
+    checkpoint_every: int = 0  # also checkpoint every N steps inside an epoch (exact mid-epoch resume); 0: off
     tensorboard: bool = False  # also write losses, lr and metrics as TensorBoard events beside metrics.csv
     progress: bool = True
 
@@ -112,6 +118,24 @@ class Config:
 
     def to_dict(self) -> dict:
         return _plain(asdict(self))
+
+
+LEGACY_DEFAULTS: dict[str, Any] = {
+    "model.baseline_reduce": False,  # baselines were unreduced before the key existed (issue 18)
+}
+"""Keys whose default changed: the value a stored config that lacks the key was trained with."""
+
+
+def restore_config(stored: dict, source: str) -> Config:
+    """A :class:`Config` from a checkpoint's stored dict: defaults, then :data:`LEGACY_DEFAULTS` for keys
+    the stored config lacks, then its values (``source`` names the file in errors)."""
+    cfg = Config()
+    for dotted, value in LEGACY_DEFAULTS.items():
+        section, key = dotted.split(".")
+        if key not in (stored.get(section) or {}):
+            set_value(cfg, dotted, value, source)
+    _merge(cfg, stored, f"{source} config")
+    return cfg
 
 
 def _plain(obj: Any) -> Any:
@@ -232,10 +256,12 @@ _RANGES: tuple[tuple[str, float, float, bool], ...] = (
     ("loss.label_smoothing", 0.0, 1.0, True),
     ("model.temperature", 0.0, math.inf, False),
     ("model.part_dropout", 0.0, 1.0, True),
+    ("model.oracle_temperature", 0.0, math.inf, False),
     ("data.flip_p", 0.0, 1.0, True),
     ("data.erase_p", 0.0, 1.0, True),
     ("data.workers", 0, math.inf, True),
     ("run.eval_every", 0, math.inf, True),
+    ("run.checkpoint_every", 0, math.inf, True),
     ("optim.pam_lr_mult", 0.0, math.inf, False),
 )
 

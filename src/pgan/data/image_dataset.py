@@ -10,6 +10,7 @@ corrupt image is an error naming the file.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -39,18 +40,21 @@ def load_image(path, size: tuple[int, int]) -> torch.Tensor:
 
 class ReidImageDataset(Dataset):
     """Items are dicts: ``image (3,H,W) float``, ``masks (D,h,w)`` (when a part source
-    is given), ``pid``, ``camid``, ``index``."""
+    is given), ``role_scores (D,)`` (when a table of them by image key is given: the oracle
+    variant's, see :mod:`pgan.engine.oracle`), ``pid``, ``camid``, ``index``."""
 
     def __init__(self, records: list[ImageRecord], input_size: tuple[int, int],
                  feat_size: tuple[int, int] | None = None, parts: PartSource | None = None,
                  train: bool = False, cache: bool = False, flip_p: float = 0.5, erase_p: float = 0.5,
-                 progress: bool = True, workers: int = 2) -> None:
+                 progress: bool = True, workers: int = 2,
+                 role_scores: Mapping[str, np.ndarray] | None = None) -> None:
         if parts is not None and feat_size is None:
             raise ValueError("feat_size is needed to build part masks")
         self.records = list(records)
         self.input_size = input_size
         self.feat_size = feat_size
         self.parts = parts
+        self.role_scores = role_scores
         self.transform = JointTransform(train, flip_p, erase_p)
         if parts is not None:
             parts.check_coverage(r.key for r in self.records)
@@ -99,4 +103,6 @@ class ReidImageDataset(Dataset):
         item = {"image": image, "pid": rec.pid, "camid": rec.camid, "index": index}
         if masks is not None:
             item["masks"] = masks
+        if self.role_scores is not None:
+            item["role_scores"] = torch.from_numpy(self.role_scores[rec.key])
         return item

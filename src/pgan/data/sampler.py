@@ -19,7 +19,9 @@ What an *epoch* is (``epoch``):
   random chunk each (pgan before 0.2; VeRi-776: 36 steps). Kept so older
   figures can be reproduced.
 
-Everything is a pure function of ``(seed, epoch)``, so an interrupted run resumes exactly.
+Everything is a pure function of ``(seed, epoch)``, so an interrupted run resumes exactly: at an
+epoch boundary, or inside an epoch with ``set_epoch(epoch, start)``, which skips the ``start``
+batches the interrupted run already drew (the epoch's batches are the same; iteration begins later).
 """
 
 from __future__ import annotations
@@ -58,11 +60,28 @@ class IdentityBatchSampler:
         self.world_size, self.rank = world_size, rank
         self.unit = epoch
         self.epoch = 0
+        self.start = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Iterate epoch ``epoch`` from its batch ``start`` on (``start > 0``: a mid-epoch resume)."""
+        if not 0 <= start <= self.steps_per_epoch:
+            raise PganError(f"cannot start epoch {epoch} at batch {start}: it has {self.steps_per_epoch} batches")
+        self.epoch, self.start = epoch, start
+
+    def state_dict(self) -> dict[str, int]:
+        """Where iteration stands: the epoch and the batches of it already drawn (for checkpoints)."""
+        return {"epoch": self.epoch, "start": self.start}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.set_epoch(int(state["epoch"]), int(state.get("start", 0)))
 
     def __len__(self) -> int:
+        """Batches the next iteration yields (a full epoch unless it starts mid-epoch)."""
+        return self.steps_per_epoch - self.start
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Batches in a full epoch."""
         if self.unit == "identities":
             return len(self.pid_list) // self.p
         return images_epoch_length([len(self.by_pid[pid]) for pid in self.pid_list], self.p, self.k)
@@ -78,7 +97,7 @@ class IdentityBatchSampler:
     def _identity_batches(self, rng: np.random.Generator) -> list[list[int]]:
         order = rng.permutation(len(self.pid_list))
         batches = []
-        for b in range(len(self)):
+        for b in range(self.steps_per_epoch):
             batch = []
             for j in order[b * self.p:(b + 1) * self.p]:
                 idxs = self.by_pid[self.pid_list[j]]
@@ -91,7 +110,7 @@ class IdentityBatchSampler:
         chunks = [self._chunks(rng, self.by_pid[pid]) for pid in self.pid_list]
         left = np.array([len(c) for c in chunks], dtype=np.float64)
         batches = []
-        for _ in range(len(self)):
+        for _ in range(self.steps_per_epoch):
             avail = np.flatnonzero(left > 0)
             if len(avail) >= self.p:
                 picked = rng.choice(avail, size=self.p, replace=False, p=left[avail] / left[avail].sum())
@@ -115,5 +134,5 @@ class IdentityBatchSampler:
 
     def __iter__(self) -> Iterator[list[int]]:
         share = self.p // self.world_size * self.k
-        for batch in self.global_batches(self.epoch):
+        for batch in self.global_batches(self.epoch)[self.start:]:
             yield batch[self.rank * share:(self.rank + 1) * share]

@@ -25,6 +25,7 @@ from pgan.data.sampler import IdentityBatchSampler
 from pgan.engine.checkpoint import load_checkpoint, unwrap
 from pgan.engine.distributed import cleanup, gather_for_mining, init_distributed
 from pgan.engine.extract import extract_features
+from pgan.engine.oracle import role_score_table
 from pgan.engine.run_folder import RunLock, check_resume_config, remove_stale_temporaries
 from pgan.engine.schedule import lr_factor
 from pgan.engine.tensorboard import TensorBoardLogger
@@ -79,7 +80,9 @@ def validate_config(cfg: Config) -> None:
     check_values(cfg)
     from pgan.data.sampler import EPOCH_UNITS
     from pgan.models.part_attention import PAM_SCORES, PART_MAPS
+    from pgan.parts.masks import MASK_MODES
     for key, value, valid in (("data.epoch", cfg.data.epoch, EPOCH_UNITS),
+                              ("data.mask_mode", cfg.data.mask_mode, MASK_MODES),
                               ("model.pam_score", cfg.model.pam_score, PAM_SCORES),
                               ("model.part_map", cfg.model.part_map, PART_MAPS)):
         if value not in valid:
@@ -95,6 +98,7 @@ def build_part_source(cfg: Config) -> PartSource | None:
     d = cfg.data
     return build_source(d.part_source, part_file=default_part_file(cfg), mask_root=d.mask_root,
                         num_parts=d.num_parts, missing=d.missing_parts, dataset=d.dataset, root=d.root,
+                        mask_mode=d.mask_mode,
                         features=lambda: frozen_imagenet_backbone(cfg.model.backbone))
 
 
@@ -137,7 +141,8 @@ def build_network(cfg: Config, num_classes: int, pretrained: bool | None = None)
     return ReidNet(backbone, num_classes, variant=m.variant, reduced_dim=m.reduced_dim,
                    num_parts=cfg.data.num_parts, temperature=m.temperature, retrieval=m.retrieval,
                    pam_score=m.pam_score, learn_temperature=m.learn_temperature, part_map=m.part_map,
-                   part_dropout=m.part_dropout)
+                   part_dropout=m.part_dropout, baseline_reduce=m.baseline_reduce,
+                   oracle_temperature=m.oracle_temperature)
 
 
 @dataclass
@@ -153,8 +158,17 @@ def build_eval_sets(cfg: Config, ds: ReidDataset, parts: PartSource | None, feat
     d = cfg.data
     common = dict(input_size=tuple(d.input_size), feat_size=feat, parts=parts, train=False,
                   cache=d.cache_images, progress=cfg.run.progress, workers=d.workers)
-    return EvalSets(ReidImageDataset(ds.query, **common), ReidImageDataset(ds.gallery, **common),
+    return EvalSets(ReidImageDataset(ds.query, **common, role_scores=oracle_scores(ds.query, parts, cfg)),
+                    ReidImageDataset(ds.gallery, **common, role_scores=oracle_scores(ds.gallery, parts, cfg)),
                     query_part_roles(ds.query, parts, cfg))
+
+
+def oracle_scores(records: list, parts: PartSource | None, cfg: Config) -> dict | None:
+    """The oracle variant's role scores by image key (None for every other variant)."""
+    if cfg.model.variant != "oracle":
+        return None
+    return role_score_table([r.key for r in records], parts, cfg.data.num_parts,
+                            Path(cfg.data.root) / "parts_gt.jsonl")
 
 
 def query_part_roles(records: list, parts: PartSource | None, cfg: Config) -> list[list[str | None]] | None:
@@ -190,10 +204,11 @@ def evaluate_sets(model: torch.nn.Module, sets: EvalSets, cfg: Config, device: t
                             seed=cfg.run.seed, rerank={} if cfg.run.rerank else None)
     out = {**res.metrics, **{f"{k}_std": v for k, v in res.std.items()}}
     if q.part_weights is not None:
-        spread = attention_spread(q.part_weights.numpy())
+        weights, valid = q.part_weights.numpy(), q.part_valid.numpy()  # parts count by their masks
+        spread = attention_spread(weights, valid)
         out["attention_entropy"], out["attention_max"] = spread.entropy_median, spread.max_weight_median
-    if q.part_weights is not None and sets.query_roles is not None:
-        out["attention_ratio"] = role_attention(list(q.part_weights.numpy()), sets.query_roles).ratio
+        if sets.query_roles is not None:
+            out["attention_ratio"] = role_attention(list(weights), sets.query_roles, list(valid)).ratio
     return out
 
 
@@ -311,7 +326,8 @@ def _train_locked(cfg: Config, resume: bool, info, device: torch.device, ckpt: d
     feat = feature_size(model.backbone, tuple(d.input_size))
     train_set = ReidImageDataset(train_records, tuple(d.input_size), feat, parts, train=True,
                                  cache=d.cache_images, flip_p=d.flip_p, erase_p=d.erase_p,
-                                 progress=cfg.run.progress and info.is_main, workers=d.workers)
+                                 progress=cfg.run.progress and info.is_main, workers=d.workers,
+                                 role_scores=oracle_scores(train_records, parts, cfg))
     sampler = IdentityBatchSampler(train_set.pids, d.p, d.k, seed=cfg.run.seed,
                                    world_size=info.world_size, rank=info.rank, epoch=d.epoch)
     loader = _loader(train_set, cfg, batch_sampler=sampler)
@@ -340,6 +356,7 @@ def _train_locked(cfg: Config, resume: bool, info, device: torch.device, ckpt: d
     trainer = Trainer(model, loss_fn, optimizer, loader, device, o.epochs, schedule, run_dir,
                       amp=cfg.run.amp, progress=cfg.run.progress, evaluate=evaluate,
                       eval_every=cfg.run.eval_every, is_main=info.is_main,
+                      checkpoint_every=cfg.run.checkpoint_every,
                       extra_state={"config": stored_config(cfg), "num_classes": num_classes,
                                    "world_size": info.world_size})
     if resume:
@@ -365,15 +382,12 @@ def _train_locked(cfg: Config, resume: bool, info, device: torch.device, ckpt: d
 
 def load_trained(checkpoint: str | Path, device: torch.device | None = None) -> tuple[ReidNet, Config]:
     """Rebuild a trained network (and its config) from a checkpoint written by :func:`train`."""
-    from pgan.config import load_config, set_value
+    from pgan.config import restore_config
 
     ckpt = load_checkpoint(checkpoint)
     if "config" not in ckpt or "num_classes" not in ckpt:
         raise PganError(f"{checkpoint} is not a pgan training checkpoint (no config inside)")
-    cfg = load_config()
-    for section, values in ckpt["config"].items():
-        for key, value in values.items():
-            set_value(cfg, f"{section}.{key}", value, f"{checkpoint} config")
+    cfg = restore_config(ckpt["config"], str(checkpoint))  # keys it lacks: as trained (LEGACY_DEFAULTS)
     model = build_network(cfg, ckpt["num_classes"], pretrained=False)
     try:
         model.load_state_dict(ckpt["model"])

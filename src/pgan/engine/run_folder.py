@@ -22,7 +22,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from pgan.config import Config
+from pgan.config import LEGACY_DEFAULTS, Config
 from pgan.errors import PganError
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,7 @@ LOCK_NAME = ".pgan.lock"
 RESUME_FREE_KEYS = frozenset({
     "optim.epochs",  # training longer is what resuming is for
     "run.out_dir", "run.progress", "run.device", "run.eval_every", "run.flip_test", "run.rerank",
+    "run.checkpoint_every",
     "data.workers", "data.cache_images",
     "data.root", "data.part_file", "data.part_cache", "data.mask_root",  # data may move between machines
 })
@@ -141,10 +142,11 @@ def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
 def config_differences(saved: dict, cfg: Config, free: frozenset[str] = RESUME_FREE_KEYS) -> list[str]:
     """``key=saved (now new)`` for every key (outside ``free``) where ``cfg`` differs from ``saved``.
 
-    Keys the saved config lacks (added to pgan later) are compared with their default.
+    Keys the saved config lacks (added to pgan later) are compared with the value they were trained
+    with: their default, or their old default where it changed (:data:`pgan.config.LEGACY_DEFAULTS`).
     """
     now = _flat(cfg.to_dict())
-    before = {**_flat(Config().to_dict()), **_flat(saved)}
+    before = {**_flat(Config().to_dict()), **LEGACY_DEFAULTS, **_flat(saved)}
     return [f"{k}={before.get(k)!r} (now {v!r})" for k, v in now.items()
             if k not in free and before.get(k) != v]
 

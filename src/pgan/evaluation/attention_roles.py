@@ -32,22 +32,29 @@ class RoleAttention:
         return asdict(self)
 
 
-def role_attention(weights: Sequence[np.ndarray], roles: Sequence[Sequence[str | None]]) -> RoleAttention:
+def role_attention(weights: Sequence[np.ndarray], roles: Sequence[Sequence[str | None]],
+                   valid: Sequence[np.ndarray] | None = None) -> RoleAttention:
     """``weights[i]`` are image i's PAM weights (slot order), ``roles[i]`` the roles of its selected
     parts in the same order (shorter than ``weights[i]`` when the image has fewer than D parts).
-    Parts of unknown role (``None``) count towards the number of valid parts but no role."""
+    Parts of unknown role (``None``) count towards the number of valid parts but no role.
+
+    ``valid[i]`` (bool, slot order) says which parts have a non-empty mask: a part counts by its
+    mask, so one whose weight underflowed to 0 still counts (with relative weight 0). Without it,
+    validity falls back to ``weight > 0``, which is safe for pgan's own weights (the PAM's softmax
+    never gives a valid part exactly 0, see :func:`pgan.models.part_attention.masked_softmax`) but
+    not for weights from elsewhere."""
     rel: dict[str, list[float]] = {r: [] for r in ROLES}
     mass: dict[str, float] = {r: 0.0 for r in ROLES}
     total, images = 0.0, 0
-    for w, rs in zip(weights, roles):
+    for i, (w, rs) in enumerate(zip(weights, roles)):
         w = np.asarray(w, dtype=np.float64)[:len(rs)]
-        valid = w > 0
-        n = int(valid.sum())
+        ok_parts = w > 0 if valid is None else np.asarray(valid[i], dtype=bool)[:len(rs)]
+        n = int(ok_parts.sum())
         if n == 0:
             continue
         images += 1
         total += float(w.sum())
-        for wi, r, ok in zip(w, rs, valid):
+        for wi, r, ok in zip(w, rs, ok_parts):
             if ok and r in rel:
                 rel[r].append(float(wi) * n)
                 mass[r] += float(wi)
@@ -60,7 +67,7 @@ def role_attention(weights: Sequence[np.ndarray], roles: Sequence[Sequence[str |
 
 @dataclass
 class AttentionSpread:
-    """How concentrated the part weights are, per image, over its valid parts (weight > 0).
+    """How concentrated the part weights are, per image, over its valid parts (non-empty masks).
 
     ``entropy`` is normalised by ``log(valid parts)``: 1.0 = uniform, 0.0 = all weight on one part;
     ``max_weight`` is the largest weight (1 / valid parts when uniform). Medians over images with at
@@ -76,16 +83,18 @@ class AttentionSpread:
         return asdict(self)
 
 
-def attention_spread(weights: np.ndarray) -> AttentionSpread:
-    """:class:`AttentionSpread` of ``(N, D)`` part weights (rows summing to 1 over their valid parts)."""
+def attention_spread(weights: np.ndarray, valid: np.ndarray | None = None) -> AttentionSpread:
+    """:class:`AttentionSpread` of ``(N, D)`` part weights (rows summing to 1 over their valid parts);
+    ``valid`` ``(N, D)`` bool marks non-empty masks (default: ``weight > 0``, see :func:`role_attention`)."""
     w = np.asarray(weights, dtype=np.float64)
-    valid = w > 0
+    valid = w > 0 if valid is None else np.asarray(valid, dtype=bool)
     n_valid = valid.sum(1)
     keep = n_valid >= 2
     if not keep.any():
         return AttentionSpread(math.nan, math.nan, math.nan, 0)
     w, valid, n_valid = w[keep], valid[keep], n_valid[keep]
-    ent = -np.where(valid, w * np.log(np.where(valid, w, 1.0)), 0.0).sum(1) / np.log(n_valid)
+    positive = valid & (w > 0)  # 0 log 0 = 0 for a valid part whose weight is 0
+    ent = -np.where(positive, w * np.log(np.where(positive, w, 1.0)), 0.0).sum(1) / np.log(n_valid)
     top = w.max(1)
     return AttentionSpread(float(np.median(ent)), float(np.median(top)), float((top > 0.5).mean()),
                            int(keep.sum()))

@@ -87,6 +87,7 @@ class TestTimeParts:
                  checkpoint: str | Path | None = None) -> None:
         spec = VARIANTS[config.model.variant]
         self.d = int(config.data.num_parts)
+        self.mask_mode = config.data.mask_mode  # masks as the model was trained on them
         self.kind = "none" if not spec.uses_parts else ("grid" if spec.grid else "boxes")
         self.source = config.data.part_source
         self.root = dataset_root(config.data.root, checkpoint)
@@ -172,7 +173,8 @@ class TestTimeParts:
         if self.kind != "boxes":
             return None
         fh, fw = feat_size
-        return np.stack([boxes_to_masks(p.boxes, p.width, p.height, fh, fw, self.d) for p in parts])
+        return np.stack([boxes_to_masks(p.boxes, p.width, p.height, fh, fw, self.d, mode=self.mask_mode)
+                         for p in parts])
 
 
 def box_lists(parts: list[ImageParts]) -> list[list[PartBox]]:

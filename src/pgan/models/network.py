@@ -2,10 +2,23 @@
 
 Variants (``VARIANTS``):
 
-* ``baseline``: GAP + BNNeck on the backbone feature (the paper's [24], "bag of tricks").
+* ``baseline``: GAP + BNNeck on the backbone feature (the paper's [24], "bag of tricks"). By default
+  (``baseline_reduce=True``) the pooled feature is first reduced to ``2 * reduced_dim`` (512 by
+  default) by a bias-free Linear, which equals a 1x1 convolution before GAP since both are linear:
+  the paper fixes the feature dimension to 512 "for all methods including the baseline model"
+  (Tables II and III) but does not say how the baseline reduces; the triplet loss sees the reduced
+  feature, the classifier its BNNeck output. ``baseline_reduce=False`` embeds with the backbone's own
+  C channels (pgan before issue 18; checkpoints without the key load that way).
 * ``pgan``: part masks from a part source, weighted by the Part Attention Module.
 * ``nopam``: the same parts with equal weights (PGAN w/o PAM, Table III).
 * ``grid``: PAM over a uniform grid of ``D`` cells instead of detected parts (Table III).
+* ``oracle``: the same parts, weighted by a fixed softmax over ground-truth role scores instead of the
+  PAM (a ceiling for what learned attention could reach): ``w = softmax_i(T_o * s_i)`` over valid parts,
+  with ``s`` (B, D) given beside the masks (``role_scores=``; the engine scores identity parts 1,
+  shared parts 0, clutter and unknown -1, see :mod:`pgan.engine.oracle`) and ``T_o =
+  oracle_temperature`` (1.0: an identity part gets e times a shared part's weight). It has no
+  trainable attention, and it needs role scores at test time too, so it is an analysis variant
+  (synthetic data with ground-truth roles), not one to deploy.
 
 Data flow (PGAN variants)::
 
@@ -27,7 +40,13 @@ from torch import nn
 
 from pgan.errors import PganError, unknown_name
 from pgan.models.backbones import Backbone
-from pgan.models.part_attention import PartAttention, part_guided_map, uniform_part_weights
+from pgan.models.part_attention import (
+    PartAttention,
+    masked_softmax,
+    part_guided_map,
+    uniform_part_weights,
+    valid_parts,
+)
 from pgan.models.refine import Refine
 from pgan.utils.grid import grid_masks
 
@@ -44,6 +63,7 @@ VARIANTS: dict[str, VariantSpec] = {
     "pgan": VariantSpec(uses_parts=True, attention="pam", grid=False),
     "nopam": VariantSpec(uses_parts=True, attention="uniform", grid=False),
     "grid": VariantSpec(uses_parts=True, attention="pam", grid=True),
+    "oracle": VariantSpec(uses_parts=True, attention="oracle", grid=False),
 }
 
 RETRIEVAL_FEATURES = ("fb", "concat")
@@ -59,6 +79,7 @@ class ModelOutput:
     feat_g: torch.Tensor | None = None
     feat_p: torch.Tensor | None = None
     part_weights: torch.Tensor | None = None  # (B, D) PAM weights
+    part_valid: torch.Tensor | None = None  # (B, D) bool: the part's mask is non-empty (what counts a part)
     part_map: torch.Tensor | None = None  # F_p (B, C, h, w), only with return_maps=True
 
 
@@ -72,7 +93,8 @@ class ReidNet(nn.Module):
     def __init__(self, backbone: Backbone | nn.Module, num_classes: int, variant: str = "pgan",
                  reduced_dim: int = 256, num_parts: int = 8, temperature: float = 10.0,
                  retrieval: str = "fb", pam_score: str = "mean", learn_temperature: bool = False,
-                 part_map: str = "raw", part_dropout: float = 0.0) -> None:
+                 part_map: str = "raw", part_dropout: float = 0.0, baseline_reduce: bool = True,
+                 oracle_temperature: float = 1.0) -> None:
         super().__init__()
         if variant not in VARIANTS:
             raise unknown_name("variant", variant, list(VARIANTS))
@@ -89,10 +111,12 @@ class ReidNet(nn.Module):
         if not 0.0 <= part_dropout < 1.0:
             raise PganError(f"part_dropout must be in [0, 1), got {part_dropout}")
         self.part_dropout = part_dropout
+        self.oracle_temperature = oracle_temperature
         c = getattr(backbone, "out_channels", None)
         if not isinstance(c, int) or c < 1:
             raise PganError(f"backbone {type(backbone).__name__} needs an integer 'out_channels' attribute "
                             "(the channels of its feature map)")
+        self.reduce: nn.Linear | None = None  # the baseline's reduction to 2C' (baseline_reduce)
         if self.spec.uses_parts:
             self.pam = (PartAttention(c, temperature=temperature, score=pam_score,
                                       learn_temperature=learn_temperature)
@@ -102,7 +126,9 @@ class ReidNet(nn.Module):
             self.refine_f = Refine(2 * c, 2 * reduced_dim)
             emb_dim = 2 * reduced_dim
         else:
-            emb_dim = c
+            # The baseline at the paper's dimension: GAP -> Linear(C, 2C') -> BNNeck (see the module doc).
+            self.reduce = nn.Linear(c, 2 * reduced_dim, bias=False) if baseline_reduce else None
+            emb_dim = 2 * reduced_dim if baseline_reduce else c
         self.bnneck = nn.BatchNorm1d(emb_dim)
         self.bnneck.bias.requires_grad_(False)  # BNNeck: no shift, as in the bag-of-tricks baseline
         self.classifier = nn.Linear(emb_dim, num_classes, bias=False)
@@ -117,20 +143,32 @@ class ReidNet(nn.Module):
             self._grid_cache[(h, w)] = torch.from_numpy(grid_masks(h, w, self.num_parts))
         return self._grid_cache[(h, w)].to(ref.device, ref.dtype)
 
+    def oracle_weights(self, role_scores: torch.Tensor | None, valid: torch.Tensor) -> torch.Tensor:
+        """The oracle variant's part weights ``(B, D)``: ``softmax(T_o * role_scores)`` over the valid parts."""
+        if role_scores is None:
+            raise PganError("variant 'oracle' needs role scores per part (role_scores=, from ground-truth roles)")
+        if role_scores.shape != valid.shape:
+            raise PganError(f"role scores are {tuple(role_scores.shape)}, the masks give "
+                            f"{tuple(valid.shape)} parts")
+        return masked_softmax(role_scores.float() * self.oracle_temperature, valid)
+
     def forward(self, images: torch.Tensor, masks: torch.Tensor | None = None,
-                return_maps: bool = False) -> ModelOutput:
-        """``forward_head(forward_features(images), masks)``."""
-        return self.forward_head(self.forward_features(images), masks, return_maps)
+                return_maps: bool = False, role_scores: torch.Tensor | None = None) -> ModelOutput:
+        """``forward_head(forward_features(images), masks)`` (``role_scores``: the oracle variant's)."""
+        return self.forward_head(self.forward_features(images), masks, return_maps, role_scores)
 
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
         """The backbone's feature map ``F_g`` (B, C, h, w); part masks must be built at ``(h, w)``."""
         return self.backbone(images)
 
     def forward_head(self, fg: torch.Tensor, masks: torch.Tensor | None = None,
-                     return_maps: bool = False) -> ModelOutput:
-        """The variant's head on a feature map ``fg`` (B, C, h, w) from any backbone with C channels."""
+                     return_maps: bool = False, role_scores: torch.Tensor | None = None) -> ModelOutput:
+        """The variant's head on a feature map ``fg`` (B, C, h, w) from any backbone with C channels;
+        ``role_scores`` (B, D) are needed by the ``oracle`` variant only."""
         if not self.spec.uses_parts:
             pooled = fg.mean(dim=(2, 3))
+            if self.reduce is not None:
+                pooled = self.reduce(pooled)
             fb = self.bnneck(pooled)
             if not self.training:
                 return ModelOutput(embedding=fb)
@@ -146,7 +184,11 @@ class ReidNet(nn.Module):
                             "masks must be built at the backbone's feature resolution")
         if self.training and self.part_dropout > 0 and not self.spec.grid:
             masks = drop_parts(masks, self.part_dropout)
-        weights = self.pam(fg, masks) if self.pam is not None else uniform_part_weights(masks)
+        valid = valid_parts(masks)
+        if self.spec.attention == "oracle":
+            weights = self.oracle_weights(role_scores, valid)
+        else:
+            weights = self.pam(fg, masks) if self.pam is not None else uniform_part_weights(masks)
         fp = part_guided_map(fg, masks, weights, self.part_map)
         f = self.refine_f.forward_pooled_pair(fg, fp)  # exact; in eval mode never builds concat(F_g, F_p)
         fb = self.bnneck(f)
@@ -157,11 +199,11 @@ class ReidNet(nn.Module):
                 g = self.refine_g.forward_pooled(fg)
                 p = self.refine_p.forward_pooled(fp)
                 emb = torch.cat([fb, g, p], dim=1)
-            return ModelOutput(embedding=emb, part_weights=weights, part_map=maps)
+            return ModelOutput(embedding=emb, part_weights=weights, part_valid=valid, part_map=maps)
         g = self.refine_g.forward_pooled(fg)
         p = self.refine_p.forward_pooled(fp)
         return ModelOutput(embedding=fb, logits=self.classifier(fb), feat_f=f, feat_g=g, feat_p=p,
-                           part_weights=weights, part_map=maps)
+                           part_weights=weights, part_valid=valid, part_map=maps)
 
 
 def drop_parts(masks: torch.Tensor, p: float) -> torch.Tensor:

@@ -1,7 +1,10 @@
 """Part Feature Learning: mask-guided pooling and the Part Attention Module (PAM).
 
 Shapes: feature map ``F_g`` is ``(B, C, H, W)``; part masks ``M`` are
-``(B, D, H, W)`` in {0, 1}, all-zero for padding parts.
+``(B, D, H, W)`` in {0, 1}, or in [0, 1] with ``data.mask_mode=fraction`` (each cell's
+covered share), all-zero for padding parts. Every division by a mask's area divides by the
+area itself when it is positive (a fractional part may cover less than one cell) and leaves
+empty masks at zero.
 
 The part features ``F_i = M_i * F_g`` are never materialised as a
 ``(B, D, C, H, W)`` tensor: pooling is one einsum, and the part-guided map is
@@ -20,12 +23,17 @@ from torch.nn.utils.parametrizations import weight_norm
 def mask_guided_avg_pool(feat: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     """``mgap(F_i, M_i) = sum(M_i * F_g) / ||M_i||_1`` per channel -> ``(B, D, C)``.
 
-    An empty mask gives a zero vector (never a division by zero or a NaN), and its
-    gradient is zero too.
+    With fractional masks this is the mean weighted by each cell's covered share. An empty mask
+    gives a zero vector (never a division by zero or a NaN), and its gradient is zero too.
     """
     summed = torch.einsum("bdhw,bchw->bdc", masks.to(feat.dtype), feat)
     area = masks.flatten(2).sum(-1, keepdim=True).to(feat.dtype)  # (B, D, 1)
-    return summed / area.clamp_min(1.0)
+    return summed / _safe_area(area)
+
+
+def _safe_area(area: torch.Tensor) -> torch.Tensor:
+    """``area`` where positive, 1 where the mask is empty (its sums are 0, so the quotient is 0)."""
+    return torch.where(area > 0, area, torch.ones_like(area))
 
 
 def valid_parts(masks: torch.Tensor) -> torch.Tensor:
@@ -34,11 +42,19 @@ def valid_parts(masks: torch.Tensor) -> torch.Tensor:
 
 
 def masked_softmax(scores: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Softmax over parts that ignores invalid ones; a row with no valid part gives all zeros."""
+    """Softmax over parts that ignores invalid ones; a row with no valid part gives all zeros.
+
+    A valid part never gets exactly 0: with ``T = 10`` a score gap above about 10 already makes
+    ``exp`` underflow in float32, so valid weights are clamped to the dtype's smallest normal number
+    (``1.2e-38`` in float32; the sum moves by less than ``D`` times that). Code that counts parts
+    still decides validity by the mask (``ModelOutput.part_valid``), not by ``weight > 0``.
+    """
     scores = scores.masked_fill(~valid, float("-inf"))
     any_valid = valid.any(-1, keepdim=True)
     scores = torch.where(any_valid, scores, torch.zeros_like(scores))
-    return torch.softmax(scores, dim=-1) * valid.to(scores.dtype)
+    weights = torch.softmax(scores, dim=-1)
+    floor = torch.finfo(weights.dtype).tiny
+    return torch.where(valid, weights.clamp_min(floor), torch.zeros_like(weights))
 
 
 PAM_SCORES = ("mean", "single")
@@ -110,7 +126,7 @@ def attention_map(masks: torch.Tensor, weights: torch.Tensor, mode: str = "raw")
         area = m.flatten(2).sum(-1)  # (B, D)
         valid = area > 0
         mean_area = area.sum(-1, keepdim=True) / valid.sum(-1, keepdim=True).clamp_min(1)
-        m = m * (mean_area / area.clamp_min(1.0)).unsqueeze(-1).unsqueeze(-1)
+        m = m * (mean_area / _safe_area(area)).unsqueeze(-1).unsqueeze(-1)
     elif mode != "raw":
         raise ValueError(f"part map mode {mode!r} must be one of {PART_MAPS}")
     return torch.einsum("bd,bdhw->bhw", weights, m)

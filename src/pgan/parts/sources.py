@@ -52,7 +52,7 @@ import numpy as np
 from pgan.errors import PganError, unknown_name
 from pgan.parts.boxfile import ImageParts, check_part_file_owner, read_part_file
 from pgan.parts.discovery import FeatureFn, discover_parts
-from pgan.parts.masks import boxes_to_masks, grid_boxes  # noqa: F401  (grid_boxes: public here too)
+from pgan.parts.masks import MASK_MODES, boxes_to_masks, grid_boxes  # noqa: F401  (grid_boxes: public here too)
 from pgan.parts.selection import select_top_d
 from pgan.utils.grid import grid_masks
 
@@ -76,9 +76,12 @@ class BoxFileParts:
     """
 
     def __init__(self, part_file: str | Path, num_parts: int = 8, missing: str = "error",
-                 min_overlap: float = 0.0) -> None:
+                 min_overlap: float = 0.0, mask_mode: str = "any") -> None:
         if missing not in ("error", "empty"):
             raise PganError(f"missing must be 'error' or 'empty', got {missing!r}")
+        if mask_mode not in MASK_MODES:
+            raise PganError(f"data.mask_mode={mask_mode!r} must be one of {', '.join(MASK_MODES)}")
+        self.mask_mode = mask_mode  # "any": binary masks; "fraction": each cell's covered share
         self.path = Path(part_file)
         self.items: dict[str, ImageParts] = read_part_file(self.path)
         self.num_parts = num_parts
@@ -104,7 +107,8 @@ class BoxFileParts:
                 raise PganError(f"part file {self.path} lacks image {key!r}")
             return np.zeros((self.num_parts, fh, fw), dtype=np.float32)
         boxes = select_top_d(item.boxes, self.num_parts)
-        return boxes_to_masks(boxes, item.width, item.height, fh, fw, self.num_parts, self.min_overlap)
+        return boxes_to_masks(boxes, item.width, item.height, fh, fw, self.num_parts, self.min_overlap,
+                              self.mask_mode)
 
 
 class GridParts:
@@ -134,16 +138,16 @@ def _need(name: str, **values: object) -> None:
 
 
 def _file_source(part_file: str | Path | None = None, num_parts: int = 8, missing: str = "error",
-                 **_: object) -> PartSource:
+                 mask_mode: str = "any", **_: object) -> PartSource:
     _need("file", part_file=part_file)
-    return BoxFileParts(part_file, num_parts, missing)  # type: ignore[arg-type]
+    return BoxFileParts(part_file, num_parts, missing, mask_mode=mask_mode)  # type: ignore[arg-type]
 
 
 def _detector_source(part_file: str | Path | None = None, num_parts: int = 8, missing: str = "error",
-                     **_: object) -> PartSource:
+                     mask_mode: str = "any", **_: object) -> PartSource:
     _need("detector", part_file=part_file)
     check_part_file_owner(part_file, "detector")  # type: ignore[arg-type]
-    return BoxFileParts(part_file, num_parts, missing)  # type: ignore[arg-type]
+    return BoxFileParts(part_file, num_parts, missing, mask_mode=mask_mode)  # type: ignore[arg-type]
 
 
 def _official_source(mask_root: str | Path | None = None, num_parts: int = 8, missing: str = "error",
@@ -155,7 +159,8 @@ def _official_source(mask_root: str | Path | None = None, num_parts: int = 8, mi
 
 
 def _proposal_source(part_file: str | Path | None = None, num_parts: int = 8, missing: str = "error",
-                     dataset: str | None = None, root: str | Path | None = None, **_: object) -> PartSource:
+                     dataset: str | None = None, root: str | Path | None = None, mask_mode: str = "any",
+                     **_: object) -> PartSource:
     _need("proposals", part_file=part_file)
     check_part_file_owner(part_file, "proposals")  # type: ignore[arg-type]
     if not Path(part_file).is_file():  # type: ignore[arg-type]
@@ -165,13 +170,14 @@ def _proposal_source(part_file: str | Path | None = None, num_parts: int = 8, mi
         from pgan.parts.proposals import propose_parts
 
         propose_parts(dataset, str(root), str(part_file), progress=False)
-    return BoxFileParts(part_file, num_parts, missing)  # type: ignore[arg-type]
+    return BoxFileParts(part_file, num_parts, missing, mask_mode=mask_mode)  # type: ignore[arg-type]
 
 
 def _discovery_source(method: str) -> Callable[..., PartSource]:
     def make(part_file: str | Path | None = None, num_parts: int = 8, missing: str = "error",
              dataset: str | None = None, root: str | Path | None = None,
-             features: Callable[[], FeatureFn] | None = None, **_: object) -> PartSource:
+             features: Callable[[], FeatureFn] | None = None, mask_mode: str = "any",
+             **_: object) -> PartSource:
         _need(method, part_file=part_file)
         check_part_file_owner(part_file, method)  # type: ignore[arg-type]
         if not Path(part_file).is_file():  # type: ignore[arg-type]
@@ -179,7 +185,7 @@ def _discovery_source(method: str) -> Callable[..., PartSource]:
                 raise PganError(f"{method} part file {part_file} does not exist; write it with "
                                 f"'pgan parts discover --method {method}' or pass dataset, root and features")
             discover_parts(dataset, str(root), str(part_file), features(), method, progress=False)
-        return BoxFileParts(part_file, num_parts, missing)  # type: ignore[arg-type]
+        return BoxFileParts(part_file, num_parts, missing, mask_mode=mask_mode)  # type: ignore[arg-type]
 
     return make
 
@@ -198,7 +204,8 @@ PART_SOURCES: dict[str, Callable[..., PartSource]] = {
     "kmeans": _discovery_source("kmeans"),
 }
 """Part sources by name; each takes keyword arguments (``part_file``, ``mask_root``, ``num_parts``,
-``missing``, ``dataset``, ``root``, ``features``: a factory of the ImageNet feature function that the
+``missing``, ``dataset``, ``root``, ``mask_mode`` (box sources: ``any`` or ``fraction``, see
+:mod:`pgan.parts.masks`), ``features``: a factory of the ImageNet feature function that the
 ``dff`` and ``kmeans`` sources fit on when their file is missing) and ignores those it does not use."""
 
 

@@ -263,13 +263,13 @@ def analyze_attention(checkpoint: str | Path, out_dir: str | Path, split: str = 
     summary = _summary_md(stats, split, str(checkpoint), variant)
     roles, truth_labels = roles_of_items(items, Path(run.cfg.data.root) / "parts_gt.jsonl")
     if any(r is not None for rs in roles for r in rs):
-        weights = [it.weights for it in items]
-        stats.roles = role_attention(weights, roles)
+        weights, valid = [it.weights for it in items], [it.valid for it in items]  # parts count by mask
+        stats.roles = role_attention(weights, roles, valid)
         # The same figure without wheels: a wheel is an identity part only when it has the identity's own
         # rim, so a PAM that likes wheels as such also scores a high ratio. Excluded parts still count
         # towards each image's number of valid parts.
         no_wheels = role_attention(weights, [[None if lab == "wheel" else r for lab, r in zip(labs, rs)]
-                                             for labs, rs in zip(truth_labels, roles)])
+                                             for labs, rs in zip(truth_labels, roles)], valid)
         summary += "\n" + "\n".join(_role_lines(stats.roles)) + "\n"
         summary += (f"* Without wheels (rims and plain wheels left out): ratio "
                     f"{'n/a' if math.isnan(no_wheels.ratio) else format(no_wheels.ratio, '.2f')}, identity "
