@@ -139,3 +139,16 @@ def test_realism_makes_proposals_miss_parts(tmp_path: Path) -> None:
     generate_synth(tmp_path / "real", SynthConfig(**cfg, realism=1.0), progress=False)
     plain, real = _part_hit_share(tmp_path / "plain"), _part_hit_share(tmp_path / "real")
     assert plain > 0.2 and real < 0.8 * plain, (plain, real)
+
+
+def test_real_like_setting_is_the_hard_one_with_full_realism() -> None:
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "synth_variants.py"
+    spec = importlib.util.spec_from_file_location("synth_variants", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    real_like = bench.SETTINGS["real-like"]
+    assert real_like == {**bench.SETTINGS["hard"], "realism": 1.0}
+    assert synth_config_from_dict(dict(real_like)).style.realism == 1.0
