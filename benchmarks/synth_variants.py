@@ -1,12 +1,14 @@
 """Train baseline, grid, nopam and pgan on the synthetic benchmark, 3 seeds each, same step budget.
 
-Two settings (parameters fixed before any run; see ``docs/benchmarks.md``):
+The settings (parameters fixed before any run; see ``docs/benchmarks.md``):
 
 * ``standard``: the benchmark set as before (``BENCH_SYNTH``);
 * ``hard``: the same identities, plus about five family-level distractor parts per view (so the
   shared parts alone outnumber D = 8), identity parts drawn at 0.7x size, and ground-truth boxes
   scored like a detector's confidence (visible fraction x U(0.5, 1)), so top-D holds a mix of
-  identity parts and distractors.
+  identity parts and distractors;
+* ``real-like``: the hard setting with ``realism: 1.0`` (texture, reflections, blur, JPEG, night,
+  clutter; fixed on 2026-12-02, no results yet).
 
 Writes ``<out>/synth_variants[_hard].json`` (``{variant: {"seeds", "mAP_mean", "mAP_std", ...,
 "attention_ratio_mean", "attention_ratio_std"}}``, fractions; the ratio for the part-based
@@ -37,7 +39,10 @@ HARD_SYNTH = {**BENCH_SYNTH, "extra_shared_parts": True, "id_part_scale": 0.7, "
 # The development copy of the hard setting: other identities, families and cameras (seed 11). PAM
 # switches are compared on its query/gallery split, never on the benchmark's (seed 1).
 DEV_SYNTH = {**HARD_SYNTH, "seed": 11}
-SETTINGS = {"standard": BENCH_SYNTH, "hard": HARD_SYNTH, "dev": DEV_SYNTH}
+# The hard setting drawn like a photo (texture, reflections, blur, JPEG, night, clutter; issue 20).
+# Fixed on 2026-12-02 before any run on it; no results exist for it yet.
+REAL_LIKE_SYNTH = {**HARD_SYNTH, "realism": 1.0}
+SETTINGS = {"standard": BENCH_SYNTH, "hard": HARD_SYNTH, "dev": DEV_SYNTH, "real-like": REAL_LIKE_SYNTH}
 LABELS = {"baseline": "baseline", "grid": "grid", "nopam (PGAN w/o PAM)": "nopam", "pgan": "pgan"}
 
 

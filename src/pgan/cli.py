@@ -30,6 +30,8 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         values[key.strip()] = yaml.safe_load(raw)
     if args.seed is not None:
         values["seed"] = args.seed
+    if args.realism is not None:
+        values["realism"] = args.realism
     summary = generate_synth(args.out, synth_config_from_dict(values), progress=not args.quiet)
     print(json.dumps(summary, indent=2, default=str))
     return 0
@@ -82,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("synth", help="generate the synthetic near-twin vehicle benchmark (VeRi-776 layout)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--realism", type=float, default=None, metavar="R",
+                   help="photo realism in [0, 1]: texture, reflections, blur, JPEG, night, clutter "
+                        "(default 0: the flat-colour images); same as --set realism=R")
     p.add_argument("--set", nargs="*", metavar="KEY=VALUE",
                    help="generator settings, e.g. num_train_ids=200 difficulty=0.7 image_size=160")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -8,6 +8,7 @@ Public API::
 Modules, in import order (each imports only those above it): ``scene`` (palette,
 background, occluders, photometric), ``pen`` (drawing in vehicle coordinates, the
 ground-truth boxes and their roles), ``parts`` (identity parts, distractors),
+``realism`` (the optional texture, reflections, blur, JPEG, night and clutter),
 ``render`` (bodies, one image), ``world`` (families, cameras, identities),
 ``generate`` (the config and the writer of the dataset folder).
 """

@@ -61,10 +61,13 @@ class SynthConfig:
     extra_shared_parts: bool = False
     id_part_scale: float = 1.0
     box_scores: str = "visibility"  # "visibility" | "detector"
+    # Photo realism (0..1; see pgan.synth.realism): 0 writes the images of the generator before it.
+    realism: float = 0.0
 
     @property
     def style(self) -> RenderStyle:
-        return RenderStyle(self.extra_shared_parts, float(self.id_part_scale), self.box_scores)
+        return RenderStyle(self.extra_shared_parts, float(self.id_part_scale), self.box_scores,
+                           float(self.realism))
 
     def __post_init__(self) -> None:
         if isinstance(self.images_per_id, list):
@@ -102,6 +105,9 @@ def check_config(cfg: SynthConfig) -> None:
     sc = cfg.id_part_scale
     if isinstance(sc, bool) or not isinstance(sc, (int, float)) or not 0.3 <= sc <= 1.5:
         fail("id_part_scale", "must be a number in [0.3, 1.5]")
+    rl = cfg.realism
+    if isinstance(rl, bool) or not isinstance(rl, (int, float)) or not 0.0 <= rl <= 1.0:
+        fail("realism", "must be a number in [0, 1]")
     if cfg.box_scores not in BOX_SCORES:
         fail("box_scores", f"must be one of {', '.join(BOX_SCORES)}")
     if ipi[0] < cfg.queries_per_id + 2:
@@ -180,8 +186,9 @@ def _render_identity(task: tuple[Identity, list[Shot]]) -> list[ImageParts]:
     for s in shots:
         rng = np.random.default_rng([cfg.seed, ident.vid, s.index])
         score_rng = np.random.default_rng([cfg.seed, ident.vid, s.index, 9])  # apart from the drawing
+        real_rng = np.random.default_rng([cfg.seed, ident.vid, s.index, 7])  # so is realism: same boxes
         img, boxes = render_image(_WORLD["families"][ident.family], ident, _WORLD["cameras"][s.cam], rng,
-                                  cfg.image_size, cfg.difficulty, cfg.style, score_rng)
+                                  cfg.image_size, cfg.difficulty, cfg.style, score_rng, real_rng)
         name = s.name(ident.vid)
         img.save(root / s.folder / name, "JPEG", quality=90)
         (root / "annotations_voc" / s.folder / (name[:-4] + ".xml")).write_text(
@@ -193,6 +200,8 @@ def _render_identity(task: tuple[Identity, list[Shot]]) -> list[ImageParts]:
 def _meta_config(cfg: SynthConfig) -> dict:
     d = asdict(cfg)
     d.pop("workers")  # does not change the output
+    if not d["realism"]:
+        d.pop("realism")  # the meta of a dataset without realism stays that of the generator before it
     d["images_per_id"] = list(d["images_per_id"])
     return d
 

@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from pgan.parts.boxfile import PartBox
 from pgan.synth.parts import VIEWS, draw_distractors, draw_identity_parts
 from pgan.synth.pen import Pen, draw_shape
+from pgan.synth.realism import draw_clutter, edge_occluder, finish
 from pgan.synth.scene import (
     CHROME,
     GLASS,
@@ -55,11 +56,14 @@ class RenderStyle:
       i.e. most boxes, keep drawing order, so top-D prefers body parts, drawn first);
       ``"detector"`` multiplies that by a per-box uniform draw in [0.5, 1], like a detector's
       confidence, so top-D is a visibility-weighted random subset of the visible parts.
+    * ``realism`` (0..1): texture, reflections, blur, compression, night and clutter
+      (:mod:`pgan.synth.realism`); they change pixels only, never the boxes. 0 draws as before.
     """
 
     extra_shared_parts: bool = False
     id_part_scale: float = 1.0
     box_scores: str = "visibility"
+    realism: float = 0.0
 
 MIN_VISIBLE = 0.25  # parts less visible than this are left out of the ground truth
 
@@ -198,12 +202,18 @@ def draw_front_rear(pen: Pen, fam: Family, kinds: dict[str, IdPart], rear: bool,
 
 def render_image(fam: Family, ident: Identity, cam: Camera, rng: np.random.Generator, size: int,
                  difficulty: float, style: RenderStyle = RenderStyle(),
-                 score_rng: np.random.Generator | None = None) -> tuple[Image.Image, list[PartBox]]:
+                 score_rng: np.random.Generator | None = None,
+                 realism_rng: np.random.Generator | None = None) -> tuple[Image.Image, list[PartBox]]:
     """Render one ``size`` x ``size`` image of ``ident`` seen by ``cam``; returns it and its visible boxes.
 
     The view (front, rear, side, mirrored side) and all jitter come from ``rng``; with ``difficulty`` 0
-    the vehicle is centred on a plain background with no blur, noise, clutter or occlusion.
+    the vehicle is centred on a plain background with no blur, noise, clutter or occlusion. With
+    ``style.realism`` > 0 the realism nuisances are drawn from ``realism_rng`` alone, so ``rng``'s
+    draws, the vehicle and its boxes are those of ``realism`` 0.
     """
+    real = style.realism
+    if real > 0 and realism_rng is None:
+        raise ValueError("realism > 0 needs a realism_rng")
     d, k = difficulty, SUPERSAMPLE
     n = size * k
     view = VIEWS[int(rng.choice(3, p=np.asarray(cam.view_p)))]
@@ -215,6 +225,9 @@ def render_image(fam: Family, ident: Identity, cam: Camera, rng: np.random.Gener
     w = scale * n / max(1.0, aspect)
     cx, cy = n / 2 + n * d * (np.asarray(cam.shift) + rng.normal(0.0, 0.03, 2))
     pen = Pen(ImageDraw.Draw(canvas), cx - w / 2, cy - aspect * w / 2, w, aspect * w, mirror)
+    if real > 0:
+        draw_clutter(pen.draw, realism_rng, real, n)  # type: ignore[arg-type]
+        road = np.asarray(canvas)
     kinds = {p.kind: p for p in ident.parts}
     if view == "side":
         geom = draw_side(pen, fam, kinds)
@@ -223,7 +236,15 @@ def render_image(fam: Family, ident: Identity, cam: Camera, rng: np.random.Gener
     if style.extra_shared_parts:
         draw_distractors(pen, fam, view, geom)
     draw_identity_parts(pen, ident, view, geom, rng, style.id_part_scale)
+    if real > 0:
+        drawn = np.asarray(canvas)
     occ = occluder(pen.draw, rng, cam, d, n, pen.px(0.0, 0.1, 1.0, 1.0))
+    if real > 0:
+        edge_occluder(pen.draw, realism_rng, real, n, pen.px(0.0, 0.0, 1.0, 1.0),  # type: ignore[arg-type]
+                      [b for _, b, _ in pen.boxes])
+        after = np.asarray(canvas)  # the vehicle's visible pixels: changed by it, untouched by occluders
+        seen = (drawn != road).any(-1) & (after == drawn).all(-1)
+        vehicle = seen.reshape(size, k, size, k).mean((1, 3)) if k > 1 else seen.astype(np.float32)
     img = canvas.reduce(k) if k > 1 else canvas
     blur = d * (cam.blur + abs(rng.normal(0.0, 0.25))) * size / 160
     if blur > 0.1:
@@ -233,7 +254,10 @@ def render_image(fam: Family, ident: Identity, cam: Camera, rng: np.random.Gener
         if score_rng is None:
             raise ValueError("box_scores='detector' needs a score_rng")
         boxes = [replace(b, score=round(b.score * float(score_rng.uniform(0.5, 1.0)), 4)) for b in boxes]
-    return photometric(img, rng, cam, d), boxes
+    img = photometric(img, rng, cam, d)
+    if real > 0:
+        img = finish(img, realism_rng, real, vehicle, boxes)  # type: ignore[arg-type]
+    return img, boxes
 
 
 def _overlap(a: Rect, b: Rect) -> float:
