@@ -143,6 +143,10 @@ def test_a_dff_model_gets_boxes_for_a_new_photo_from_its_basis(tiny_synth, tmp_p
     (boxes,) = ttp.boxes([decode(photo)])
     assert (boxes.width, boxes.height) == (80, 96) and 0 < len(boxes.boxes) <= 4
     assert all(b.label.startswith("dff") and b.x2 <= 80 and b.y2 <= 96 for b in boxes.boxes)
+    # Trained with the default part file (data.part_cache, no data.part_file): the same basis is found.
+    cached = load_config(None, [f"data.root={tiny_synth}", "data.part_source=dff", f"data.part_cache={tmp_path}",
+                                "model.backbone=mobilenet_v2", "model.variant=pgan"])
+    assert TestTimeParts(cached).compute_name == ttp.compute_name
     with pytest.raises(PganError, match="trained on part source 'kmeans'"):
         TestTimeParts(cfg, parts="kmeans")
     with pytest.raises(PganError, match="basis .*nothere.basis.npz does not exist"):

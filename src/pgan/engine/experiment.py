@@ -38,6 +38,7 @@ from pgan.models.network import VARIANTS, ReidNet
 from pgan.parts.roles import selection_roles
 from pgan.parts.selection import select_top_d
 from pgan.parts.sources import PART_SOURCES, PartSource, build_source
+from pgan.parts.sources import default_part_file as source_part_file
 from pgan.utils.atomic import atomic_write_json, atomic_write_text
 from pgan.utils.device import resolve_device
 from pgan.utils.seeding import seed_everything
@@ -103,25 +104,10 @@ def build_part_source(cfg: Config) -> PartSource | None:
 
 
 def default_part_file(cfg: Config) -> str | None:
-    """``data.part_file``, else the file the part source reads by default.
-
-    * ``file``: the dataset's ground truth, ``<root>/parts_gt.jsonl`` (beside a CSV dataset:
-      ``<csv stem>.parts_gt.jsonl``);
-    * ``proposals``, ``dff``, ``kmeans``: derived, so never in the dataset:
-      ``<data.part_cache>/parts_<source>.jsonl``, by default under ``<run.out_dir>/parts/`` (written on
-      first use);
-    * ``detector``: none (the file ``pgan parts extract`` wrote must be named).
-    """
+    """``data.part_file``, else the file the part source reads by default
+    (:func:`pgan.parts.sources.default_part_file`)."""
     d = cfg.data
-    if d.part_file:
-        return d.part_file
-    if d.part_source in ("proposals", "dff", "kmeans"):
-        cache = Path(d.part_cache) if d.part_cache else Path(cfg.run.out_dir) / "parts"
-        return str(cache / f"parts_{d.part_source}.jsonl")
-    if d.part_source == "file":
-        root = Path(d.root)
-        return str(root.with_name(f"{root.stem}.parts_gt.jsonl") if root.is_file() else root / "parts_gt.jsonl")
-    return None
+    return source_part_file(d.part_source, d.root, d.part_file, d.part_cache, cfg.run.out_dir)
 
 
 def feature_size(backbone: torch.nn.Module, input_size: tuple[int, int]) -> tuple[int, int]:

@@ -32,6 +32,7 @@ from pgan.models.network import VARIANTS
 from pgan.parts.boxfile import ImageParts, PartBox, read_part_file
 from pgan.parts.masks import boxes_to_masks, grid_boxes
 from pgan.parts.selection import select_top_d
+from pgan.parts.sources import default_part_file
 
 log = logging.getLogger(__name__)
 
@@ -98,10 +99,12 @@ class TestTimeParts:
         if self.kind != "boxes":
             return
         if self.source in ("file", "detector", "proposals", "dff", "kmeans"):
-            part_file = Path(config.data.part_file) if config.data.part_file else None
-            if part_file is not None and not part_file.is_absolute():
+            d = config.data
+            named = default_part_file(self.source, self.root, d.part_file, d.part_cache, config.run.out_dir)
+            part_file = Path(named)  # type: ignore[arg-type]
+            if not part_file.is_absolute():
                 part_file = dataset_root(str(part_file), checkpoint)
-            self.part_file = part_file or self.root / "parts_gt.jsonl"
+            self.part_file = part_file
             if self.part_file.is_file():
                 self.lookup = read_part_file(self.part_file)
             else:

@@ -209,6 +209,31 @@ PART_SOURCES: dict[str, Callable[..., PartSource]] = {
 ``dff`` and ``kmeans`` sources fit on when their file is missing) and ignores those it does not use."""
 
 
+DERIVED_SOURCES = ("proposals", "dff", "kmeans")
+"""Sources whose part file is computed from the images, so never kept in the dataset."""
+
+
+def default_part_file(source: str, root: str | Path, part_file: str | Path | None = None,
+                      part_cache: str | Path | None = None, out_dir: str | Path = "runs/default") -> str | None:
+    """``part_file``, else the file the part source reads by default (``data.*`` and ``run.out_dir`` keys):
+
+    * ``file``: the dataset's ground truth, ``<root>/parts_gt.jsonl`` (beside a CSV dataset:
+      ``<csv stem>.parts_gt.jsonl``);
+    * ``proposals``, ``dff``, ``kmeans``: derived, so never in the dataset:
+      ``<part_cache>/parts_<source>.jsonl``, by default under ``<out_dir>/parts/`` (written on first use);
+    * ``detector`` and the others: none (the file ``pgan parts extract`` wrote must be named).
+    """
+    if part_file:
+        return str(part_file)
+    if source in DERIVED_SOURCES:
+        cache = Path(part_cache) if part_cache else Path(out_dir) / "parts"
+        return str(cache / f"parts_{source}.jsonl")
+    if source == "file":
+        r = Path(root)
+        return str(r.with_name(f"{r.stem}.parts_gt.jsonl") if r.is_file() else r / "parts_gt.jsonl")
+    return None
+
+
 def build_source(name: str, **kwargs: object) -> PartSource:
     """A part source by name, e.g. ``build_source("official-masks", mask_root="masks", num_parts=8)``."""
     if name not in PART_SOURCES:
