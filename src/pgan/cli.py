@@ -39,7 +39,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from pgan.config import dump_config, load_config
-    from pgan.engine.experiment import train
+    from pgan.engine.train import train
 
     cfg = load_config(args.config, args.overrides)
     if args.print_config:
@@ -51,7 +51,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from pgan.engine.experiment import evaluate_checkpoint
+    from pgan.engine.evaluate import evaluate_checkpoint
     from pgan.utils.atomic import atomic_write_json
 
     metrics = evaluate_checkpoint(args.checkpoint, args.overrides)

@@ -20,9 +20,7 @@ from pathlib import Path
 
 import torch
 
-from pgan.engine.experiment import (
-    train,
-)
+from pgan.engine.train import train
 from pgan.recipes import SYNTH_CPU, synth_cpu_config
 from pgan.synth import generate_synth, synth_config_from_dict
 from pgan.utils.atomic import atomic_write_json, atomic_write_text
