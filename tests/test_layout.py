@@ -6,7 +6,7 @@ cycle. Only imports under ``if TYPE_CHECKING:`` are skipped (they never run; the
 Checked: no cycle between modules nor between packages (a package is ``pgan.<name>``, a folder or a
 top-level module); the arrows of :data:`RULES`; that no module takes another's private names
 (``from pgan.a import _x``, or ``X._y`` off a name ``X`` imported from another module); and that a name
-used from another package is listed in its module's ``__all__`` where that module declares one.
+used from another package is listed in its module's ``__all__`` (which such a module must declare).
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ def _declared_all(path: Path) -> set[str] | None:
 
 def _contract_breaches(modules: dict[str, Path]) -> list[str]:
     """Private names used outside their module, and names used across packages that their module's
-    ``__all__`` (where it has one) does not list."""
+    ``__all__`` does not list (or that come from a module without one)."""
     bad = []
     for name, path in modules.items():
         tree = ast.parse(path.read_text(), str(path))
@@ -150,7 +150,11 @@ def _contract_breaches(modules: dict[str, Path]) -> list[str]:
                 bad.append(f"{name}: private {source}.{used} ({how})")
             elif how == "import" and source in modules and _package(source) != _package(name):
                 declared = _declared_all(modules[source])
-                if declared is not None and used not in declared and not used.startswith("__"):
+                if used.startswith("__"):
+                    continue
+                if declared is None:
+                    bad.append(f"{name}: {source} declares no __all__ (it gives {used} to another package)")
+                elif used not in declared:
                     bad.append(f"{name}: {source}.{used} is not in {source}.__all__")
     return bad
 

@@ -18,6 +18,8 @@ import yaml
 from pgan.errors import PganError
 from pgan.utils.safe_load import TRUST_ENV
 
+__all__ = ["build_parser", "main"]
+
 
 def _cmd_synth(args: argparse.Namespace) -> int:
     from pgan.synth import generate_synth, synth_config_from_dict

@@ -27,6 +27,10 @@ import yaml
 
 from pgan.errors import PganError
 
+__all__ = ["Config", "DataConfig", "LEGACY_DEFAULTS", "LossConfig", "ModelConfig", "OptimConfig", "RunConfig",
+           "apply_overrides", "check_values", "dump_config", "load_config", "restore_config", "set_value",
+           "yaml_error_line"]
+
 
 @dataclass
 class DataConfig:

@@ -27,6 +27,9 @@ from pgan.utils.atomic import atomic_write_json, atomic_write_text
 from pgan.viz.ranklist import draw_rank_rows
 from pgan.viz.ranks import load_run, rank_queries, rank_row, select_queries
 
+__all__ = ["DEMO_QUICK_SYNTH", "DEMO_RECIPE", "DEMO_SYNTH", "SMOKE_NOTE", "demo_search", "rank_list_figure",
+           "run_demo"]
+
 log = logging.getLogger(__name__)
 
 DEMO_SYNTH = {"num_train_ids": 160, "num_test_ids": 80, "images_per_id": (8, 12), "num_cameras": 8,

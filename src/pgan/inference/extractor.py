@@ -29,6 +29,8 @@ from pgan.inference.parts import TestTimeParts, box_lists
 from pgan.parts.boxfile import PartBox
 from pgan.utils.device import resolve_device
 
+__all__ = ["FeatureExtractor", "RUNTIMES"]
+
 RUNTIMES = ("torch", "onnx")
 
 

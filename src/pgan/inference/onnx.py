@@ -32,6 +32,8 @@ from pgan.errors import IndexMismatchError, PganError
 from pgan.inference.model import TrainedModel, config_from_dict, load_model
 from pgan.utils.atomic import atomic_open
 
+__all__ = ["OnnxNetwork", "export_onnx", "save_model", "set_metadata"]
+
 log = logging.getLogger(__name__)
 
 

@@ -16,6 +16,8 @@ from pgan.errors import PganError
 from pgan.inference.extractor import FeatureExtractor
 from pgan.inference.onnx import save_model, set_metadata
 
+__all__ = ["quantize_int8"]
+
 
 class _Calibration:
     """onnxruntime's CalibrationDataReader protocol over prepared batches."""

@@ -5,6 +5,8 @@ Arrows: ``parts`` imports ``pgan.data`` (readers, records, and the ``MaskSource`
 sources satisfy), never the other way; nothing here imports ``models``, ``detection`` or ``engine``.
 """
 
+__all__ = ["PART_CLASSES"]
+
 PART_CLASSES: tuple[str, ...] = (
     "anusigns", "backmirror", "carlight", "carrier", "cartopwindow", "entrylicense",
     "hungs", "layon", "lightcover", "logo", "newersign", "tissuebox", "plate",

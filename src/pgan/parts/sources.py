@@ -57,6 +57,8 @@ from pgan.parts.masks import MASK_MODES, boxes_to_masks, grid_boxes  # noqa: F40
 from pgan.parts.selection import select_top_d
 from pgan.utils.grid import grid_masks
 
+__all__ = ["BoxFileParts", "GridParts", "PART_SOURCES", "PartSource", "build_source", "grid_boxes"]
+
 log = logging.getLogger(__name__)
 
 

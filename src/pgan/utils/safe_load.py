@@ -22,6 +22,8 @@ from typing import Any
 
 from pgan.errors import PganError
 
+__all__ = ["TRUST_ENV", "safe_torch_load", "trust_from_env"]
+
 log = logging.getLogger(__name__)
 
 TRUST_ENV = "PGAN_TRUST_CHECKPOINT"

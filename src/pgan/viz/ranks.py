@@ -35,6 +35,9 @@ from pgan.utils.atomic import atomic_write_json
 from pgan.viz.ranklist import RankRow, draw_rank_compare, draw_rank_rows, top_k_valid
 from pgan.viz.report_html import Section, prepare_out_dir, write_report
 
+__all__ = ["LoadedRun", "QueryRanking", "average_precision", "find_record", "load_run", "rank_pages",
+           "rank_queries", "rank_row", "select_queries"]
+
 log = logging.getLogger(__name__)
 
 
