@@ -36,8 +36,8 @@ import torch  # noqa: E402
 
 from pgan.config import load_config  # noqa: E402
 from pgan.engine.checkpoint import save_checkpoint  # noqa: E402
-from pgan.engine.experiment import build_network  # noqa: E402
 from pgan.inference import FeatureExtractor, OnnxNetwork, export_onnx, quantize_int8  # noqa: E402
+from pgan.models.build import build_network  # noqa: E402
 from pgan.utils.atomic import atomic_write_json  # noqa: E402
 
 

@@ -20,12 +20,14 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from pgan.data.build import read_configured_dataset
 from pgan.data.image_dataset import ReidImageDataset
 from pgan.data.records import relabel
 from pgan.data.sampler import IdentityBatchSampler
-from pgan.engine.checkpoint import load_checkpoint
-from pgan.engine.experiment import build_network, build_part_source, feature_size, read_configured_dataset
+from pgan.engine.build import build_part_source
 from pgan.losses.combined import PganLoss
+from pgan.models.build import build_network, feature_size
+from pgan.models.trained import load_checkpoint
 from pgan.parts.boxfile import read_part_file
 from pgan.parts.roles import box_roles
 from pgan.parts.selection import select_top_d

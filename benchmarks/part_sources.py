@@ -35,7 +35,7 @@ import part_detector  # the sibling script (a script's folder is on sys.path)
 from pgan.bench.ablation import config_fingerprint, summarise
 from pgan.config import load_config
 from pgan.detection.extract import extract_parts
-from pgan.engine.experiment import train
+from pgan.engine.train import train
 from pgan.parts.extract import write_grid_file
 from pgan.parts.proposals import propose_parts
 from pgan.recipes import synth_cpu_config

@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from pgan.bench.ablation import claim_run
-from pgan.engine.experiment import train
+from pgan.engine.train import train
 from pgan.models.backbones import frozen_imagenet_backbone
 from pgan.parts.boxfile import read_part_file
 from pgan.parts.discovery import discover_parts

@@ -45,7 +45,7 @@ SYNTH = {"num_train_ids": 40, "num_test_ids": 20, "images_per_id": [6, 8], "num_
 
 def prepare(work: Path, epochs: int, parts: str) -> tuple[Path, Path, Path]:
     """(data root, checkpoint, index folder), each made only if missing."""
-    from pgan.engine.experiment import train
+    from pgan.engine.train import train
     from pgan.index import build_index
     from pgan.inference import FeatureExtractor
     from pgan.recipes import synth_cpu_config

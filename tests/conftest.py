@@ -36,7 +36,7 @@ def tiny_checkpoint(tiny_synth, tmp_path_factory):
     """``tiny_checkpoint(variant, *overrides) -> last.pt`` of a 1-epoch ResNet-18 run on :func:`tiny_synth`
     (cached per variant and overrides)."""
     from pgan.config import load_config
-    from pgan.engine.experiment import train
+    from pgan.engine.train import train
 
     made = {}
 

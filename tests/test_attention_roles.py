@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from pgan.engine.experiment import param_groups
+from pgan.engine.train import param_groups
 from pgan.evaluation.attention_roles import attention_spread, role_attention
 from pgan.models.backbones import build_backbone
 from pgan.models.network import ReidNet
@@ -161,7 +161,7 @@ def test_pam_switches():
 
 def test_training_logs_the_attention_ratio(roles_data, tmp_path):
     from pgan.config import load_config
-    from pgan.engine.experiment import train
+    from pgan.engine.train import train
 
     cfg = load_config(None, [
         f"data.root={roles_data['hard']}", "data.input_size=[64, 64]", "data.cache_images=true", "data.p=3",

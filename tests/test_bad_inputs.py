@@ -26,10 +26,12 @@ from pgan.data.datasets import read_dataset
 from pgan.data.datasets.custom_csv import read_custom_csv
 from pgan.detection.extract import detector_part_file
 from pgan.detection.model import read_checkpoint
-from pgan.engine.checkpoint import load_checkpoint, rng_state, set_rng_state
-from pgan.engine.experiment import build_part_source, default_part_file, load_trained, train, validate_config
+from pgan.engine.build import build_part_source, default_part_file, validate_config
+from pgan.engine.checkpoint import rng_state, set_rng_state
 from pgan.engine.run_folder import LOCK_NAME, RunLock
+from pgan.engine.train import train
 from pgan.errors import PganError
+from pgan.models.trained import load_checkpoint, load_trained
 from pgan.parts.boxfile import part_file_kind, read_part_file
 from pgan.parts.proposals import propose_parts
 from pgan.parts.sources import build_source
@@ -257,20 +259,20 @@ def test_empty_split_is_found_before_the_first_step(tiny_synth, tmp_path, empty)
 
 
 def test_epoch_is_saved_before_its_evaluation(tiny_synth, tmp_path, monkeypatch):
-    import pgan.engine.experiment as experiment
+    import pgan.engine.train as training  # train() calls evaluate_sets through this module's name
 
-    real = experiment.evaluate_sets
+    real = training.evaluate_sets
 
     def broken(*args, **kwargs):
         raise PganError("evaluation failed")
 
-    monkeypatch.setattr(experiment, "evaluate_sets", broken)
+    monkeypatch.setattr(training, "evaluate_sets", broken)
     cfg = _run_cfg(tiny_synth, tmp_path / "run", epochs=2)
     with pytest.raises(PganError, match="evaluation failed"):
         train(cfg)
     assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 2
     assert len(_losses(tmp_path / "run")) == 2
-    monkeypatch.setattr(experiment, "evaluate_sets", real)
+    monkeypatch.setattr(training, "evaluate_sets", real)
     result = train(cfg, resume=True)  # trains nothing, evaluates the finished run
     assert 0.0 <= result["metrics"]["mAP"] <= 1.0
 

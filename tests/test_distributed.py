@@ -9,7 +9,7 @@ import torch
 import torch.multiprocessing as mp
 
 from pgan.config import load_config
-from pgan.engine.experiment import train
+from pgan.engine.train import train
 
 
 def _free_port() -> int:

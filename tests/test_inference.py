@@ -10,23 +10,19 @@ from pgan.inference import FeatureExtractor, load_model
 
 
 def _eval_embeddings(checkpoint, flip=False):
-    """The gallery features exactly as ``pgan eval`` computes them (engine/experiment + engine/extract)."""
-    from pgan.engine.experiment import (
-        _loader,
-        build_eval_sets,
-        build_part_source,
-        feature_size,
-        load_trained,
-        read_configured_dataset,
-    )
+    """The gallery features exactly as ``pgan eval`` computes them (engine/build + engine/extract)."""
+    from pgan.data.build import read_configured_dataset
+    from pgan.engine.build import build_eval_sets, build_loader, build_part_source
     from pgan.engine.extract import extract_features
+    from pgan.models.build import feature_size
+    from pgan.models.trained import load_trained
 
     model, cfg = load_trained(checkpoint)
     cfg.data.cache_images = False
     ds = read_configured_dataset(cfg)
     feat = feature_size(model.backbone, tuple(cfg.data.input_size))
     sets = build_eval_sets(cfg, ds, build_part_source(cfg), feat)
-    loader = _loader(sets.gallery, cfg, batch_size=64, shuffle=False)
+    loader = build_loader(sets.gallery, cfg, batch_size=64, shuffle=False)
     feats = extract_features(model, loader, torch.device("cpu"), flip=flip, progress=False)
     return feats.feats.numpy(), [r.path for r in sets.gallery.records]
 

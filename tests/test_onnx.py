@@ -32,9 +32,9 @@ def test_old_unreduced_baseline_checkpoint_loads_and_exports(tiny_checkpoint, tm
     import torch
 
     from pgan.config import restore_config
-    from pgan.engine.checkpoint import load_checkpoint, save_checkpoint
-    from pgan.engine.experiment import load_trained
+    from pgan.engine.checkpoint import save_checkpoint
     from pgan.engine.run_folder import config_differences
+    from pgan.models.trained import load_checkpoint, load_trained
 
     ckpt = load_checkpoint(tiny_checkpoint("baseline", "model.baseline_reduce=false"))
     del ckpt["config"]["model"]["baseline_reduce"]

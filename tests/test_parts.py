@@ -103,7 +103,7 @@ def test_fraction_masks_hold_each_cells_covered_share(tmp_path):
 
 def test_mask_mode_reaches_training_and_test_time_masks(tiny_synth, tmp_path):
     from pgan.config import load_config
-    from pgan.engine.experiment import build_part_source, validate_config
+    from pgan.engine.build import build_part_source, validate_config
     from pgan.inference.parts import TestTimeParts
 
     with pytest.raises(PganError, match="^data.mask_mode='half' must be one of any, fraction$"):

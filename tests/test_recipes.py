@@ -6,7 +6,7 @@ import pytest
 
 from pgan.config import load_config
 from pgan.data.datasets import read_dataset
-from pgan.engine.experiment import train
+from pgan.engine.train import train
 from pgan.errors import PganError
 from pgan.parts.boxfile import ImageParts, PartBox, write_part_file
 from pgan.recipes import synth_cpu_config, write_synth_configs

@@ -6,8 +6,8 @@ import torch
 
 from pgan.cli import main
 from pgan.config import load_config
-from pgan.engine.checkpoint import load_checkpoint
-from pgan.engine.experiment import load_trained, train
+from pgan.engine.train import train
+from pgan.models.trained import load_checkpoint, load_trained
 
 
 def _cfg(root, out, variant="pgan", epochs=6, **over):

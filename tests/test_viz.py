@@ -13,8 +13,9 @@ from PIL import Image
 
 from pgan.config import load_config
 from pgan.data.records import ImageRecord
-from pgan.engine.checkpoint import load_checkpoint, save_checkpoint
-from pgan.engine.experiment import build_network
+from pgan.engine.checkpoint import save_checkpoint
+from pgan.models.build import build_network
+from pgan.models.trained import load_checkpoint
 from pgan.parts.boxfile import PartBox, read_part_file
 from pgan.parts.selection import select_top_d
 from pgan.utils.atomic import atomic_torch_save

@@ -18,6 +18,8 @@ import yaml
 from pgan.errors import PganError
 from pgan.utils.safe_load import TRUST_ENV
 
+__all__ = ["build_parser", "main"]
+
 
 def _cmd_synth(args: argparse.Namespace) -> int:
     from pgan.synth import generate_synth, synth_config_from_dict
@@ -39,7 +41,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from pgan.config import dump_config, load_config
-    from pgan.engine.experiment import train
+    from pgan.engine.train import train
 
     cfg = load_config(args.config, args.overrides)
     if args.print_config:
@@ -51,7 +53,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from pgan.engine.experiment import evaluate_checkpoint
+    from pgan.engine.evaluate import evaluate_checkpoint
     from pgan.utils.atomic import atomic_write_json
 
     metrics = evaluate_checkpoint(args.checkpoint, args.overrides)

@@ -27,6 +27,10 @@ import yaml
 
 from pgan.errors import PganError
 
+__all__ = ["Config", "DataConfig", "LEGACY_DEFAULTS", "LossConfig", "ModelConfig", "OptimConfig", "RunConfig",
+           "apply_overrides", "check_values", "dump_config", "load_config", "restore_config", "set_value",
+           "yaml_error_line"]
+
 
 @dataclass
 class DataConfig:
@@ -34,7 +38,7 @@ class DataConfig:
     root: str = "data/synth"
     test_subset: str | None = None  # VehicleID: 800 | 1600 | 2400 (default); VERI-Wild: small | medium | large
     part_source: str = "file"  # file | detector | official-masks | proposals | grid (pgan.parts.sources)
-    part_file: str | None = None  # part-box file; default: see pgan.engine.experiment.default_part_file
+    part_file: str | None = None  # part-box file; default: see pgan.engine.build.default_part_file
     part_cache: str | None = None  # folder for derived part files (proposals); default <run.out_dir>/parts
     mask_root: str | None = None  # folder of the authors' per-image .npy masks (part_source=official-masks)
     missing_parts: str = "error"  # "error" or "empty" for images the part file lacks
@@ -270,7 +274,7 @@ def check_values(cfg: Config) -> None:
     """Range checks of numeric keys (finite, within bounds); :class:`PganError` naming the first bad key.
 
     Names (variants, backbones, datasets) are checked where their registries live
-    (:func:`pgan.engine.experiment.validate_config`).
+    (:func:`pgan.engine.build.validate_config`).
     """
     for key, low, high, low_inclusive in _RANGES:
         section, name = key.split(".")

@@ -20,14 +20,15 @@ from pathlib import Path
 
 import torch
 
-from pgan.engine.experiment import (
-    train,
-)
+from pgan.engine.train import train
 from pgan.recipes import SYNTH_CPU, synth_cpu_config
 from pgan.synth import generate_synth, synth_config_from_dict
 from pgan.utils.atomic import atomic_write_json, atomic_write_text
 from pgan.viz.ranklist import draw_rank_rows
 from pgan.viz.ranks import load_run, rank_queries, rank_row, select_queries
+
+__all__ = ["DEMO_QUICK_SYNTH", "DEMO_RECIPE", "DEMO_SYNTH", "SMOKE_NOTE", "demo_search", "rank_list_figure",
+           "run_demo"]
 
 log = logging.getLogger(__name__)
 

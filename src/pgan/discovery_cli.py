@@ -18,6 +18,8 @@ from pgan.errors import PganError
 from pgan.models.backbones import BACKBONES, frozen_imagenet_backbone
 from pgan.parts.discovery import DISCOVERY_METHODS, discover_parts
 
+__all__ = ["register"]
+
 
 def _cmd_discover(args: argparse.Namespace) -> int:
     if args.threads:

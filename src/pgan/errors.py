@@ -5,6 +5,8 @@ a malformed file, an unknown name). The CLI prints its message as one line and
 exits with status 2; tracebacks are reserved for bugs.
 """
 
+__all__ = ["IndexMismatchError", "NotAnImageError", "PganError", "StaleVectorsError", "unknown_name"]
+
 
 class PganError(Exception):
     """An error caused by user input; its message names the file or key at fault."""

@@ -28,6 +28,8 @@ import yaml
 from pgan.config import Config, load_config, set_value
 from pgan.utils.atomic import atomic_write_text
 
+__all__ = ["SYNTH_ABLATION_CPU", "SYNTH_CPU", "synth_cpu_config", "synth_recipe_yaml", "write_synth_configs"]
+
 SYNTH_CPU = {
     "data.dataset": "synth",
     "data.input_size": (160, 160),

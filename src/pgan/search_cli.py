@@ -13,6 +13,8 @@ import logging
 
 from pgan.errors import PganError
 
+__all__ = ["register"]
+
 log = logging.getLogger(__name__)
 
 

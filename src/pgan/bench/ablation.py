@@ -153,7 +153,7 @@ def run_grid(name: str, base: Config, out_dir: str | Path, seeds: tuple[int, ...
     if name not in GRIDS:
         raise unknown_name("ablation grid", name, list(GRIDS))
     if train_fn is None:
-        from pgan.engine.experiment import train as train_fn
+        from pgan.engine.train import train as train_fn
     grid = GRIDS[name]
     out = Path(out_dir) / name
     summaries: dict[str, dict] = {}

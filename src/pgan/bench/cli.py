@@ -10,6 +10,8 @@ import argparse
 from pgan.bench.ablation import DEFAULT_GRIDS, GRIDS
 from pgan.errors import PganError
 
+__all__ = ["register"]
+
 
 def _cmd_bench_runtime(args: argparse.Namespace) -> int:
     from pgan.bench.runtime import bench_runtime, write_runtime_report

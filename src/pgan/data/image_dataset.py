@@ -5,13 +5,18 @@ With ``cache=True`` every image is decoded once up front into a ``uint8``
 tensor (fast epochs on small data sets such as the synthetic benchmark);
 corrupt images are then dropped with one counted warning. Without the cache a
 corrupt image is an error naming the file.
+
+Part masks come from any object with the two methods of :class:`MaskSource` (the part sources of
+:mod:`pgan.parts.sources` are such objects). The protocol lives here so that ``data`` imports nothing
+from ``parts``: the arrow points from ``parts`` (which reads datasets to extract boxes) to ``data``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -22,9 +27,19 @@ from tqdm import tqdm
 from pgan.data.records import ImageRecord
 from pgan.data.transforms import JointTransform
 from pgan.errors import PganError
-from pgan.parts.sources import PartSource
 
 log = logging.getLogger(__name__)
+
+__all__ = ["MaskSource", "ReidImageDataset", "load_image"]
+
+
+class MaskSource(Protocol):
+    """What the dataset needs of a part source: per-image masks at the feature-map size, and a
+    check, made once up front, that every image of the split is covered."""
+
+    def masks_for(self, key: str, fh: int, fw: int) -> np.ndarray: ...
+
+    def check_coverage(self, keys: Iterable[str]) -> None: ...
 
 
 def load_image(path, size: tuple[int, int]) -> torch.Tensor:
@@ -44,7 +59,7 @@ class ReidImageDataset(Dataset):
     variant's, see :mod:`pgan.engine.oracle`), ``pid``, ``camid``, ``index``."""
 
     def __init__(self, records: list[ImageRecord], input_size: tuple[int, int],
-                 feat_size: tuple[int, int] | None = None, parts: PartSource | None = None,
+                 feat_size: tuple[int, int] | None = None, parts: MaskSource | None = None,
                  train: bool = False, cache: bool = False, flip_p: float = 0.5, erase_p: float = 0.5,
                  progress: bool = True, workers: int = 2,
                  role_scores: Mapping[str, np.ndarray] | None = None) -> None:

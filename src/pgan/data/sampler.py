@@ -33,6 +33,8 @@ import numpy as np
 
 from pgan.errors import PganError
 
+__all__ = ["EPOCH_UNITS", "IdentityBatchSampler", "images_epoch_length"]
+
 EPOCH_UNITS = ("images", "identities")
 
 

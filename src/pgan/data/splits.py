@@ -13,6 +13,8 @@ import numpy as np
 from pgan.data.records import ImageRecord
 from pgan.errors import PganError
 
+__all__ = ["vehicleid_trials"]
+
 
 def vehicleid_trials(records: Sequence[ImageRecord] | np.ndarray, num_trials: int = 10,
                      seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:

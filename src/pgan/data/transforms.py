@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torchvision.transforms import RandomErasing
 
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "JointTransform", "hflip_pair", "normalize"]
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

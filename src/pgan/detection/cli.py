@@ -22,6 +22,8 @@ from pathlib import Path
 
 from pgan.errors import PganError
 
+__all__ = ["register"]
+
 
 def _threads(args: argparse.Namespace) -> None:
     if getattr(args, "threads", None):

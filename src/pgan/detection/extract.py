@@ -23,6 +23,8 @@ from pgan.parts.boxfile import PartBox, check_part_file_owner
 from pgan.parts.extract import BoxesFn, ExtractReport, dataset_images, run_extraction
 from pgan.parts.selection import select_top_d
 
+__all__ = ["detector_boxes_fn", "detector_part_file", "extract_parts"]
+
 
 def detector_boxes_fn(model, classes: list[str], d: int, nms: float, min_score: float) -> BoxesFn:
     """A :data:`BoxesFn` from a trained detector: NMS, score threshold, top-``d`` by score."""

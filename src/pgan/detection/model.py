@@ -41,6 +41,9 @@ from pgan.parts import PART_CLASSES
 from pgan.utils.device import resolve_device
 from pgan.utils.safe_load import safe_torch_load
 
+__all__ = ["DetectorConfig", "MobileNetFPN", "Prediction", "build_detector", "detector_checkpoint",
+           "evaluate_detector", "load_detector", "predict", "read_checkpoint"]
+
 
 @dataclass
 class DetectorConfig:

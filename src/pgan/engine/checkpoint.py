@@ -1,10 +1,10 @@
-"""Checkpoints: atomic saves, everything needed to resume exactly, and safe loading.
+"""Checkpoints as the trainer writes them: atomic saves and everything needed to resume exactly.
 
 Everything in a checkpoint is a tensor, a number, a string or a plain container
-(the numpy and Python RNG states are stored as lists), so :func:`load_checkpoint`
-reads it with ``torch.load(weights_only=True)``: loading never runs code from the
-file. Older checkpoints that pickled the RNG tuples load only with ``trust=True``
-(see :mod:`pgan.utils.safe_load`).
+(the numpy and Python RNG states are stored as lists), so
+:func:`pgan.models.trained.load_checkpoint` reads it with ``torch.load(weights_only=True)``:
+loading never runs code from the file. The reader sits beside the network
+(:mod:`pgan.models.trained`) so that inference needs no training code.
 """
 
 from __future__ import annotations
@@ -16,9 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pgan.errors import PganError
 from pgan.utils.atomic import atomic_torch_save
-from pgan.utils.safe_load import safe_torch_load
 
 
 def rng_state() -> dict:
@@ -50,20 +48,6 @@ def set_rng_state(state: dict) -> None:
 
 def save_checkpoint(path: str | Path, **payload: Any) -> None:
     atomic_torch_save(payload, path)
-
-
-def load_checkpoint(path: str | Path, trust: bool | None = None) -> dict:
-    """Read a checkpoint on CPU without running code from it; the one loader pgan uses.
-
-    ``trust=True`` (or ``PGAN_TRUST_CHECKPOINT=1``; ``None`` reads the environment) allows
-    the full unpickler for checkpoints written before the safe format, with a warning.
-    Errors (missing, truncated, foreign, not a dict, untrusted pickle) are one-line
-    :class:`PganError`.
-    """
-    ckpt = safe_torch_load(path, trust, "checkpoint")
-    if not isinstance(ckpt, dict):
-        raise PganError(f"checkpoint {path} holds a {type(ckpt).__name__}, not a pgan checkpoint (a dict)")
-    return ckpt
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:

@@ -24,6 +24,8 @@ import torch.distributed as dist
 
 from pgan.errors import PganError
 
+__all__ = ["DistInfo", "barrier", "cleanup", "env_dist_info", "gather_for_mining", "init_distributed"]
+
 
 @dataclass(frozen=True)
 class DistInfo:

@@ -9,6 +9,8 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+__all__ = ["Features", "extract_features"]
+
 
 @dataclass
 class Features:

@@ -30,9 +30,10 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from pgan.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, unwrap
+from pgan.engine.checkpoint import rng_state, save_checkpoint, set_rng_state, unwrap
 from pgan.errors import PganError
 from pgan.losses.combined import PganLoss
+from pgan.models.trained import load_checkpoint
 from pgan.utils.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)

@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+__all__ = ["AttentionSpread", "ROLES", "RoleAttention", "attention_spread", "role_attention"]
+
 ROLES = ("identity", "shared", "clutter")
 
 

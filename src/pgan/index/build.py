@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from pgan.errors import NotAnImageError, PganError
 from pgan.index.gallery import GalleryEntry, list_gallery
+from pgan.index.records import ITEM_COLUMNS, hit_from_row
 from pgan.index.store import DB_NAME, GalleryIndex, GalleryItem
 from pgan.inference.extractor import FeatureExtractor
 from pgan.inference.images import decode
@@ -211,7 +212,7 @@ def _merge_shards(main: GalleryIndex, out: Path, world: int, todo: list[GalleryE
     for folder in _shard_dirs(out):
         shard = GalleryIndex.open(folder)
         _, vecs = shard.vectors()
-        for hit, v in zip(shard.conn.execute(f"SELECT {shard._COLS} FROM items ORDER BY id"), vecs):
+        for hit, v in zip(shard.conn.execute(f"SELECT {ITEM_COLUMNS} FROM items ORDER BY id"), vecs):
             if hit[1] in seen:
                 dupes += 1
             elif hit[1] in order:  # absent: merged already by an earlier, interrupted merge
@@ -225,7 +226,7 @@ def _merge_shards(main: GalleryIndex, out: Path, world: int, todo: list[GalleryE
     rows.sort(key=lambda t: t[0])
     for i in range(0, len(rows), 1024):
         chunk = rows[i:i + 1024]
-        items = [GalleryItem(h[1], h[2], h[3], h[4], GalleryIndex._hit(h).boxes) for _, h, _ in chunk]
+        items = [GalleryItem(h[1], h[2], h[3], h[4], hit_from_row(h).boxes) for _, h, _ in chunk]
         main.add_batch(items, np.stack([v for _, _, v in chunk]) if chunk else np.zeros((0, main.dim)))
     if bad:
         main.add_batch([], np.zeros((0, main.dim), np.float32), bad)

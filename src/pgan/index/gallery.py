@@ -20,6 +20,8 @@ from pathlib import Path
 
 from pgan.errors import PganError
 
+__all__ = ["GalleryEntry", "VERI_NAME", "entry_from_name", "list_gallery"]
+
 VERI_NAME = re.compile(r"^(\d+)_c(\d+)_(\d+)_\d+\.[A-Za-z]+$")
 
 

@@ -12,6 +12,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from dataclasses import asdict, dataclass, field
@@ -45,6 +46,11 @@ class Hit:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def hit_from_row(row: tuple, rank: int = 0, score: float = 0.0) -> Hit:
+    """The :class:`Hit` of an ``items`` row selected as :data:`ITEM_COLUMNS`."""
+    return Hit(rank, score, int(row[0]), row[1], row[2], row[3], row[4], json.loads(row[5]))
 
 
 @dataclass

@@ -17,6 +17,8 @@ from pgan.index.store import GalleryIndex, Hit
 from pgan.inference.extractor import FeatureExtractor
 from pgan.parts.boxfile import PartBox
 
+__all__ = ["QueryResult", "draw_results", "extractor_for", "search_images"]
+
 
 @dataclass
 class QueryResult:

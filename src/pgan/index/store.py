@@ -35,7 +35,7 @@ import numpy as np
 from pgan.errors import IndexMismatchError, PganError, StaleVectorsError
 from pgan.index import records
 from pgan.index import vectors as faissfile
-from pgan.index.records import DB_NAME, GalleryItem, Hit
+from pgan.index.records import DB_NAME, ITEM_COLUMNS, GalleryItem, Hit, hit_from_row
 from pgan.index.vectors import DEFAULT_PARAMS, FAISS_NAME, Derivation, Snapshot, new_faiss_index
 
 log = logging.getLogger(__name__)
@@ -187,15 +187,9 @@ class GalleryIndex:
                    if k in self.meta}}
 
     # --- reading items ------------------------------------------------------------------------
-    _COLS = records.ITEM_COLUMNS
-
-    @staticmethod
-    def _hit(row: tuple, rank: int = 0, score: float = 0.0) -> Hit:
-        return Hit(rank, score, int(row[0]), row[1], row[2], row[3], row[4], json.loads(row[5]))
-
     def get(self, image_id: int) -> Hit | None:
-        row = self.conn.execute(f"SELECT {self._COLS} FROM items WHERE id=?", (int(image_id),)).fetchone()
-        return self._hit(row) if row else None
+        row = self.conn.execute(f"SELECT {ITEM_COLUMNS} FROM items WHERE id=?", (int(image_id),)).fetchone()
+        return hit_from_row(row) if row else None
 
     def vector(self, image_id: int) -> np.ndarray:
         """The stored ``(d,)`` embedding of a gallery item (:class:`KeyError` when unknown)."""
@@ -396,6 +390,6 @@ class GalleryIndex:
         if not pairs:
             return []
         marks = ",".join("?" * len(pairs))
-        rows = {r[0]: r for r in self.conn.execute(f"SELECT {self._COLS} FROM items WHERE id IN ({marks})",
+        rows = {r[0]: r for r in self.conn.execute(f"SELECT {ITEM_COLUMNS} FROM items WHERE id IN ({marks})",
                                                    [i for _, i in pairs])}
-        return [self._hit(rows[i], rank, s) for rank, (s, i) in enumerate(pairs, 1)]
+        return [hit_from_row(rows[i], rank, s) for rank, (s, i) in enumerate(pairs, 1)]

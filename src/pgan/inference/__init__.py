@@ -5,6 +5,9 @@
   model's test-time part pipeline (:mod:`pgan.inference.parts`).
 * :func:`export_onnx`, :func:`quantize_int8`, :class:`OnnxNetwork`
   (:mod:`pgan.inference.onnx`; onnx and onnxruntime are imported only when used).
+
+Arrows: inference reads a checkpoint through :mod:`pgan.models.trained` and imports nothing from
+``pgan.engine`` (the training code).
 """
 
 from pgan.inference.extractor import FeatureExtractor

@@ -23,11 +23,13 @@ import torch
 
 from pgan.errors import PganError
 from pgan.inference.images import ImageInput, decode, network_input
-from pgan.inference.model import load_model
+from pgan.inference.model import TrainedModel, load_model
 from pgan.inference.onnx import OnnxNetwork  # onnxruntime itself is imported only when a network is loaded
 from pgan.inference.parts import TestTimeParts, box_lists
 from pgan.parts.boxfile import PartBox
 from pgan.utils.device import resolve_device
+
+__all__ = ["FeatureExtractor", "RUNTIMES"]
 
 RUNTIMES = ("torch", "onnx")
 
@@ -78,6 +80,12 @@ class FeatureExtractor:
         self.parts_arg = parts  # recorded by indexes, so their searches box new photos the same way
         self.parts = TestTimeParts(self.config, parts, self._device, self.checkpoint)
         self.parts_note = note
+
+    @property
+    def model(self) -> TrainedModel | OnnxNetwork:
+        """The loaded network: a :class:`~pgan.inference.model.TrainedModel` (``runtime="torch"``) or an
+        :class:`~pgan.inference.onnx.OnnxNetwork` (``runtime="onnx"``)."""
+        return self._model
 
     @property
     def new_photo_parts(self) -> str | None:

@@ -21,6 +21,8 @@ from PIL import Image
 from pgan.data.transforms import normalize
 from pgan.errors import NotAnImageError
 
+__all__ = ["DecodedImage", "ImageInput", "decode", "network_input"]
+
 ImageInput = Union[str, Path, Image.Image, np.ndarray, torch.Tensor, "DecodedImage"]
 
 

@@ -1,8 +1,9 @@
 """A trained re-ID network ready for inference, and the fingerprint that names its weights.
 
-Checkpoints are read only through :func:`pgan.engine.checkpoint.load_checkpoint`
-(via :func:`pgan.engine.experiment.load_trained`); the network is rebuilt from the
-config stored inside, so nothing but the file is needed.
+Checkpoints are read only through :func:`pgan.models.trained.load_checkpoint`
+(via :func:`pgan.models.trained.load_trained`); the network is rebuilt from the
+config stored inside, so nothing but the file is needed, and nothing of the
+training code (``pgan.engine``) is imported.
 
 Example::
 
@@ -19,8 +20,9 @@ from pathlib import Path
 import torch
 
 from pgan.config import Config
-from pgan.engine.experiment import feature_size, load_trained
+from pgan.models.build import feature_size
 from pgan.models.network import VARIANTS, ReidNet
+from pgan.models.trained import load_trained
 from pgan.utils.device import resolve_device
 
 

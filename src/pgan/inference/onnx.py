@@ -32,6 +32,8 @@ from pgan.errors import IndexMismatchError, PganError
 from pgan.inference.model import TrainedModel, config_from_dict, load_model
 from pgan.utils.atomic import atomic_open
 
+__all__ = ["OnnxNetwork", "export_onnx", "save_model", "set_metadata"]
+
 log = logging.getLogger(__name__)
 
 
@@ -52,14 +54,16 @@ def _metadata(model: TrainedModel, precision: str) -> dict[str, str]:
             "pgan_checkpoint": str(model.checkpoint), "pgan_precision": precision}
 
 
-def _set_metadata(proto, meta: dict[str, str]) -> None:
+def set_metadata(proto, meta: dict[str, str]) -> None:
+    """Replace the ``metadata_props`` of an ONNX model proto with ``meta``."""
     del proto.metadata_props[:]
     for k, v in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = k, v
 
 
-def _save(proto, out: Path) -> Path:
+def save_model(proto, out: Path) -> Path:
+    """Write an ONNX model proto to ``out`` atomically; returns ``out``."""
     with atomic_open(out, "wb") as fh:
         fh.write(proto.SerializeToString())
     return out
@@ -95,8 +99,8 @@ def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = 17) -> Pat
         proto = onnx.load(str(tmp))
     finally:
         tmp.unlink(missing_ok=True)
-    _set_metadata(proto, _metadata(model, "fp32"))
-    return _save(proto, out)
+    set_metadata(proto, _metadata(model, "fp32"))
+    return save_model(proto, out)
 
 
 class OnnxNetwork:

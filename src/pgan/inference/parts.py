@@ -51,8 +51,8 @@ def dataset_root(root: str, checkpoint: str | Path | None) -> Path:
 
 
 def _detector_fn(checkpoint: Path, d: int, device: str):
+    from pgan.detection.extract import detector_boxes_fn
     from pgan.detection.model import load_detector
-    from pgan.parts.extract import detector_boxes_fn
 
     model, dcfg, _ = load_detector(checkpoint, device)
     return detector_boxes_fn(model, dcfg.classes, d, nms=0.45, min_score=0.05)

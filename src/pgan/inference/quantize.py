@@ -14,7 +14,9 @@ import numpy as np
 
 from pgan.errors import PganError
 from pgan.inference.extractor import FeatureExtractor
-from pgan.inference.onnx import _save, _set_metadata
+from pgan.inference.onnx import save_model, set_metadata
+
+__all__ = ["quantize_int8"]
 
 
 class _Calibration:
@@ -37,7 +39,7 @@ def quantize_int8(onnx_path: str | Path, out: str | Path, calibration: Sequence,
     if not calibration:
         raise PganError("int8 quantisation needs calibration images; none were given")
     fx = FeatureExtractor(onnx_path, parts=parts, runtime="onnx", device="cpu", batch_size=batch_size)
-    names = fx._model.input_names
+    names = fx.model.input_names
     batches = []
     for i in range(0, len(calibration), batch_size):
         x, m, _ = fx.prepare(calibration[i:i + batch_size])
@@ -60,5 +62,5 @@ def quantize_int8(onnx_path: str | Path, out: str | Path, calibration: Sequence,
     meta = {p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}
     meta["pgan_fingerprint"] = meta["pgan_fingerprint"] + "-int8"
     meta["pgan_precision"] = "int8"
-    _set_metadata(proto, meta)
-    return _save(proto, out)
+    set_metadata(proto, meta)
+    return save_model(proto, out)

@@ -17,6 +17,8 @@ from pgan.errors import PganError
 from pgan.losses.triplet import batch_hard_triplet
 from pgan.models.network import ModelOutput
 
+__all__ = ["LOSS_TERMS", "LossBreakdown", "PganLoss"]
+
 LOSS_TERMS = ("ce", "f", "g", "p")
 
 

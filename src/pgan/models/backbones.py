@@ -23,6 +23,8 @@ from torch import nn
 
 from pgan.errors import PganError, unknown_name
 
+__all__ = ["BACKBONES", "Backbone", "build_backbone", "frozen_imagenet_backbone"]
+
 log = logging.getLogger(__name__)
 
 

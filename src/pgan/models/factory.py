@@ -24,6 +24,8 @@ from pgan.errors import PganError
 from pgan.models.backbones import BACKBONES, build_backbone
 from pgan.models.network import ReidNet
 
+__all__ = ["create_model", "list_backbones"]
+
 
 def list_backbones(pattern: str | None = None) -> list[str]:
     """Registered backbone names, sorted; ``pattern`` is a shell-style filter such as ``"resnet*"``."""

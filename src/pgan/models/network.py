@@ -50,6 +50,9 @@ from pgan.models.part_attention import (
 from pgan.models.refine import Refine
 from pgan.utils.grid import grid_masks
 
+__all__ = ["ModelOutput", "RETRIEVAL_FEATURES", "ReidNet", "VARIANTS", "VariantSpec", "build_model",
+           "drop_parts"]
+
 
 @dataclass(frozen=True)
 class VariantSpec:

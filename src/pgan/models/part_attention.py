@@ -19,6 +19,9 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
+__all__ = ["PAM_SCORES", "PART_MAPS", "PartAttention", "attention_map", "mask_guided_avg_pool",
+           "masked_softmax", "part_guided_map", "uniform_part_weights", "valid_parts"]
+
 
 def mask_guided_avg_pool(feat: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     """``mgap(F_i, M_i) = sum(M_i * F_g) / ||M_i||_1`` per channel -> ``(B, D, C)``.

@@ -1,4 +1,11 @@
-"""Part regions: the part-box file format, top-D selection and boxes -> feature-map masks."""
+"""Part regions: the part-box file format, top-D selection, boxes -> feature-map masks, the part
+sources a dataset draws its masks from, and the dataset-wide extraction loop.
+
+Arrows: ``parts`` imports ``pgan.data`` (readers, records, and the ``MaskSource`` protocol its part
+sources satisfy), never the other way; nothing here imports ``models``, ``detection`` or ``engine``.
+"""
+
+__all__ = ["PART_CLASSES"]
 
 PART_CLASSES: tuple[str, ...] = (
     "anusigns", "backmirror", "carlight", "carrier", "cartopwindow", "entrylicense",

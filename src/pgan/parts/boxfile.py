@@ -38,6 +38,9 @@ from pathlib import Path
 from pgan.errors import PganError
 from pgan.utils.atomic import atomic_open
 
+__all__ = ["ImageParts", "PART_ROLES", "PartBox", "ReadStats", "append_part_lines", "check_part_file_owner",
+           "part_file_kind", "read_part_file", "write_part_file"]
+
 log = logging.getLogger(__name__)
 
 PART_ROLES = ("identity", "shared")

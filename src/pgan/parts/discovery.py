@@ -57,6 +57,10 @@ from pgan.parts.proposals import components
 from pgan.utils.atomic import atomic_open
 from pgan.utils.images import load_rgb
 
+__all__ = ["DISCOVERY_METHODS", "FeatureFn", "PartBasis", "basis_path", "border_share", "discover_parts",
+           "discovery_boxes_fn", "features_of", "fit_part_basis", "load_images", "maps_to_boxes", "nmf",
+           "prepare", "spherical_kmeans"]
+
 log = logging.getLogger(__name__)
 
 FeatureFn = Callable[[torch.Tensor], torch.Tensor]

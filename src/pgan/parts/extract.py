@@ -34,6 +34,9 @@ from pgan.parts.boxfile import ImageParts, PartBox, append_part_lines, check_par
 from pgan.parts.masks import grid_boxes
 from pgan.utils.images import load_rgb
 
+__all__ = ["BoxesFn", "ExtractReport", "dataset_images", "repair_tail", "run_extraction",
+           "write_grid_file"]
+
 log = logging.getLogger(__name__)
 
 BoxesFn = Callable[[list[torch.Tensor]], list[list[PartBox]]]

@@ -23,6 +23,8 @@ import numpy as np
 from pgan.parts.boxfile import PartBox
 from pgan.utils.grid import grid_layout
 
+__all__ = ["MASK_MODES", "box_to_mask", "boxes_to_masks", "grid_boxes"]
+
 MASK_MODES = ("any", "fraction")
 
 

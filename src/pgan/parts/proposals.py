@@ -41,6 +41,8 @@ from pgan.errors import PganError
 from pgan.parts.boxfile import PartBox, check_part_file_owner
 from pgan.parts.extract import dataset_images, run_extraction
 
+__all__ = ["THRESHOLDS", "WORK_SIZE", "components", "proposal_boxes_fn", "propose_boxes", "propose_parts"]
+
 WORK_SIZE = 128
 THRESHOLDS = (80.0, 88.0, 94.0)
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from pgan.parts.boxfile import PartBox, read_part_file
 
+__all__ = ["CLUTTER", "box_iou", "box_roles", "match_truth", "selection_roles"]
+
 CLUTTER = "clutter"
 
 

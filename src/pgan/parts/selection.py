@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pgan.parts.boxfile import PartBox
 
+__all__ = ["select_top_d"]
+
 
 def select_top_d(boxes: list[PartBox], d: int) -> list[PartBox]:
     """The ``d`` boxes with the highest score, best first.

@@ -49,6 +49,7 @@ from typing import Protocol
 
 import numpy as np
 
+from pgan.data.image_dataset import MaskSource
 from pgan.errors import PganError, unknown_name
 from pgan.parts.boxfile import ImageParts, check_part_file_owner, read_part_file
 from pgan.parts.discovery import FeatureFn, discover_parts
@@ -56,15 +57,17 @@ from pgan.parts.masks import MASK_MODES, boxes_to_masks, grid_boxes  # noqa: F40
 from pgan.parts.selection import select_top_d
 from pgan.utils.grid import grid_masks
 
+__all__ = ["DERIVED_SOURCES", "BoxFileParts", "GridParts", "PART_SOURCES", "PartSource", "build_source",
+           "default_part_file", "grid_boxes"]
+
 log = logging.getLogger(__name__)
 
 
-class PartSource(Protocol):
+class PartSource(MaskSource, Protocol):
+    """A part source: the dataset's :class:`~pgan.data.image_dataset.MaskSource` (``masks_for``,
+    ``check_coverage``) and the number of parts ``D`` its masks hold."""
+
     num_parts: int
-
-    def masks_for(self, key: str, fh: int, fw: int) -> np.ndarray: ...
-
-    def check_coverage(self, keys: Iterable[str]) -> None: ...
 
 
 class BoxFileParts:

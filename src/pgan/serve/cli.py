@@ -13,6 +13,8 @@ import os
 
 from pgan.errors import PganError
 
+__all__ = ["register"]
+
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from pgan.serve.server import serve

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+__all__ = ["atomic_open", "atomic_torch_save", "atomic_write_json", "atomic_write_text"]
+
 
 def _umask() -> int:
     mask = os.umask(0)

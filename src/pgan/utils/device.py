@@ -6,6 +6,8 @@ import torch
 
 from pgan.errors import PganError
 
+__all__ = ["resolve_device"]
+
 
 def resolve_device(name: str, key: str = "run.device") -> torch.device:
     """``auto`` -> CUDA when visible, else CPU; a CUDA request on a CPU-only machine is a PganError

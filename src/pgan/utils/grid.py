@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 
+__all__ = ["grid_layout", "grid_masks"]
+
 
 def grid_layout(d: int) -> tuple[int, int]:
     """``(rows, cols)`` with ``rows * cols = d`` and ``rows`` the largest divisor of ``d`` not above sqrt(d)."""

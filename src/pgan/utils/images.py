@@ -10,6 +10,8 @@ from PIL import Image
 
 from pgan.errors import PganError
 
+__all__ = ["load_rgb"]
+
 
 def load_rgb(path: Path) -> torch.Tensor:
     """``uint8 (3, H, W)`` RGB at the file's own size; PganError for an unreadable file."""

@@ -6,7 +6,7 @@ written before pgan stored its RNG states as plain types (numpy / Python RNG
 tuples) need the full unpickler; that is an explicit opt-in (``trust=True``,
 ``pgan --trust-checkpoint``, or ``PGAN_TRUST_CHECKPOINT=1``) and logs a warning.
 
-:func:`pgan.engine.checkpoint.load_checkpoint` is the loader for training
+:func:`pgan.models.trained.load_checkpoint` is the loader for training
 checkpoints; the part detector's checkpoints go through the same function here.
 """
 
@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from pgan.errors import PganError
+
+__all__ = ["TRUST_ENV", "safe_torch_load", "trust_from_env"]
 
 log = logging.getLogger(__name__)
 

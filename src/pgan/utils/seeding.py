@@ -6,6 +6,8 @@ import random
 
 import numpy as np
 
+__all__ = ["seed_everything"]
+
 
 def seed_everything(seed: int) -> None:
     import torch

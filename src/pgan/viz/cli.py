@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+__all__ = ["register"]
+
 
 def _cmd_viz_ranks(args: argparse.Namespace) -> int:
     from pgan.viz.ranks import rank_pages

@@ -11,6 +11,8 @@ from PIL import Image, ImageDraw
 
 from pgan.utils.atomic import atomic_open
 
+__all__ = ["BOX", "RankRow", "draw_rank_compare", "draw_rank_rows", "top_k_valid"]
+
 GREEN, RED, BLUE, GREY = (40, 170, 60), (210, 40, 40), (60, 90, 200), (150, 150, 150)
 BOX = (255, 200, 0)
 

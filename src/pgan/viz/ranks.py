@@ -21,16 +21,22 @@ import torch
 from torch.utils.data import DataLoader
 
 from pgan.config import Config, apply_overrides
+from pgan.data.build import read_configured_dataset
 from pgan.data.image_dataset import ReidImageDataset
 from pgan.data.records import ImageRecord, ReidDataset
-from pgan.engine.experiment import build_part_source, feature_size, load_trained, read_configured_dataset
+from pgan.engine.build import build_part_source
 from pgan.engine.extract import extract_features
 from pgan.errors import PganError
+from pgan.models.build import feature_size
 from pgan.models.network import ReidNet
+from pgan.models.trained import load_trained
 from pgan.parts.sources import PartSource
 from pgan.utils.atomic import atomic_write_json
 from pgan.viz.ranklist import RankRow, draw_rank_compare, draw_rank_rows, top_k_valid
 from pgan.viz.report_html import Section, prepare_out_dir, write_report
+
+__all__ = ["LoadedRun", "QueryRanking", "average_precision", "find_record", "load_run", "rank_pages",
+           "rank_queries", "rank_row", "select_queries"]
 
 log = logging.getLogger(__name__)
 

@@ -17,6 +17,8 @@ from pathlib import Path
 from pgan.errors import PganError
 from pgan.utils.atomic import atomic_write_text
 
+__all__ = ["Section", "markdown_table", "prepare_out_dir", "write_report"]
+
 _CSS = """body{font-family:sans-serif;margin:24px;max-width:1400px;color:#222}
 table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}
 th{background:#eee}td:first-child,th:first-child{text-align:left}img{max-width:100%;border:1px solid #ddd}

@@ -18,6 +18,8 @@ from pgan.data.datasets.vric import read_vric
 from pgan.data.records import ReidDataset
 from pgan.errors import unknown_name
 
+__all__ = ["DATASETS", "DatasetReader", "read_dataset"]
+
 DatasetReader = Callable[..., ReidDataset]
 
 DATASETS: dict[str, DatasetReader] = {
