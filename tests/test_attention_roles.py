@@ -188,3 +188,16 @@ def test_attention_spread_uniform_collapsed_and_single_part_images():
     assert s.entropy_median == pytest.approx((1.0 + ent_collapsed) / 2)
     assert s.max_weight_median == pytest.approx((0.25 + 0.97) / 2)
     assert np.isnan(attention_spread(np.array([[1.0, 0.0]])).entropy_median)
+
+
+def test_eval_prints_retrieval_metrics_in_percent_and_attention_figures_as_they_are(tiny_checkpoint, run_cli,
+                                                                                   capsys, tmp_path):
+    out = tmp_path / "eval.json"
+    assert run_cli("eval", "--checkpoint", tiny_checkpoint("pgan"), "--out", out) == 0
+    printed = dict(line.strip("|").replace(" ", "").split("|") for line in capsys.readouterr().out.splitlines()
+                   if line.startswith("| ") and "metric" not in line)
+    metrics = json.loads(out.read_text())
+    assert float(printed["mAP"]) == pytest.approx(100 * metrics["mAP"], abs=0.01)
+    assert 0 < metrics["attention_entropy"] <= 1
+    assert float(printed["attention_entropy"]) == pytest.approx(metrics["attention_entropy"], abs=1e-3)
+    assert float(printed["attention_max"]) == pytest.approx(metrics["attention_max"], abs=1e-3)

@@ -58,8 +58,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     metrics = evaluate_checkpoint(args.checkpoint, args.overrides)
     print("| metric | value |\n|---|---|")
-    for k, v in metrics.items():
-        print(f"| {k} | {100 * v:.2f} |" if isinstance(v, float) else f"| {k} | {v} |")
+    for k, v in metrics.items():  # retrieval metrics in %, the attention figures (ratio, entropy) as they are
+        shown = (f"{v:.3f}" if k.startswith("attention_") else f"{100 * v:.2f}") if isinstance(v, float) else v
+        print(f"| {k} | {shown} |")
     out = Path(args.out) if args.out else Path(args.checkpoint).with_name("eval.json")
     atomic_write_json(out, metrics)
     print(f"wrote {out}")
