@@ -76,6 +76,10 @@ VARIANTS: dict[str, dict] = {
     # Added at 06:50, after seeds 0-2 showed the head-only control as far below the baseline as PGAN: is
     # it the reduction to 512 dimensions (the paper's fair baseline, our default since issue 18)?
     "baseline, 512-d": {"model.variant": "baseline", "model.baseline_reduce": True},
+    # Added at 07:00, after the 512-d baseline's first seed lost as much as PGAN: PGAN with the baseline's
+    # 1,280 dimensions (2C' = 1280), on proposals (the best PGAN source on seeds 0-2).
+    "pgan, proposals, 2C'=1280": {"model.variant": "pgan", "data.part_source": "proposals",
+                                  "model.reduced_dim": 640},
     "pgan, dff, T=1, part dropout 0.25": {"model.variant": "pgan", "data.part_source": "dff",
                                           "model.temperature": 1.0, "model.part_dropout": 0.25},
 }
@@ -85,15 +89,18 @@ VARIANTS: dict[str, dict] = {
 # the anti-collapse switches, two for the head-only control, one for k-means parts and the grid variant.
 SEED_PLAN = {label: SEEDS for label in ("baseline", "pgan, dff", "nopam, dff")} | {
     "pgan, proposals": SEEDS[:3], "nopam, proposals": SEEDS[:3], "pgan, dff, T=1, part dropout 0.25": SEEDS[:3],
-    "head only (no parts)": SEEDS[:2], "pgan, kmeans": SEEDS[:1], "grid": SEEDS[:1], "baseline, 512-d": SEEDS[:3]}
+    "head only (no parts)": SEEDS[:2], "pgan, kmeans": SEEDS[:1], "grid": SEEDS[:1], "baseline, 512-d": SEEDS[:3],
+    "pgan, proposals, 2C'=1280": SEEDS[:3]}
 # The queue: seed by seed, in this order within a seed.
 ORDER = ("baseline", "pgan, dff", "nopam, dff", "pgan, proposals", "head only (no parts)", "nopam, proposals",
-         "pgan, dff, T=1, part dropout 0.25", "pgan, kmeans", "grid", "baseline, 512-d")
+         "pgan, dff, T=1, part dropout 0.25", "pgan, kmeans", "grid", "baseline, 512-d",
+         "pgan, proposals, 2C'=1280")
 # (a, b) pairs whose paired difference a - b is reported
 PAIRS = [(p, "baseline") for p in VARIANTS if p != "baseline"] + [
     ("pgan, proposals", "nopam, proposals"), ("pgan, dff", "nopam, dff"),
     ("pgan, dff, T=1, part dropout 0.25", "nopam, dff"), ("pgan, dff", "pgan, proposals"),
-    ("pgan, kmeans", "pgan, proposals"), ("head only (no parts)", "baseline, 512-d")]
+    ("pgan, kmeans", "pgan, proposals"), ("head only (no parts)", "baseline, 512-d"),
+    ("pgan, proposals", "baseline, 512-d"), ("pgan, proposals, 2C'=1280", "pgan, proposals")]
 DESIGN = {"fixed": "2026-12-02, before any run on val", "recipe": {k: list(v) if isinstance(v, tuple) else v
                                                                   for k, v in RECIPE.items()},
           "seed_plan": {k: list(v) for k, v in SEED_PLAN.items()}, "variants": VARIANTS,
