@@ -1,0 +1,57 @@
+"""benchmarks/real_dev.py on a tiny fake real-dev tree (the real one is never read by tests)."""
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+@pytest.fixture(scope="module")
+def bench():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "real_dev.py"
+    spec = importlib.util.spec_from_file_location("real_dev", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_split_becomes_a_custom_csv_with_val_cameras_as_query_and_gallery(bench, tmp_path):
+    from pgan.data.datasets import read_dataset
+
+    root = tmp_path / "real-dev"
+    (root / "images").mkdir(parents=True)
+    names = {"train.txt": ["car_0001_cam1.jpg", "car_0001_cam2.jpg", "motorcycle_0001_cam1.jpg",
+                           "motorcycle_0001_cam2.jpg"],
+             "val.txt": ["car_0002_cam2.jpg", "car_0002_cam1.jpg", "truck_0001_cam1.jpg", "truck_0001_cam2.jpg"]}
+    for list_file, files in names.items():
+        (root / list_file).write_text("\n".join(files) + "\n")
+        for f in files:
+            Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(root / "images" / f)
+    ds = read_dataset("custom", bench.write_csv(root, tmp_path / "out"))
+    assert len(ds.train) == 4 and len({r.pid for r in ds.train}) == 2  # car 1 and motorcycle 1 differ
+    assert sorted(Path(r.path).name for r in ds.query) == ["car_0002_cam1.jpg", "truck_0001_cam1.jpg"]
+    assert sorted(Path(r.path).name for r in ds.gallery) == ["car_0002_cam2.jpg", "truck_0001_cam2.jpg"]
+    assert {r.camid for r in ds.query} == {1} and {r.camid for r in ds.gallery} == {2}
+    assert not list(root.glob("*.csv"))  # nothing written into the dataset folder
+
+
+def test_paired_differences_and_their_t_interval(bench, tmp_path):
+    lo, hi = bench.t_interval([0.01, 0.02, 0.03])
+    half = 4.303 * 0.01 / math.sqrt(3)  # t_{0.975}(2) * sd / sqrt(n)
+    assert (lo, hi) == (pytest.approx(0.02 - half), pytest.approx(0.02 + half))
+    assert all(math.isnan(v) for v in bench.t_interval([0.5]))
+    for label, maps in (("baseline", (0.90, 0.92)), ("pgan, dff", (0.93, 0.92))):
+        for seed, m in enumerate(maps):
+            run = bench.run_dir(tmp_path, label, seed)
+            run.mkdir(parents=True)
+            (run / "result.json").write_text(json.dumps({"metrics": {"mAP": m, "rank1": m, "rank5": m},
+                                                         "train_seconds": 1.0}))
+    result = bench.summarise(tmp_path, ["baseline", "pgan, dff"], [0, 1])
+    pair = result["paired_mAP"]["pgan, dff - baseline"]
+    assert pair["diffs"] == pytest.approx([0.03, 0.0]) and pair["diff_mean"] == pytest.approx(0.015)
+    assert result["summary"]["baseline"]["mAP_mean"] == pytest.approx(0.91)
+    assert "| pgan, dff - baseline | +1.5 |" in bench.markdown(result)
