@@ -186,7 +186,7 @@ def border_share(maps: torch.Tensor) -> torch.Tensor:
     return outer / inner.clamp_min(1e-8)
 
 
-def fit_part_basis(images: Sequence[torch.Tensor] | Callable[[], Sequence[torch.Tensor]], features: FeatureFn,
+def fit_part_basis(images: Sequence[torch.Tensor], features: FeatureFn,
                    method: str = "dff", k: int = 10, input_size: int = 224, seed: int = 0,
                    batch_size: int = 16, max_cells: int = 60000, progress: bool = False) -> PartBasis:
     """Fit a :class:`PartBasis` on ``uint8 (3, H, W)`` training images (see the module docstring)."""
