@@ -1,5 +1,7 @@
 """Annotation-free part discovery (DFF, k-means): the factorisations, maps -> boxes, the basis file, resume."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -151,3 +153,16 @@ def test_a_dff_model_gets_boxes_for_a_new_photo_from_its_basis(tiny_synth, tmp_p
         TestTimeParts(cfg, parts="kmeans")
     with pytest.raises(PganError, match="basis .*nothere.basis.npz does not exist"):
         TestTimeParts(cfg, parts=str(tmp_path / "nothere.basis.npz"))
+
+
+def test_pgan_parts_discover_passes_every_option_through(tiny_synth, tmp_path, run_cli, capsys, monkeypatch):
+    import pgan.discovery_cli as cli
+
+    monkeypatch.setattr(cli, "frozen_imagenet_backbone", lambda name: conv_features())  # no ImageNet file needed
+    out = tmp_path / "parts_kmeans.jsonl"
+    assert run_cli("parts", "discover", "--method", "kmeans", "--dataset", "synth", "--root", tiny_synth,
+                   "--out", out, "--k", "3", "--input-size", "64", "--max-fit-images", "5", "--quiet") == 0
+    report = json.loads(capsys.readouterr().out)
+    basis = PartBasis.load(basis_path(out))
+    assert basis.method == "kmeans" and basis.k == 3 and basis.input_size == 64
+    assert report["written"] == report["total"] > 0

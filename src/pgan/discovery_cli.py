@@ -29,8 +29,9 @@ def _cmd_discover(args: argparse.Namespace) -> int:
             raise PganError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     features = frozen_imagenet_backbone(args.backbone)
-    report = discover_parts(args.dataset, args.root, args.out, features, args.method, args.input_size, args.seed,
-                            args.max_fit_images, progress=not args.quiet, workers=args.workers)
+    report = discover_parts(args.dataset, args.root, args.out, features, args.method, k=args.k,
+                            input_size=args.input_size, seed=args.seed, max_fit_images=args.max_fit_images,
+                            progress=not args.quiet, workers=args.workers)
     print(json.dumps(report.to_dict(), indent=2))
     return 0
 

@@ -101,14 +101,14 @@ class TestTimeParts:
         if self.source in ("file", "detector", "proposals", "dff", "kmeans"):
             d = config.data
             named = default_part_file(self.source, self.root, d.part_file, d.part_cache, config.run.out_dir)
-            part_file = Path(named)  # type: ignore[arg-type]
-            if not part_file.is_absolute():
-                part_file = dataset_root(str(part_file), checkpoint)
-            self.part_file = part_file
-            if self.part_file.is_file():
-                self.lookup = read_part_file(self.part_file)
-            else:
-                log.info("part file %s of the model's dataset is absent; boxes will be computed", self.part_file)
+            if named is not None:  # None: a detector model without data.part_file (training refuses one)
+                part_file = Path(named)
+                self.part_file = part_file if part_file.is_absolute() else dataset_root(named, checkpoint)
+                if self.part_file.is_file():
+                    self.lookup = read_part_file(self.part_file)
+                else:
+                    log.info("part file %s of the model's dataset is absent; boxes will be computed",
+                             self.part_file)
         name = str(parts) if parts is not None else (
             self.source if self.source in ("proposals", "grid", "dff", "kmeans") else None)
         if name == "proposals":

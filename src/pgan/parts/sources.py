@@ -25,8 +25,8 @@ so a derived source can never silently read (or overwrite) the ground truth.
 * ``dff`` / ``kmeans``: parts discovered without labels from the ImageNet backbone's features
   (deep feature factorisation or k-means of feature cells, fitted on the training images;
   :mod:`pgan.parts.discovery`): the part file ``pgan parts discover`` wrote, written first when it
-  does not exist yet and ``dataset``/``root``/``features`` are given. Recommended for real photos
-  (``docs/real_dev.md``).
+  does not exist yet and ``dataset``/``root``/``features`` are given. On the real-dev photos they did
+  not beat ``proposals`` (``docs/real_dev.md``).
 * ``grid``: uniform cells (:func:`pgan.utils.grid.grid_masks`). The ``grid``
   model variant builds these itself; :func:`grid_boxes` writes them as a part
   file so the file-based path can use them too (``pgan parts grid``). Through a
