@@ -82,6 +82,18 @@ VARIANTS: dict[str, dict] = {
                                   "model.reduced_dim": 640},
     "pgan, dff, T=1, part dropout 0.25": {"model.variant": "pgan", "data.part_source": "dff",
                                           "model.temperature": 1.0, "model.part_dropout": 0.25},
+    # Added in the second session (2026-12-02 14:25, before any of their runs), from the first session's
+    # diagnosis that the fused 512-d feature, not the parts, costs most of the loss: the part head kept
+    # beside the baseline's unreduced global feature (model.global_branch), on proposals (the better PGAN
+    # source above); its nopam twin (PGAN above nopam is the goal's second half); and the same head with
+    # no parts, the control that says whether a gain comes from the parts or from a second head.
+    "pgan, proposals, +global": {"model.variant": "pgan", "data.part_source": "proposals",
+                                 "model.global_branch": True},
+    "nopam, proposals, +global": {"model.variant": "nopam", "data.part_source": "proposals",
+                                  "model.global_branch": True},
+    "head only (no parts), +global": {"model.variant": "nopam", "data.part_source": "file",
+                                      "data.missing_parts": "empty", "data.part_file": "parts/empty.jsonl",
+                                      "model.global_branch": True},
 }
 # The seeds each variant gets (a budget cut made at 06:00 after seed 0 of the baseline and of PGAN on DFF parts
 # had finished, because the first plan, 9 variants x 3 seeds + 5 x 2 more, did not fit the session): five
@@ -90,17 +102,23 @@ VARIANTS: dict[str, dict] = {
 SEED_PLAN = {label: SEEDS for label in ("baseline", "pgan, dff", "nopam, dff")} | {
     "pgan, proposals": SEEDS[:3], "nopam, proposals": SEEDS[:3], "pgan, dff, T=1, part dropout 0.25": SEEDS[:3],
     "head only (no parts)": SEEDS[:2], "pgan, kmeans": SEEDS[:1], "grid": SEEDS[:1], "baseline, 512-d": SEEDS[:3],
-    "pgan, proposals, 2C'=1280": SEEDS[:3]}
+    "pgan, proposals, 2C'=1280": SEEDS[:3],
+    # second session: five seeds for the goal's pair, three for the control
+    "pgan, proposals, +global": SEEDS, "nopam, proposals, +global": SEEDS, "head only (no parts), +global": SEEDS[:3]}
 # The queue: seed by seed, in this order within a seed.
 ORDER = ("baseline", "pgan, dff", "nopam, dff", "pgan, proposals", "head only (no parts)", "nopam, proposals",
          "pgan, dff, T=1, part dropout 0.25", "pgan, kmeans", "grid", "baseline, 512-d",
-         "pgan, proposals, 2C'=1280")
+         "pgan, proposals, 2C'=1280", "pgan, proposals, +global", "nopam, proposals, +global",
+         "head only (no parts), +global")
 # (a, b) pairs whose paired difference a - b is reported
 PAIRS = [(p, "baseline") for p in VARIANTS if p != "baseline"] + [
     ("pgan, proposals", "nopam, proposals"), ("pgan, dff", "nopam, dff"),
     ("pgan, dff, T=1, part dropout 0.25", "nopam, dff"), ("pgan, dff", "pgan, proposals"),
     ("pgan, kmeans", "pgan, proposals"), ("head only (no parts)", "baseline, 512-d"),
-    ("pgan, proposals", "baseline, 512-d"), ("pgan, proposals, 2C'=1280", "pgan, proposals")]
+    ("pgan, proposals", "baseline, 512-d"), ("pgan, proposals, 2C'=1280", "pgan, proposals"),
+    ("pgan, proposals, +global", "nopam, proposals, +global"),
+    ("pgan, proposals, +global", "head only (no parts), +global"),
+    ("pgan, proposals, +global", "pgan, proposals")]
 DESIGN = {"fixed": "2026-12-02, before any run on val", "recipe": {k: list(v) if isinstance(v, tuple) else v
                                                                   for k, v in RECIPE.items()},
           "seed_plan": {k: list(v) for k, v in SEED_PLAN.items()}, "variants": VARIANTS,
@@ -209,7 +227,10 @@ def t_interval(diffs: list[float]) -> tuple[float, float]:
     return (mean - half, mean + half)
 
 
-def summarise(out: Path, labels: list[str], seeds: list[int]) -> dict:
+def summarise(out: Path, labels: list[str], seeds: list[int], earlier: list[dict] = ()) -> dict:
+    """Rows of the finished runs under ``out``, plus ``earlier`` rows (a previous ``real_dev.json``'s, from
+    run folders that are gone, e.g. an earlier session's machine) for the (variant, seed) pairs not run here;
+    carried rows keep their figures and say where they came from."""
     rows = []
     for label in labels:
         for seed in seeds:
@@ -217,6 +238,10 @@ def summarise(out: Path, labels: list[str], seeds: list[int]) -> dict:
             if f.is_file():
                 r = json.loads(f.read_text())
                 rows.append({"variant": label, "seed": seed, **r["metrics"], "train_seconds": r["train_seconds"]})
+    have = {(r["variant"], r["seed"]) for r in rows}
+    rows += [{**r, "carried": True} for r in earlier
+             if r["variant"] in labels and r["seed"] in seeds and (r["variant"], r["seed"]) not in have]
+    rows.sort(key=lambda r: (ORDER.index(r["variant"]) if r["variant"] in ORDER else len(ORDER), r["seed"]))
     by = {(r["variant"], r["seed"]): r for r in rows}
     summary = {}
     for label in labels:
@@ -292,6 +317,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--summarise-only", action="store_true")
     ap.add_argument("--progress", action="store_true")
+    ap.add_argument("--fresh", action="store_true",
+                    help="tabulate only runs under --out (default: keep the rows of an existing real_dev.json "
+                         "whose run folders are not here, marked carried)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     root, out = Path(args.root).resolve(), Path(args.out).resolve()
@@ -314,7 +342,9 @@ def main(argv: list[str] | None = None) -> None:
         if any(codes):
             logging.warning("workers exited with %s; the table covers the finished runs", codes)
     part_figure(csv_path, out / "parts", Path(args.docs) / "real_dev_parts.png")
-    result = summarise(out, args.variants, args.seeds)
+    doc_json = Path(args.docs) / "real_dev.json"
+    earlier = json.loads(doc_json.read_text())["rows"] if doc_json.is_file() and not args.fresh else []
+    result = summarise(out, list(VARIANTS), args.seeds, earlier)
     result["seconds"] = round(time.perf_counter() - t0)
     md = markdown(result)
     atomic_write_json(Path(args.docs) / "real_dev.json", result)

@@ -121,6 +121,35 @@ def test_baseline_reduction_to_the_papers_dimension():
     torch.testing.assert_close(plain(x).embedding, plain.bnneck(fg.mean(dim=(2, 3))))
 
 
+def test_global_branch_keeps_the_unreduced_baseline_feature_beside_the_fused_head():
+    torch.manual_seed(0)
+    net = ReidNet(build_backbone("resnet18", pretrained=False), 4, variant="nopam", reduced_dim=16, num_parts=3,
+                  global_branch=True)
+    assert net.embedding_dim == 512 + 32  # resnet18's C unreduced, then 2C'
+    x, masks = torch.randn(8, 3, 64, 64), (torch.rand(8, 3, 4, 4) > 0.5).float()
+    out = net(x, masks)
+    fg = net.forward_features(x)
+    torch.testing.assert_close(out.feat_global, fg.mean(dim=(2, 3)))
+    assert out.logits_global.shape == (8, 4)
+    loss = PganLoss()(out, torch.arange(4).repeat_interleave(2))
+    assert set(loss.parts) == {"ce", "ce_global", "f", "g", "p", "global"}
+    loss.total.backward()
+    assert net.classifier_global.weight.grad.abs().sum() > 0 and net.bnneck_global.bias.grad is None
+    assert set(PganLoss(terms=("ce",))(net(x, masks), torch.arange(4).repeat_interleave(2)).parts) == {
+        "ce", "ce_global"}  # the global losses follow the ce / f switches
+    net.eval()
+    with torch.no_grad():
+        emb, fg = net(x, masks).embedding, net.forward_features(x)
+        fused = net.bnneck(net.refine_f.forward_pooled_pair(fg, net.forward_head(fg, masks, True).part_map))
+        g = net.bnneck_global(fg.mean(dim=(2, 3)))
+    assert emb.shape == (8, 544)
+    torch.testing.assert_close(emb[:, :512], torch.nn.functional.normalize(g, dim=1))
+    torch.testing.assert_close(emb[:, 512:], torch.nn.functional.normalize(fused, dim=1))
+    base = ReidNet(build_backbone("resnet18", pretrained=False), 4, variant="baseline", reduced_dim=16,
+                   global_branch=True)
+    assert base.bnneck_global is None and base.embedding_dim == 32  # the baseline is its own global branch
+
+
 def test_oracle_weights_are_a_fixed_softmax_over_role_scores():
     from pgan.engine.oracle import role_scores
 

@@ -72,6 +72,9 @@ class ModelConfig:
     oracle_temperature: float = 1.0  # variant oracle: weights softmax(T_o x role score), see pgan.engine.oracle
     part_map: str = "raw"  # F_p = F_g (1 + sum w_i M_i) ("raw", authors') | "area" (masks scaled by 1/area)
     retrieval: str = "fb"  # "fb" (F_fb) or "concat" (F_fb, F_g, F_p)
+    # part variants: keep the baseline's unreduced GAP feature as a second branch with its own losses;
+    # retrieval concat(l2(global), l2(fused)). Not in the paper; see pgan.models.network (issue 20).
+    global_branch: bool = False
 
 
 @dataclass

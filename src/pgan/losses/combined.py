@@ -3,6 +3,10 @@
 ``terms`` selects the summands for the loss ablation (Table II): ``"ce"``,
 ``"f"``, ``"g"``, ``"p"``. For the baseline only ``ce`` and ``f`` apply (its
 ``f`` is the GAP feature), and missing features are skipped.
+
+A model with ``global_branch`` also returns the baseline's outputs beside the fused head's; they get
+the baseline's two losses under the same switches: ``ce_global`` (with ``ce``, weighted by lambda too)
+and ``global`` (a triplet on the GAP feature, with ``f``).
 """
 
 from __future__ import annotations
@@ -46,10 +50,14 @@ class PganLoss:
         if "ce" in self.terms and out.logits is not None:
             parts["ce"] = self.lambda_ce * F.cross_entropy(out.logits.float(), labels,
                                                            label_smoothing=self.label_smoothing)
-        for term, feat in (("f", out.feat_f), ("g", out.feat_g), ("p", out.feat_p)):
+        if "ce" in self.terms and out.logits_global is not None:
+            parts["ce_global"] = self.lambda_ce * F.cross_entropy(out.logits_global.float(), labels,
+                                                                  label_smoothing=self.label_smoothing)
+        for key, term, feat in (("f", "f", out.feat_f), ("g", "g", out.feat_g), ("p", "p", out.feat_p),
+                                ("global", "f", out.feat_global)):
             if term in self.terms and feat is not None:
                 feats, labs = self.gather(feat, labels) if self.gather is not None else (feat, labels)
-                parts[term] = batch_hard_triplet(feats, labs, self.margin)
+                parts[key] = batch_hard_triplet(feats, labs, self.margin)
         if not parts:
             raise PganError(f"none of the loss terms {list(self.terms)} applies to this model's outputs")
         total = sum(parts.values())

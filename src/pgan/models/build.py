@@ -33,4 +33,4 @@ def build_network(cfg: Config, num_classes: int, pretrained: bool | None = None)
                    num_parts=cfg.data.num_parts, temperature=m.temperature, retrieval=m.retrieval,
                    pam_score=m.pam_score, learn_temperature=m.learn_temperature, part_map=m.part_map,
                    part_dropout=m.part_dropout, baseline_reduce=m.baseline_reduce,
-                   oracle_temperature=m.oracle_temperature)
+                   oracle_temperature=m.oracle_temperature, global_branch=m.global_branch)

@@ -26,6 +26,14 @@ Data flow (PGAN variants)::
     F_f = concat(F_g, F_p) -> Refine_f -> GAP -> f (2C') -> BN -> f_b -> classifier
     F_g -> Refine_g -> GAP -> g (C');  F_p -> Refine_p -> GAP -> p (C')   [training only]
 
+``global_branch=True`` (part variants; a switch from issue 20, off by default, not in the paper) keeps
+the baseline beside the fused head: ``g0 = GAP(F_g)`` (C channels, unreduced) gets its own BNNeck and
+classifier, trained with the baseline's losses (CE on its BNNeck output, triplet on ``g0``), and the
+retrieval feature is ``concat(l2(BN(g0)), l2(F_fb))``: each half L2-normalised so that neither dominates
+the cosine by scale. It exists because on real photos the fused 2C' feature alone loses to the
+unreduced baseline (docs/real_dev.md); with it a part head can only add to the baseline's feature.
+The baseline variant ignores it (it is its own global branch).
+
 At test time only what the retrieval feature needs is computed: with the default
 ``retrieval="fb"`` the Refine_g / Refine_p branches are skipped, and Refine_f runs
 in its pooled, concat-free form (``Refine.forward_pooled_pair``), which is exact.
@@ -36,6 +44,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from pgan.errors import PganError, unknown_name
@@ -84,6 +93,8 @@ class ModelOutput:
     part_weights: torch.Tensor | None = None  # (B, D) PAM weights
     part_valid: torch.Tensor | None = None  # (B, D) bool: the part's mask is non-empty (what counts a part)
     part_map: torch.Tensor | None = None  # F_p (B, C, h, w), only with return_maps=True
+    logits_global: torch.Tensor | None = None  # global_branch: the global BNNeck feature's logits
+    feat_global: torch.Tensor | None = None  # global_branch: GAP(F_g), the global triplet input
 
 
 class ReidNet(nn.Module):
@@ -97,7 +108,7 @@ class ReidNet(nn.Module):
                  reduced_dim: int = 256, num_parts: int = 8, temperature: float = 10.0,
                  retrieval: str = "fb", pam_score: str = "mean", learn_temperature: bool = False,
                  part_map: str = "raw", part_dropout: float = 0.0, baseline_reduce: bool = True,
-                 oracle_temperature: float = 1.0) -> None:
+                 oracle_temperature: float = 1.0, global_branch: bool = False) -> None:
         super().__init__()
         if variant not in VARIANTS:
             raise unknown_name("variant", variant, list(VARIANTS))
@@ -129,6 +140,7 @@ class ReidNet(nn.Module):
             self.refine_f = Refine(2 * c, 2 * reduced_dim)
             emb_dim = 2 * reduced_dim
         else:
+            global_branch = False  # the baseline is its own global branch
             # The baseline at the paper's dimension: GAP -> Linear(C, 2C') -> BNNeck (see the module doc).
             self.reduce = nn.Linear(c, 2 * reduced_dim, bias=False) if baseline_reduce else None
             emb_dim = 2 * reduced_dim if baseline_reduce else c
@@ -136,8 +148,16 @@ class ReidNet(nn.Module):
         self.bnneck.bias.requires_grad_(False)  # BNNeck: no shift, as in the bag-of-tricks baseline
         self.classifier = nn.Linear(emb_dim, num_classes, bias=False)
         nn.init.normal_(self.classifier.weight, std=0.001)
-        self.embedding_dim = emb_dim + (2 * reduced_dim if retrieval == "concat" and self.spec.uses_parts
-                                        else 0)
+        self.global_branch = global_branch
+        self.bnneck_global: nn.BatchNorm1d | None = None
+        self.classifier_global: nn.Linear | None = None
+        if global_branch:
+            self.bnneck_global = nn.BatchNorm1d(c)
+            self.bnneck_global.bias.requires_grad_(False)
+            self.classifier_global = nn.Linear(c, num_classes, bias=False)
+            nn.init.normal_(self.classifier_global.weight, std=0.001)
+        self.embedding_dim = (emb_dim + (2 * reduced_dim if retrieval == "concat" and self.spec.uses_parts else 0)
+                              + (c if global_branch else 0))
         self._grid_cache: dict[tuple[int, int], torch.Tensor] = {}
 
     def grid_masks(self, h: int, w: int, ref: torch.Tensor) -> torch.Tensor:
@@ -196,17 +216,24 @@ class ReidNet(nn.Module):
         f = self.refine_f.forward_pooled_pair(fg, fp)  # exact; in eval mode never builds concat(F_g, F_p)
         fb = self.bnneck(f)
         maps = fp if return_maps else None
+        g0 = fg.mean(dim=(2, 3)) if self.bnneck_global is not None else None
         if not self.training:
             emb = fb
             if self.retrieval == "concat":
                 g = self.refine_g.forward_pooled(fg)
                 p = self.refine_p.forward_pooled(fp)
                 emb = torch.cat([fb, g, p], dim=1)
+            if g0 is not None:
+                emb = torch.cat([F.normalize(self.bnneck_global(g0), dim=1), F.normalize(emb, dim=1)], dim=1)
             return ModelOutput(embedding=emb, part_weights=weights, part_valid=valid, part_map=maps)
         g = self.refine_g.forward_pooled(fg)
         p = self.refine_p.forward_pooled(fp)
+        logits_global = None
+        if g0 is not None:
+            logits_global = self.classifier_global(self.bnneck_global(g0))
         return ModelOutput(embedding=fb, logits=self.classifier(fb), feat_f=f, feat_g=g, feat_p=p,
-                           part_weights=weights, part_valid=valid, part_map=maps)
+                           part_weights=weights, part_valid=valid, part_map=maps,
+                           logits_global=logits_global, feat_global=g0)
 
 
 def drop_parts(masks: torch.Tensor, p: float) -> torch.Tensor:
