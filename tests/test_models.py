@@ -150,6 +150,44 @@ def test_global_branch_keeps_the_unreduced_baseline_feature_beside_the_fused_hea
     assert base.bnneck_global is None and base.embedding_dim == 32  # the baseline is its own global branch
 
 
+def test_temperature_warmup_and_entropy_floor_switches():
+    from pgan.config import Config
+    from pgan.engine.train import temperature_hooks
+    from pgan.losses.combined import entropy_shortfall
+    from pgan.models.part_attention import temperature_warmup_scale, uniform_part_weights
+
+    assert temperature_warmup_scale(0.0, 2.0, 10.0) == pytest.approx(0.1)  # T_eff = 1 at the start
+    assert temperature_warmup_scale(1.0, 2.0, 10.0) == pytest.approx(0.55)  # halfway: T_eff = 5.5
+    assert temperature_warmup_scale(2.0, 2.0, 10.0) == 1.0 and temperature_warmup_scale(0.3, 0.0, 10.0) == 1.0
+    torch.manual_seed(0)
+    net = ReidNet(build_backbone("resnet18", pretrained=False), 4, variant="pgan", reduced_dim=8, num_parts=3)
+    cfg = Config()
+    cfg.model.temperature_warmup = 2.0
+    (hook,) = temperature_hooks(net, cfg)
+    fg, masks = torch.randn(2, 512, 4, 4), (torch.rand(2, 3, 4, 4) > 0.3).float()
+    sharp = net.pam(fg, masks)
+    hook(0.0)
+    assert net.pam.temperature_scale == pytest.approx(0.1)
+    soft = net.pam(fg, masks)
+    uniform = uniform_part_weights(masks)
+    assert (soft - uniform).abs().sum() < (sharp - uniform).abs().sum()  # nearer uniform while warming up
+    hook(5.0)
+    torch.testing.assert_close(net.pam(fg, masks), sharp)
+    cfg.model.temperature_warmup = 0.0
+    assert temperature_hooks(net, cfg) == []
+
+    valid = torch.tensor([[True, True, True, True], [True, True, False, False], [True, False, False, False]])
+    w = torch.tensor([[0.25, 0.25, 0.25, 0.25], [1.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]])
+    # image 0 uniform (H_norm 1: no shortfall), image 1 one-hot over two parts (H_norm 0: shortfall = floor),
+    # image 2 has one valid part and is left out
+    assert float(entropy_shortfall(w, valid, 0.6)) == pytest.approx(0.3, abs=1e-6)
+    out = net(torch.randn(4, 3, 64, 64), (torch.rand(4, 3, 4, 4) > 0.3).float())
+    loss = PganLoss(entropy_floor=1.0, entropy_weight=2.0)(out, torch.arange(2).repeat_interleave(2))
+    assert loss.parts["entropy"] > 0 and "entropy" not in PganLoss()(out, torch.arange(2).repeat_interleave(2)).parts
+    with pytest.raises(PganError, match="entropy_floor"):
+        PganLoss(entropy_floor=1.5)
+
+
 def test_oracle_weights_are_a_fixed_softmax_over_role_scores():
     from pgan.engine.oracle import role_scores
 

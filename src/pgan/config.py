@@ -68,6 +68,7 @@ class ModelConfig:
     temperature: float = 10.0  # PAM softmax temperature (authors' code)
     pam_score: str = "mean"  # PAM score head: "mean" of C outputs (authors') | "single" output
     learn_temperature: bool = False  # PAM temperature as a learnable scale
+    temperature_warmup: float = 0.0  # epochs over which the PAM temperature rises from 1 to T (0: off)
     part_dropout: float = 0.0  # training only: drop each part's mask with this probability (against collapse)
     oracle_temperature: float = 1.0  # variant oracle: weights softmax(T_o x role score), see pgan.engine.oracle
     part_map: str = "raw"  # F_p = F_g (1 + sum w_i M_i) ("raw", authors') | "area" (masks scaled by 1/area)
@@ -82,6 +83,10 @@ class LossConfig:
     lambda_ce: float = 2.0  # the paper's lambda (authors used 1.0 for VehicleID)
     margin: float = 0.3
     label_smoothing: float = 0.0  # the authors' code uses none
+    # against attention collapse (0: off): penalise PAM weights whose entropy, normalised by log(valid
+    # parts), falls below this floor: entropy_weight x mean(relu(floor - H_norm))
+    entropy_floor: float = 0.0
+    entropy_weight: float = 1.0
     terms: tuple[str, ...] = ("ce", "f", "g", "p")
 
 
@@ -261,6 +266,9 @@ _RANGES: tuple[tuple[str, float, float, bool], ...] = (
     ("loss.margin", 0.0, math.inf, True),
     ("loss.lambda_ce", 0.0, math.inf, True),
     ("loss.label_smoothing", 0.0, 1.0, True),
+    ("loss.entropy_floor", 0.0, 1.0, True),
+    ("loss.entropy_weight", 0.0, math.inf, True),
+    ("model.temperature_warmup", 0.0, math.inf, True),
     ("model.temperature", 0.0, math.inf, False),
     ("model.part_dropout", 0.0, 1.0, True),
     ("model.oracle_temperature", 0.0, math.inf, False),

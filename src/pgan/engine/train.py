@@ -21,6 +21,7 @@ from pgan.data.records import ReidDataset, relabel
 from pgan.data.sampler import IdentityBatchSampler
 from pgan.engine.build import build_eval_sets, build_loader, build_part_source, oracle_scores, validate_config
 from pgan.engine.distributed import cleanup, gather_for_mining, init_distributed
+from pgan.engine.checkpoint import unwrap
 from pgan.engine.evaluate import evaluate_sets
 from pgan.engine.run_folder import RunLock, check_resume_config, remove_stale_temporaries
 from pgan.engine.schedule import lr_factor
@@ -29,12 +30,13 @@ from pgan.engine.trainer import Trainer
 from pgan.errors import PganError
 from pgan.losses.combined import PganLoss
 from pgan.models.build import build_network, feature_size
+from pgan.models.part_attention import temperature_warmup_scale
 from pgan.models.trained import load_checkpoint
 from pgan.utils.atomic import atomic_write_json, atomic_write_text
 from pgan.utils.device import resolve_device
 from pgan.utils.seeding import seed_everything
 
-__all__ = ["check_splits", "param_groups", "stored_config", "train", "write_run_info"]
+__all__ = ["check_splits", "param_groups", "stored_config", "temperature_hooks", "train", "write_run_info"]
 
 
 def param_groups(model: torch.nn.Module, lr: float, pam_lr_mult: float = 1.0) -> list[dict]:
@@ -45,6 +47,20 @@ def param_groups(model: torch.nn.Module, lr: float, pam_lr_mult: float = 1.0) ->
     if pam_lr_mult == 1.0 or not pam:
         return [{"params": rest + pam}]
     return [{"params": rest}, {"params": pam, "lr": lr * pam_lr_mult}]
+
+
+def temperature_hooks(model: torch.nn.Module, cfg: Config) -> list:
+    """The step hook of ``model.temperature_warmup`` (none when it is off or the model has no PAM): sets the
+    PAM's ``temperature_scale`` from the fractional epoch, so a resumed run sets the same value."""
+    pam = getattr(unwrap(model), "pam", None)
+    warm, t = cfg.model.temperature_warmup, cfg.model.temperature
+    if pam is None or warm <= 0:
+        return []
+
+    def hook(epoch: float) -> None:
+        pam.temperature_scale = temperature_warmup_scale(epoch, warm, t)
+
+    return [hook]
 
 
 def _git_commit() -> str | None:
@@ -151,7 +167,8 @@ def _train_locked(cfg: Config, resume: bool, info, device: torch.device, ckpt: d
     optimizer = torch.optim.Adam(param_groups(model, o.lr, o.pam_lr_mult), lr=o.lr, betas=tuple(o.betas),
                                  weight_decay=o.weight_decay)
     loss_fn = PganLoss(cfg.loss.lambda_ce, cfg.loss.margin, cfg.loss.label_smoothing, tuple(cfg.loss.terms),
-                       gather=gather_for_mining if info.enabled else None)
+                       gather=gather_for_mining if info.enabled else None,
+                       entropy_floor=cfg.loss.entropy_floor, entropy_weight=cfg.loss.entropy_weight)
 
     def schedule(e: float) -> float:
         return lr_factor(e, o.warmup_epochs, o.warmup_factor, tuple(o.milestones), o.gamma)
@@ -165,7 +182,7 @@ def _train_locked(cfg: Config, resume: bool, info, device: torch.device, ckpt: d
     trainer = Trainer(model, loss_fn, optimizer, loader, device, o.epochs, schedule, run_dir,
                       amp=cfg.run.amp, progress=cfg.run.progress, evaluate=evaluate,
                       eval_every=cfg.run.eval_every, is_main=info.is_main,
-                      checkpoint_every=cfg.run.checkpoint_every,
+                      checkpoint_every=cfg.run.checkpoint_every, step_hooks=temperature_hooks(model, cfg),
                       extra_state={"config": stored_config(cfg), "num_classes": num_classes,
                                    "world_size": info.world_size})
     if resume:

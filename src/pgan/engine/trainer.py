@@ -46,7 +46,8 @@ class Trainer:
                  amp: bool = True, progress: bool = True,
                  evaluate: Callable[[torch.nn.Module], dict] | None = None, eval_every: int = 0,
                  is_main: bool = True, extra_state: dict | None = None,
-                 epoch_hooks: list[Callable[[dict], None]] | None = None, checkpoint_every: int = 0) -> None:
+                 epoch_hooks: list[Callable[[dict], None]] | None = None, checkpoint_every: int = 0,
+                 step_hooks: list[Callable[[float], None]] | None = None) -> None:
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
         self.loader, self.device, self.epochs = loader, device, epochs
         self.schedule = schedule
@@ -60,6 +61,9 @@ class Trainer:
         self.extra_state = extra_state or {}
         self.epoch_hooks = list(epoch_hooks or [])  # called with each epoch's metrics row (main process)
         self.checkpoint_every = checkpoint_every  # steps between mid-epoch checkpoints (0: off)
+        # called with the fractional epoch before every step (schedules other than the lr's); they must be
+        # functions of that value alone, so that a resumed run sets the same values
+        self.step_hooks = list(step_hooks or [])
         self.start_epoch = 0
         self.history: list[dict] = []
         self._partial: dict | None = None  # the interrupted epoch a mid-epoch checkpoint resumes
@@ -143,6 +147,8 @@ class Trainer:
         lr = self.optimizer.param_groups[0]["lr"]
         for it, batch in enumerate(bar, start=start):
             lr = self._set_lr(epoch + it / max(n, 1))
+            for hook in self.step_hooks:
+                hook(epoch + it / max(n, 1))
             step = self._step(batch)
             for k, v in step.items():
                 sums[k] = sums.get(k, 0.0) + v

@@ -7,6 +7,10 @@
 A model with ``global_branch`` also returns the baseline's outputs beside the fused head's; they get
 the baseline's two losses under the same switches: ``ce_global`` (with ``ce``, weighted by lambda too)
 and ``global`` (a triplet on the GAP feature, with ``f``).
+
+``entropy_floor`` (a switch against attention collapse, 0 = off) adds ``entropy``:
+``entropy_weight * mean_b relu(floor - H(w_b) / log n_b)`` over images with ``n_b >= 2`` valid parts,
+where ``H`` is the entropy of the PAM's weights over the valid parts (1 = uniform after the division).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pgan.errors import PganError
 from pgan.losses.triplet import batch_hard_triplet
 from pgan.models.network import ModelOutput
 
-__all__ = ["LOSS_TERMS", "LossBreakdown", "PganLoss"]
+__all__ = ["LOSS_TERMS", "LossBreakdown", "PganLoss", "entropy_shortfall"]
 
 LOSS_TERMS = ("ce", "f", "g", "p")
 
@@ -35,8 +39,8 @@ class LossBreakdown:
 class PganLoss:
     def __init__(self, lambda_ce: float = 2.0, margin: float = 0.3, label_smoothing: float = 0.0,
                  terms: tuple[str, ...] = LOSS_TERMS,
-                 gather: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None
-                 ) -> None:
+                 gather: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
+                 entropy_floor: float = 0.0, entropy_weight: float = 1.0) -> None:
         bad = [t for t in terms if t not in LOSS_TERMS]
         if bad or not terms:
             raise PganError(f"loss terms {list(terms)} invalid; choose from {list(LOSS_TERMS)}")
@@ -44,6 +48,9 @@ class PganLoss:
         self.terms = tuple(terms)
         # Under DDP: gathers (features, labels) of all ranks so mining covers the global batch.
         self.gather = gather
+        if not 0.0 <= entropy_floor <= 1.0:
+            raise PganError(f"entropy_floor is a normalised entropy in [0, 1], got {entropy_floor}")
+        self.entropy_floor, self.entropy_weight = entropy_floor, entropy_weight
 
     def __call__(self, out: ModelOutput, labels: torch.Tensor) -> LossBreakdown:
         parts: dict[str, torch.Tensor] = {}
@@ -58,7 +65,22 @@ class PganLoss:
             if term in self.terms and feat is not None:
                 feats, labs = self.gather(feat, labels) if self.gather is not None else (feat, labels)
                 parts[key] = batch_hard_triplet(feats, labs, self.margin)
+        if self.entropy_floor > 0 and out.part_weights is not None and out.part_valid is not None:
+            parts["entropy"] = self.entropy_weight * entropy_shortfall(out.part_weights, out.part_valid,
+                                                                       self.entropy_floor)
         if not parts:
             raise PganError(f"none of the loss terms {list(self.terms)} applies to this model's outputs")
         total = sum(parts.values())
         return LossBreakdown(total, {k: float(v.detach()) for k, v in parts.items()})
+
+
+def entropy_shortfall(weights: torch.Tensor, valid: torch.Tensor, floor: float) -> torch.Tensor:
+    """``mean_b relu(floor - H(w_b) / log n_b)`` over the images with at least two valid parts (0 if none):
+    how far each image's part weights fall below a normalised entropy ``floor``."""
+    n = valid.sum(-1)
+    keep = n >= 2
+    if not bool(keep.any()):
+        return weights.sum() * 0.0
+    w = torch.where(valid, weights.float().clamp_min(1e-12), torch.ones_like(weights, dtype=torch.float))
+    h = -(w * w.log()).sum(-1)[keep] / n[keep].float().log()  # invalid slots: 1 * log 1 = 0
+    return torch.relu(floor - h).mean()

@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
 __all__ = ["PAM_SCORES", "PART_MAPS", "PartAttention", "attention_map", "mask_guided_avg_pool",
-           "masked_softmax", "part_guided_map", "uniform_part_weights", "valid_parts"]
+           "masked_softmax", "part_guided_map", "temperature_warmup_scale", "uniform_part_weights", "valid_parts"]
 
 
 def mask_guided_avg_pool(feat: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -72,7 +72,9 @@ class PartAttention(nn.Module):
     temperature ``T = 10``. Switches (off by default, see ``docs/attention.md``):
 
     * ``score="single"``: a plain Linear(C/4 -> 1) score head instead of averaging C outputs;
-    * ``learn_temperature``: ``T`` becomes a learnable scale (stored as ``log T``).
+    * ``learn_temperature``: ``T`` becomes a learnable scale (stored as ``log T``);
+    * ``temperature_scale`` (a plain attribute, 1.0 by default): multiplies ``T``; the trainer sets it
+      each step for a temperature warm-up (:func:`temperature_warmup_scale`, ``model.temperature_warmup``).
     """
 
     def __init__(self, channels: int, hidden: int | None = None, temperature: float = 10.0,
@@ -97,6 +99,7 @@ class PartAttention(nn.Module):
             self.log_temperature = nn.Parameter(log_t)
         else:
             self.register_buffer("log_temperature", log_t, persistent=False)
+        self.temperature_scale = 1.0  # not state: a warm-up recomputes it from the step, so resume is exact
 
     @property
     def temperature(self) -> float:
@@ -105,11 +108,21 @@ class PartAttention(nn.Module):
     def scores(self, feat: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """Unnormalised part scores ``(B, D)`` (before the masked softmax)."""
         pooled = mask_guided_avg_pool(feat, masks)  # (B, D, C)
-        return self.psi(pooled).mean(-1) * self.log_temperature.exp()
+        return self.psi(pooled).mean(-1) * (self.log_temperature.exp() * self.temperature_scale)
 
     def forward(self, feat: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """Part weights ``(B, D)``: sum to 1 over valid parts, 0 on empty ones."""
         return masked_softmax(self.scores(feat, masks), valid_parts(masks))
+
+
+def temperature_warmup_scale(epoch: float, warmup_epochs: float, temperature: float) -> float:
+    """The PAM's temperature multiplier at fractional ``epoch`` of a warm-up (a switch against collapse):
+    the effective temperature rises linearly from 1 to ``temperature`` over ``warmup_epochs``, so the
+    weights start near uniform and sharpen as the scores become meaningful; 1.0 once it is over (or off)."""
+    if warmup_epochs <= 0 or epoch >= warmup_epochs or temperature <= 1.0:
+        return 1.0
+    t_eff = 1.0 + (temperature - 1.0) * max(epoch, 0.0) / warmup_epochs
+    return t_eff / temperature
 
 
 def uniform_part_weights(masks: torch.Tensor) -> torch.Tensor:
