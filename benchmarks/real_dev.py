@@ -104,7 +104,8 @@ SEED_PLAN = {label: SEEDS for label in ("baseline", "pgan, dff", "nopam, dff")} 
     "head only (no parts)": SEEDS[:2], "pgan, kmeans": SEEDS[:1], "grid": SEEDS[:1], "baseline, 512-d": SEEDS[:3],
     "pgan, proposals, 2C'=1280": SEEDS[:3],
     # second session: five seeds for the goal's pair, three for the control
-    "pgan, proposals, +global": SEEDS, "nopam, proposals, +global": SEEDS, "head only (no parts), +global": SEEDS[:3]}
+    "pgan, proposals, +global": SEEDS, "nopam, proposals, +global": SEEDS,
+    "head only (no parts), +global": SEEDS[:3]}
 # The queue: seed by seed, in this order within a seed.
 ORDER = ("baseline", "pgan, dff", "nopam, dff", "pgan, proposals", "head only (no parts)", "nopam, proposals",
          "pgan, dff, T=1, part dropout 0.25", "pgan, kmeans", "grid", "baseline, 512-d",
