@@ -182,8 +182,9 @@ def test_temperature_warmup_and_entropy_floor_switches():
     # image 2 has one valid part and is left out
     assert float(entropy_shortfall(w, valid, 0.6)) == pytest.approx(0.3, abs=1e-6)
     out = net(torch.randn(4, 3, 64, 64), (torch.rand(4, 3, 4, 4) > 0.3).float())
-    loss = PganLoss(entropy_floor=1.0, entropy_weight=2.0)(out, torch.arange(2).repeat_interleave(2))
-    assert loss.parts["entropy"] > 0 and "entropy" not in PganLoss()(out, torch.arange(2).repeat_interleave(2)).parts
+    labels = torch.arange(2).repeat_interleave(2)
+    loss = PganLoss(entropy_floor=1.0, entropy_weight=2.0)(out, labels)
+    assert loss.parts["entropy"] > 0 and "entropy" not in PganLoss()(out, labels).parts
     with pytest.raises(PganError, match="entropy_floor"):
         PganLoss(entropy_floor=1.5)
 

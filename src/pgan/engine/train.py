@@ -20,8 +20,8 @@ from pgan.data.image_dataset import ReidImageDataset
 from pgan.data.records import ReidDataset, relabel
 from pgan.data.sampler import IdentityBatchSampler
 from pgan.engine.build import build_eval_sets, build_loader, build_part_source, oracle_scores, validate_config
-from pgan.engine.distributed import cleanup, gather_for_mining, init_distributed
 from pgan.engine.checkpoint import unwrap
+from pgan.engine.distributed import cleanup, gather_for_mining, init_distributed
 from pgan.engine.evaluate import evaluate_sets
 from pgan.engine.run_folder import RunLock, check_resume_config, remove_stale_temporaries
 from pgan.engine.schedule import lr_factor
