@@ -60,7 +60,8 @@ class FakeHit:
 
 
 class FakeIndex:
-    """Gallery of ``n`` small PNGs: image i shows colour i % 6 (its 'vehicle'), taken by camera i % 3."""
+    """Gallery of ``n`` small PNGs: image i shows colour i % 6 (its 'vehicle'), taken by camera i % 3.
+    ``times`` (id -> timestamp, empty at first) gives images a timestamp."""
 
     model_fingerprint = FakeExtractor.model_fingerprint
 
@@ -75,6 +76,7 @@ class FakeIndex:
             self.paths[100 + i] = p  # ids deliberately not 0..n-1
             self.meta[100 + i] = (i % 3, i % 6)
         self.vectors = {k: _embed(Image.open(p)) for k, p in self.paths.items()}
+        self.times: dict[int, str | None] = {}
         self.checkpoint = "fake.pt"
 
     def __len__(self) -> int:
@@ -92,7 +94,8 @@ class FakeIndex:
 
     def get(self, image_id: int) -> FakeHit:
         cam, vid = self.meta[image_id]
-        return FakeHit(0, 0.0, image_id, str(self.paths[image_id]), cam, vid, boxes=[[0, 0, 4, 4, 1.0, "logo"]])
+        return FakeHit(0, 0.0, image_id, str(self.paths[image_id]), cam, vid, self.times.get(image_id),
+                       boxes=[[0, 0, 4, 4, 1.0, "logo"]])
 
     def search(self, embeddings, topk, camera=None):
         ids = [k for k in self.paths if camera is None or self.meta[k][0] == camera]
@@ -100,7 +103,8 @@ class FakeIndex:
         for q in np.asarray(embeddings):
             scores = sorted(((float(self.vectors[k] @ q), k) for k in ids), reverse=True)[:topk]
             out.append([FakeHit(r + 1, s, k, str(self.paths[k]), self.meta[k][0], self.meta[k][1],
-                                boxes=[[0, 0, 4, 4, 1.0, "logo"]]) for r, (s, k) in enumerate(scores)])
+                                self.times.get(k), boxes=[[0, 0, 4, 4, 1.0, "logo"]])
+                        for r, (s, k) in enumerate(scores)])
         return out
 
 

@@ -2,7 +2,8 @@
 
 A real (tiny) model and gallery index; the server runs uvicorn on a free 127.0.0.1 port in a
 thread, with a bearer token. The page is driven as a user would: enter the token, upload a
-query photo of the synthetic test split, read the grid, click a result, upload a corrupt file.
+query photo of the synthetic test split, read the grid, switch to the sightings view and back,
+click a result, upload a corrupt file.
 The query photo is the first one whose top-1 (by the Python API) is its own vehicle: this
 1-epoch model is not always right, and what is tested here is that the page shows the
 service's answer. The screenshot goes to the test's temporary folder: running the suite never
@@ -62,6 +63,7 @@ def test_page_search_click_and_errors_in_chromium(tiny_synth, tiny_checkpoint, t
             expect(page.locator("#info")).to_contain_text("gallery of 16 images")
             expect(page.locator("#token-row")).to_be_hidden()
 
+            page.fill("#min-score", "-1")  # every match a sighting: the page is tested here, not the tiny model
             page.set_input_files("#file", str(query))
             cards = page.locator("#results .result")
             expect(cards).to_have_count(10)  # the default top-k
@@ -72,6 +74,17 @@ def test_page_search_click_and_errors_in_chromium(tiny_synth, tiny_checkpoint, t
             assert page.locator("#results .box").count() > 0
             page.wait_for_function("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
             page.screenshot(path=str(screenshot), full_page=True)
+
+            page.click("#view-sightings")  # the same answer by camera, each camera's row in time order
+            expect(page.locator("#results")).to_be_hidden()
+            expect(page.locator("#sightings .result")).to_have_count(10)
+            rows = page.locator("#sightings .camera")
+            expect(rows.first.locator("h3")).to_contain_text("camera")
+            for i in range(rows.count()):
+                times = rows.nth(i).locator(".time").all_inner_texts()
+                assert times == sorted(times, key=float), times  # synthetic frame numbers, earliest first
+            page.click("#view-matches")
+            expect(page.locator("#results")).to_be_visible()
 
             second = cards.nth(1).get_attribute("data-image-id")
             cards.nth(1).click()  # search with a result

@@ -53,12 +53,21 @@ def _cmd_index_info(args: argparse.Namespace) -> int:
 def _cmd_search(args: argparse.Namespace) -> int:
     from pgan.index import GalleryIndex
     from pgan.index.search import draw_results, extractor_for, search_images
+    from pgan.index.sightings import DEFAULT_MIN_SCORE, group_sightings
 
+    if args.min_score is not None and not args.sightings:
+        raise PganError("--min-score applies to the sightings only: add --sightings")
+    min_score = DEFAULT_MIN_SCORE if args.min_score is None else args.min_score
+    if not -1.0 <= min_score <= 1.0:
+        raise PganError(f"--min-score must be between -1 and 1 (a cosine similarity), got {args.min_score}")
     with GalleryIndex.open(args.index) as idx:
         fx = extractor_for(idx, args.checkpoint, args.parts, args.device, args.runtime, args.onnx)
         results = search_images(idx, args.photos, args.topk, camera=args.camera,
                                 exclude_camera=args.exclude_camera, extractor=fx)
     for r in results:
+        if args.sightings:  # one line per query: its hits grouped by camera in time order
+            print(json.dumps({"query": r.query, **group_sightings(r.hits, min_score).to_dict()}))
+            continue
         for line in r.json_lines():
             print(json.dumps(line))
     if args.figure:
@@ -128,13 +137,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--skipped", action="store_true", help="list the files the build skipped, with the reason")
     p.set_defaults(func=_cmd_index_info)
 
-    p = sub.add_parser("search", help="top-k gallery matches of query photos (JSON lines)")
+    p = sub.add_parser("search", help="top-k gallery matches of query photos (JSON lines); --sightings: "
+                                      "grouped by camera in time order")
     p.add_argument("--index", required=True)
     p.add_argument("photos", nargs="+")
     p.add_argument("--topk", type=int, default=20)
     p.add_argument("--camera", type=int, help="only matches from this camera")
     p.add_argument("--exclude-camera", type=int, help="no matches from this camera (e.g. the query's)")
     p.add_argument("--figure", help="PNG: each query and its top-k with part boxes")
+    p.add_argument("--sightings", action="store_true",
+                   help="one JSON line per query: the top-k scoring at least --min-score, grouped by camera "
+                        "(cameras by best score), each camera's in timestamp order, with first/last seen")
+    p.add_argument("--min-score", type=float, help="with --sightings: the least cosine score of a sighting "
+                                                   "(default 0.5, not calibrated: set it for your model)")
     _model_args(p, False)
     p.set_defaults(func=_cmd_search)
 

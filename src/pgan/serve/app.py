@@ -3,7 +3,8 @@
 Routes (``/docs`` shows them with their schemas):
 
 * ``POST /api/search``: multipart form, the photo in ``image`` (or a gallery ``image_id``),
-  ``topk`` and an optional ``camera`` filter -> ``{"query": ..., "results": [...]}``;
+  ``topk`` and an optional ``camera`` filter -> ``{"query": ..., "results": [...]}``; with
+  ``group=camera`` (and ``min_score``) also ``"sightings"``: the likely matches by camera in time order;
 * ``GET /api/images/{id}[?size=N]``: a gallery image, or a JPEG thumbnail whose longer side is N;
 * ``GET /api/health``, ``GET /api/info``;
 * ``GET /``: the search page (plain HTML/CSS/JS from ``pgan/serve/static``).
@@ -56,6 +57,7 @@ from pgan.errors import PganError
 from pgan.serve import uploads
 from pgan.serve.schemas import Box, Error, Health, Info, Query, Result, SearchResponse, box_json
 from pgan.serve.settings import ServeSettings
+from pgan.serve.sightings import DEFAULT_MIN_SCORE, parse_group, sightings_view
 from pgan.serve.uploads import BadImage, decode_upload, load_gallery_image, thumbnail_jpeg
 from pgan.serve.worker import InferenceWorker, WorkerStopped
 
@@ -333,11 +335,16 @@ def create_app(index: Any, extractor: Any, settings: ServeSettings | None = None
     async def search(image: UploadFile | None = File(None, description="the query photo (JPEG, PNG, ...)"),
                      image_id: str | None = Form(None, description="or: search with this gallery image"),
                      topk: str | None = Form(None, description="number of results"),
-                     camera: str | None = Form(None, description="only results from this camera id")
+                     camera: str | None = Form(None, description="only results from this camera id"),
+                     group: str | None = Form(None, description="'camera': also answer 'sightings', the "
+                                              "results above min_score grouped by camera in time order"),
+                     min_score: str | None = Form(None, description="with group=camera: the least score of a "
+                                                  f"sighting (cosine, -1..1; default {DEFAULT_MIN_SCORE})")
                      ) -> SearchResponse:
         start = time.perf_counter()
         k = _parse_int(topk, "topk", 1, settings.max_topk, settings.default_topk)
         cam = _parse_int(camera, "camera", 0, 2**31 - 1, None)
+        least = parse_group(group, min_score)
         if image is not None and image_id not in (None, ""):
             raise HTTPException(422, "give either an upload in 'image' or a gallery 'image_id', not both")
         if image is not None:
@@ -361,10 +368,11 @@ def create_app(index: Any, extractor: Any, settings: ServeSettings | None = None
         paths = [Path(str(h.path)) if getattr(h, "path", None) else None for h in hits]
         sizes = await state.decode(lambda: [state.size_of(h.image_id, p) if p else None
                                             for h, p in zip(hits, paths)])
+        results = [_hit_json(h, s) for h, s in zip(hits, sizes)]
         return SearchResponse(query=Query(image_id=query_id, width=width, height=height,
                                           boxes=[Box(**box_json(b)) for b in boxes]),
-                              results=[_hit_json(h, s) for h, s in zip(hits, sizes)],
-                              took_ms=round(1000 * (time.perf_counter() - start), 2))
+                              results=results, took_ms=round(1000 * (time.perf_counter() - start), 2),
+                              sightings=None if least is None else sightings_view(results, least))
 
     @api.get("/images/{image_id}", response_class=Response, dependencies=[Depends(admit)],
              responses={200: {"content": {"image/jpeg": {}, "image/png": {}}}})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class Box(BaseModel):
@@ -39,10 +39,31 @@ class Result(BaseModel):
     boxes: list[Box] = []
 
 
+class CameraGroup(BaseModel):
+    """The sightings of one camera: its results in time order (those without a timestamp last, by rank)."""
+
+    camera: int | str | None = None  # None: results whose camera is not known
+    count: int
+    best_score: float
+    first_seen: str | None = None  # the earliest timestamp of the group (None when none has one)
+    last_seen: str | None = None
+    results: list[Result]
+
+
+class SightingsView(BaseModel):
+    """Where and when the vehicle was seen: the results scoring at least ``min_score``, grouped by camera,
+    cameras by best score (see :mod:`pgan.index.sightings`)."""
+
+    min_score: float
+    below_min_score: int  # results left out as unlikely matches
+    cameras: list[CameraGroup]
+
+
 class SearchResponse(BaseModel):
     query: Query
     results: list[Result]
     took_ms: float
+    sightings: SightingsView | None = Field(None, description="only with group=camera")
 
 
 class Health(BaseModel):
@@ -76,3 +97,4 @@ def box_json(box: Any) -> dict:
         keys = ("x1", "y1", "x2", "y2", "score", "label")
         return dict(zip(keys, box))
     return {k: getattr(box, k) for k in ("x1", "y1", "x2", "y2", "score", "label") if hasattr(box, k)}
+

@@ -4,6 +4,8 @@
 const $ = (id) => document.getElementById(id);
 let token = sessionStorage.getItem("pgan-token") || "";
 let thumbSize = 256;
+let view = "matches";  // or "sightings": the same answer grouped by camera in time order
+let shown = null;  // the answer on the page: {data, srcs (image id -> thumbnail URL)}
 const objectURLs = [];
 
 function showError(message) {
@@ -79,32 +81,85 @@ function caption(lines) {
   return fc;
 }
 
+// A result's card: its image with part boxes and caption lines; clicking it searches with it.
+function resultCard(r, src, lines) {
+  const card = document.createElement("figure");
+  card.className = "card result";
+  card.tabIndex = 0;
+  card.dataset.rank = r.rank;
+  card.dataset.imageId = r.image_id;
+  card.dataset.vehicleId = r.vehicle_id ?? "";
+  card.title = `${r.name}: click to search with this image`;
+  card.appendChild(frame(src, r.width, r.height, r.boxes));
+  card.appendChild(caption(lines));
+  const go = () => searchById(r.image_id);
+  card.addEventListener("click", go);
+  card.addEventListener("keydown", (e) => { if (e.key === "Enter") go(); });
+  return card;
+}
+
+function renderMatches(data, srcs) {
+  $("results").replaceChildren(...data.results.map((r) => resultCard(r, srcs.get(r.image_id), [
+    ["score", `#${r.rank}  score ${r.score.toFixed(3)}`],
+    [null, `vehicle ${r.vehicle_id ?? "?"} · camera ${r.camera ?? "?"}`], ["muted small", r.name]])));
+  return `${data.results.length} matches`;
+}
+
+// Per camera (best score first), a row of its likely matches in time order: where and when.
+function renderSightings(data, srcs) {
+  const s = data.sightings;
+  const rows = s.cameras.map((cam) => {
+    const section = document.createElement("section");
+    section.className = "camera";
+    section.dataset.camera = cam.camera ?? "";
+    const title = document.createElement("h3");
+    const span = cam.first_seen === null ? "time unknown"
+      : cam.first_seen === cam.last_seen ? `at ${cam.first_seen}` : `${cam.first_seen} → ${cam.last_seen}`;
+    const detail = document.createElement("span");
+    detail.className = "muted small";
+    detail.textContent = ` ${cam.count} sighting${cam.count === 1 ? "" : "s"} · ${span} · ` +
+      `best score ${cam.best_score.toFixed(3)}`;
+    title.append(cam.camera === null ? "camera unknown" : `camera ${cam.camera}`, detail);
+    const line = document.createElement("ol");
+    line.className = "timeline";
+    for (const r of cam.results) {
+      const item = document.createElement("li");
+      item.appendChild(resultCard(r, srcs.get(r.image_id), [
+        ["time", r.timestamp ?? "time unknown"],
+        ["score", `score ${r.score.toFixed(3)}  #${r.rank}`],
+        ["muted small", r.image_id === data.query.image_id ? "the query" : `vehicle ${r.vehicle_id ?? "?"}`]]));
+      line.appendChild(item);
+    }
+    section.append(title, line);
+    return section;
+  });
+  const note = document.createElement("p");
+  note.className = "muted small";
+  note.textContent = s.below_min_score === 0 ? `every match scored at least ${s.min_score}`
+    : `${s.below_min_score} of ${data.results.length} matches scored under ${s.min_score} and are not shown`;
+  $("sightings").replaceChildren(note, ...rows);
+  const total = s.cameras.reduce((n, c) => n + c.count, 0);
+  return `${total} sightings on ${s.cameras.length} camera${s.cameras.length === 1 ? "" : "s"}`;
+}
+
+function showView() {
+  const sightings = view === "sightings";
+  $("view-matches").setAttribute("aria-pressed", String(!sightings));
+  $("view-sightings").setAttribute("aria-pressed", String(sightings));
+  $("results").hidden = sightings;
+  $("sightings").hidden = !sightings;
+  if (shown) setStatus(sightings ? renderSightings(shown.data, shown.srcs) : renderMatches(shown.data, shown.srcs));
+}
+
 async function renderResults(data, querySrc) {
   const q = $("query");
   q.replaceChildren(frame(querySrc, data.query.width, data.query.height, data.query.boxes),
     caption([[null, data.query.image_id === null ? "uploaded photo" : `gallery image ${data.query.image_id}`],
              ["muted", `${data.query.boxes.length} part boxes · ${data.took_ms.toFixed(0)} ms`]]));
-  const grid = $("results");
-  grid.replaceChildren();
-  const srcs = await Promise.all(data.results.map((r) => galleryImage(r.image_id)));
-  data.results.forEach((r, i) => {
-    const card = document.createElement("figure");
-    card.className = "card result";
-    card.tabIndex = 0;
-    card.dataset.rank = r.rank;
-    card.dataset.imageId = r.image_id;
-    card.dataset.vehicleId = r.vehicle_id ?? "";
-    card.title = `${r.name}: click to search with this image`;
-    card.appendChild(frame(srcs[i], r.width, r.height, r.boxes));
-    card.appendChild(caption([["score", `#${r.rank}  score ${r.score.toFixed(3)}`],
-      [null, `vehicle ${r.vehicle_id ?? "?"} · camera ${r.camera ?? "?"}`], ["muted small", r.name]]));
-    const go = () => searchById(r.image_id);
-    card.addEventListener("click", go);
-    card.addEventListener("keydown", (e) => { if (e.key === "Enter") go(); });
-    grid.appendChild(card);
-  });
+  const urls = await Promise.all(data.results.map((r) => galleryImage(r.image_id)));
+  shown = { data, srcs: new Map(data.results.map((r, i) => [r.image_id, urls[i]])) };
+  showView();
   $("output").hidden = false;
-  setStatus(`${data.results.length} matches`);
 }
 
 async function runSearch(form, querySrc) {
@@ -112,6 +167,8 @@ async function runSearch(form, querySrc) {
   setStatus("searching…");
   form.append("topk", $("topk").value || "");
   if ($("camera").value !== "") form.append("camera", $("camera").value);
+  form.append("group", "camera");  // the answer carries both views; the toggle switches without a new search
+  if ($("min-score").value !== "") form.append("min_score", $("min-score").value);
   try {
     const data = await (await api("/api/search", { method: "POST", body: form })).json();
     releaseImages();
@@ -183,6 +240,9 @@ function wire() {
     if (id === null) showError("enter a gallery image id (a number) or an /api/images/<id> URL");
     else searchById(id);
   });
+  for (const name of ["matches", "sightings"]) {
+    $(`view-${name}`).addEventListener("click", () => { view = name; showView(); });
+  }
   $("token-row").addEventListener("submit", (e) => {
     e.preventDefault();
     token = $("token").value.trim();
