@@ -24,7 +24,8 @@ def _cmd_index_build(args: argparse.Namespace) -> int:
 
     report = build_index(args.images, args.out, args.checkpoint, index_type=args.index_type,
                          batch_size=args.batch_size, parts=args.parts, device=args.device, runtime=args.runtime,
-                         onnx_path=args.onnx, flip=args.flip, progress=not args.quiet)
+                         onnx_path=args.onnx, flip=args.flip, progress=not args.quiet, backend=args.backend,
+                         uri=args.uri, collection=args.collection)
     if env_dist_info().is_main:  # under torchrun rank 0 holds the merged report
         print(json.dumps(report.to_dict()))
     return 0
@@ -63,7 +64,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
     with GalleryIndex.open(args.index) as idx:
         fx = extractor_for(idx, args.checkpoint, args.parts, args.device, args.runtime, args.onnx)
         results = search_images(idx, args.photos, args.topk, camera=args.camera,
-                                exclude_camera=args.exclude_camera, extractor=fx)
+                                exclude_camera=args.exclude_camera, since=args.since, until=args.until,
+                                extractor=fx)
     for r in results:
         if args.sightings:  # one line per query: its hits grouped by camera in time order
             print(json.dumps({"query": r.query, **group_sightings(r.hits, min_score).to_dict()}))
@@ -111,14 +113,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add ``search``, ``index {build, add, info}`` and ``export {onnx}`` to ``pgan``'s subcommands."""
     index = sub.add_parser("index", help="gallery index: build | add | info").add_subparsers(
         dest="index_command", required=True, metavar="ACTION")
-    p = index.add_parser("build", help="embed a folder or CSV of images into a faiss + SQLite index "
-                                       "(resumable; torchrun shards it)")
+    p = index.add_parser("build", help="embed a folder or CSV of images into an index: SQLite metadata + faiss "
+                                       "(default) or Milvus vectors (resumable; torchrun shards it)")
     _model_args(p, True)
     p.add_argument("--images", required=True, help="folder of images or CSV (path[,camera,vehicle_id,timestamp])")
     p.add_argument("--out", required=True, help="index folder")
     p.add_argument("--index-type", default="auto",
                    help="faiss factory string: Flat (exact), HNSW32,Flat, IVF1024,PQ64, ...; auto: Flat up to "
-                        "100,000 images, HNSW32,Flat beyond")
+                        "100,000 images, HNSW32,Flat beyond. --backend milvus: HNSW<M> (auto: HNSW32) or Flat")
+    p.add_argument("--backend", choices=["faiss", "milvus"],
+                   help="where the searchable vectors go: faiss (vectors.faiss in --out; the default for a new "
+                        "index) or milvus (a collection at --uri); a resumed build keeps the index's own. "
+                        "The metadata stays in --out/index.sqlite either way")
+    p.add_argument("--uri", help="--backend milvus: a Milvus Lite file (gallery.db: embedded, one process at "
+                                 "a time) or a Milvus server (http://host:19530)")
+    p.add_argument("--collection", help="--backend milvus: the collection's name (default: pgan_<--out "
+                                        "folder name>); one that exists already is refused")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--flip", action="store_true", help="flip test-time augmentation (searches use it too)")
     p.add_argument("--quiet", action="store_true")
@@ -144,6 +154,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--topk", type=int, default=20)
     p.add_argument("--camera", type=int, help="only matches from this camera")
     p.add_argument("--exclude-camera", type=int, help="no matches from this camera (e.g. the query's)")
+    p.add_argument("--since", help="only matches with a timestamp >= this (compared as text: give the "
+                                   "gallery's own fixed-width form, e.g. 00030000 or 2024-05-01T08:00)")
+    p.add_argument("--until", help="only matches with a timestamp <= this (see --since)")
     p.add_argument("--figure", help="PNG: each query and its top-k with part boxes")
     p.add_argument("--sightings", action="store_true",
                    help="one JSON line per query: the top-k scoring at least --min-score, grouped by camera "

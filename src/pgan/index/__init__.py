@@ -1,5 +1,6 @@
-"""The gallery index: faiss vectors + SQLite metadata in one folder (:mod:`pgan.index.store`),
-built from a folder or CSV of images (:mod:`pgan.index.build`).
+"""The gallery index: SQLite metadata + faiss vectors in one folder, or the vectors in a Milvus
+collection (:mod:`pgan.index.store`, :mod:`pgan.index.vector_store`), built from a folder or CSV of
+images (:mod:`pgan.index.build`).
 
 Example::
 

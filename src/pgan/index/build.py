@@ -15,7 +15,9 @@ single-process build would give, and writes the faiss file.
 
 Index type: ``"auto"`` picks exact search (``Flat``) up to :data:`AUTO_EXACT_MAX`
 images and ``HNSW32,Flat`` beyond (see ``docs/search.md`` for the measurements
-behind the threshold); any faiss factory string is accepted.
+behind the threshold); any faiss factory string is accepted. With ``backend="milvus"``
+the vectors go to a Milvus collection instead (:mod:`pgan.index.milvus`; ``"auto"``
+is ``HNSW32`` there, ``Flat`` gives exact search).
 """
 
 from __future__ import annotations
@@ -44,7 +46,10 @@ so about 35 ms at this size, still interactive and with perfect recall; past it 
 well under a millisecond at recall@10 >= 0.99 for a graph that costs minutes to build."""
 
 
-def choose_index_type(n: int) -> str:
+def choose_index_type(n: int, backend: str = "faiss") -> str:
+    """What ``index_type="auto"`` builds for ``n`` images (Milvus: always its HNSW index)."""
+    if backend == "milvus":
+        return "HNSW32"
     return "Flat" if n <= AUTO_EXACT_MAX else "HNSW32,Flat"
 
 
@@ -122,8 +127,13 @@ def build_index(images: str | Path, out: str | Path, checkpoint: str | Path | No
                 index_type: str = "auto", batch_size: int = 32, parts: str | Path | None = None,
                 device: str = "auto", runtime: str = "torch", onnx_path: str | Path | None = None,
                 params: dict | None = None, progress: bool = True, flip: bool = False,
-                extractor: FeatureExtractor | None = None) -> BuildReport:
-    """Build (or resume building) the index ``out`` of the gallery ``images`` (a folder or a CSV)."""
+                extractor: FeatureExtractor | None = None, backend: str | None = None, uri: str | None = None,
+                collection: str | None = None) -> BuildReport:
+    """Build (or resume building) the index ``out`` of the gallery ``images`` (a folder or a CSV).
+
+    ``backend``: where the searchable vectors go, ``"faiss"`` (a new index's default; a resumed one
+    keeps its own) or ``"milvus"`` with ``uri`` (a Milvus Lite ``.db`` path or ``http://host:19530``)
+    and ``collection`` (default ``pgan_<out folder name>``); the metadata stays in ``out/index.sqlite``."""
     from pgan.engine.distributed import barrier, cleanup, env_dist_info, init_distributed
     from pgan.utils.device import resolve_device
 
@@ -135,12 +145,21 @@ def build_index(images: str | Path, out: str | Path, checkpoint: str | Path | No
         _, dev = init_distributed(resolve_device(device, "--device"))
         device = str(dev)
     try:
-        fx = _extractor(checkpoint, extractor, parts, device, batch_size, runtime, onnx_path, flip)
-        kind = choose_index_type(len(entries)) if index_type == "auto" else index_type
         out = Path(out)
+        if backend is None and (out / DB_NAME).is_file():  # a resumed build keeps its backend
+            with GalleryIndex.open(out) as existing:
+                backend = existing.backend
+        if backend == "milvus" and not (out / DB_NAME).is_file():  # check the settings before the model loads
+            from pgan.index import milvus
+
+            milvus.settings(out, uri, collection, choose_index_type(0, backend) if index_type == "auto"
+                            else index_type)
+        fx = _extractor(checkpoint, extractor, parts, device, batch_size, runtime, onnx_path, flip)
+        kind = choose_index_type(len(entries), backend or "faiss") if index_type == "auto" else index_type
         t0 = time.perf_counter()
         if info.is_main:
             store = GalleryIndex.create(out, fx.embedding_dim, fx.model_fingerprint, fx.checkpoint, kind, params,
+                                        backend=backend, uri=uri, collection=collection,
                                         source=str(Path(images).resolve()), parts=_parts_setting(fx.parts_arg),
                                         runtime=fx.runtime, flip=str(bool(fx.flip)))
             store.close()

@@ -1,4 +1,4 @@
-"""``GalleryIndex``: a folder holding the gallery's vectors (faiss) and metadata (SQLite).
+"""``GalleryIndex``: a folder holding the gallery's metadata (SQLite) and its searchable vectors (faiss or Milvus).
 
 Layout of an index folder::
 
@@ -6,15 +6,19 @@ Layout of an index folder::
                               parts, build_id, ...), items (id, path, camera, vehicle_id, timestamp,
                               boxes JSON, vector float32 blob), log (files skipped, with the reason);
                               WAL mode (:mod:`pgan.index.records`)
-    INDEX/vectors.faiss       the faiss index (an IndexIDMap2 over the factory string), derived from the
-    INDEX/vectors.faiss.json  rows, and what it was derived from (:mod:`pgan.index.vectors`)
+    INDEX/vectors.faiss       backend 'faiss' (the default): the faiss index (an IndexIDMap2 over the
+    INDEX/vectors.faiss.json  factory string), derived from the rows, and what it was derived from
+                              (:mod:`pgan.index.vectors`)
+
+or, with backend 'milvus', a Milvus collection named in meta (``milvus_uri``, ``milvus_collection``;
+:mod:`pgan.index.milvus`). Either is a :class:`pgan.index.vector_store.VectorStore`.
 
 SQLite is the record: rows and their vectors are committed batch by batch, so a
-killed build keeps every finished batch. The faiss file is derived from it and
+killed build keeps every finished batch. The vector store is derived from it and
 brought up to date (:meth:`GalleryIndex.finalize`) at the end of every build or
-add; a faiss file whose record does not match the database (another build, another
-model, removed rows) is rebuilt from the stored vectors by a writer and refused by a
-reader, never searched. A reader searches the last complete snapshot and, with
+add; vectors that do not match the database (another build, another model, removed
+rows) are rebuilt from the stored vectors by a writer and refused by a reader, never
+searched. A faiss reader searches the last complete snapshot and, with
 :meth:`GalleryIndex.refresh`, picks up the next one a writer publishes.
 
 Scores are inner products of L2-normalised embeddings, i.e. cosine similarity.
@@ -25,18 +29,18 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-import threading
 import uuid
 from pathlib import Path
 
 import faiss
 import numpy as np
 
-from pgan.errors import IndexMismatchError, PganError, StaleVectorsError
+from pgan.errors import IndexMismatchError, PganError
 from pgan.index import records
 from pgan.index import vectors as faissfile
 from pgan.index.records import DB_NAME, ITEM_COLUMNS, GalleryItem, Hit, hit_from_row
-from pgan.index.vectors import DEFAULT_PARAMS, FAISS_NAME, Derivation, Snapshot, new_faiss_index
+from pgan.index.vector_store import BACKENDS, SearchFilter, VectorStore
+from pgan.index.vectors import DEFAULT_PARAMS, FAISS_NAME, FaissStore, new_faiss_index
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +57,7 @@ class GalleryIndex:
         self.meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         self.params = json.loads(self.meta.get("params", "{}")) or dict(DEFAULT_PARAMS)
         self.auto_refresh = True  # search() loads a newer snapshot first (the service refreshes from a thread)
-        self._snap: Snapshot | None = None
-        self._reload = threading.Lock()
-        self._warned: str | None = None
-        self._cameras: dict[int, int | None] | None = None  # id -> camera, loaded on the first filtered search
+        self._store: VectorStore | None = None
 
     # --- opening -----------------------------------------------------------------------------
     @classmethod
@@ -77,14 +78,20 @@ class GalleryIndex:
 
     @classmethod
     def create(cls, path: str | Path, dim: int, model_fingerprint: str, checkpoint: str | Path,
-               index_type: str = "Flat", params: dict | None = None, **extra: str) -> GalleryIndex:
+               index_type: str = "Flat", params: dict | None = None, backend: str | None = None,
+               uri: str | None = None, collection: str | None = None, **extra: str) -> GalleryIndex:
         """A new, empty index at ``path``; if one exists there already it is opened for appending after
-        checking it was built with the same model and index type (this is how a build resumes).
+        checking it was built with the same model, index type and vector store (this is how a build resumes).
 
-        A new database never inherits a faiss file left in the folder (a removed ``index.sqlite``
-        rebuilt there): it is deleted, and the new database gets a new ``build_id`` anyway."""
+        ``backend``: ``"faiss"`` (the default for a new index; a resumed one keeps its own) or ``"milvus"``,
+        with ``uri`` (a Milvus Lite ``.db`` path or ``http://host:19530``) and ``collection`` (default: from
+        the folder's name). A new database never inherits a faiss file left in the folder (a removed
+        ``index.sqlite`` rebuilt there): it is deleted, and the new database gets a new ``build_id``; a
+        Milvus collection that exists already is never taken over (one line, nothing changed)."""
         path = Path(path)
         params = {**DEFAULT_PARAMS, **(params or {})}
+        if backend is not None and backend not in BACKENDS:
+            raise PganError(f"unknown vector backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         if (path / DB_NAME).is_file():
             idx = cls.open(path, readonly=False)
             idx.check_model(model_fingerprint, dim)
@@ -93,8 +100,20 @@ class GalleryIndex:
                                 f"choose another --out or the same --index-type")
             if "flip" in extra and idx.meta.get("flip", str(extra["flip"])) != str(extra["flip"]):
                 raise IndexMismatchError(f"{path} was built with flip={idx.meta['flip']}; resume it with the same")
+            idx.check_backend(backend, uri, collection)
+            idx.vector_store.check()
             return idx
-        new_faiss_index(dim, index_type, params)  # validate the factory string before writing anything
+        backend = backend or "faiss"
+        store_meta: dict[str, str] = {}
+        if backend == "faiss":
+            if uri is not None or collection is not None:
+                raise PganError("--uri and --collection are settings of '--backend milvus'")
+            new_faiss_index(dim, index_type, params)  # validate the factory string before writing anything
+        else:
+            from pgan.index import milvus
+
+            store_meta = milvus.settings(path, uri, collection, index_type)
+            milvus.claim(store_meta, model_fingerprint, dim)  # refuse a collection that exists already
         path.mkdir(parents=True, exist_ok=True)
         for stale in (FAISS_NAME, faissfile.SIDECAR_NAME):
             if (path / stale).exists():
@@ -107,11 +126,31 @@ class GalleryIndex:
                     "params": json.dumps(params), "metric": "inner_product",
                     "model_fingerprint": model_fingerprint, "build_id": uuid.uuid4().hex,
                     "checkpoint": str(Path(checkpoint).resolve()), "created": records.now(), "faiss_ntotal": "0",
-                    **{k: str(v) for k, v in extra.items()}}
+                    "backend": backend, **store_meta, **{k: str(v) for k, v in extra.items()}}
             conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta.items())
         return cls(path, conn, readonly=False)
 
+    def check_backend(self, backend: str | None, uri: str | None, collection: str | None) -> None:
+        """One line unless a resumed build names this index's own vector store (or none)."""
+        if backend is not None and backend != self.backend:
+            raise PganError(f"{self.path} keeps its vectors in {self.backend}, not {backend}; resume it with "
+                            f"--backend {self.backend} (or without --backend), or choose another --out")
+        if self.backend == "faiss":
+            if uri is not None or collection is not None:
+                raise PganError(f"{self.path} keeps its vectors in faiss: --uri and --collection do not apply")
+            return
+        from pgan.index import milvus
+
+        given = milvus.settings(self.path, uri or self.meta["milvus_uri"],
+                                collection or self.meta["milvus_collection"], self.index_type)
+        for key, flag in (("milvus_uri", "--uri"), ("milvus_collection", "--collection")):
+            if given[key] != self.meta[key]:
+                raise PganError(f"{self.path} keeps its vectors at {flag} {self.meta[key]}, not {given[key]}; "
+                                f"resume it with the same (or without {flag})")
+
     def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
         self.conn.close()
 
     def __enter__(self) -> GalleryIndex:
@@ -141,6 +180,26 @@ class GalleryIndex:
     def build_id(self) -> str:
         return self.meta.get("build_id", "")
 
+    @property
+    def backend(self) -> str:
+        """Where the searchable vectors live: ``faiss`` (``vectors.faiss``) or ``milvus`` (a collection)."""
+        return self.meta.get("backend", "faiss")
+
+    @property
+    def vector_store(self) -> VectorStore:
+        """The backend's :class:`VectorStore` (made on first use; the Milvus one connects then)."""
+        if self._store is None:
+            if self.backend == "faiss":
+                self._store = FaissStore(self)
+            elif self.backend == "milvus":
+                from pgan.index.milvus import MilvusStore
+
+                self._store = MilvusStore(self)
+            else:
+                raise PganError(f"{self.path / DB_NAME} names an unknown vector backend {self.backend!r} "
+                                f"(written by a newer pgan?)")
+        return self._store
+
     def __len__(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM items").fetchone()[0])
 
@@ -153,36 +212,16 @@ class GalleryIndex:
             raise IndexMismatchError(f"index {self.path} was built with model {self.model_fingerprint} "
                                      f"({self.checkpoint}); this model is {fingerprint}")
 
-    def _disagreement(self, origin: Derivation, conn: sqlite3.Connection) -> str | None:
-        """Why the faiss file described by ``origin`` was not derived from this database (None: it was)."""
-        if origin.build_id != self.build_id:
-            return (f"it was derived from another database (build {origin.build_id[:8] or '?'}, this one is "
-                    f"{self.build_id[:8] or 'unrecorded'})")
-        got, want = (origin.dim, origin.index_type, origin.model_fingerprint), (self.dim, self.index_type,
-                                                                                self.model_fingerprint)
-        if got != want:
-            return "it holds {}-d {!r} vectors of model {}, the database {}-d {!r} of {}".format(*got, *want)
-        held = records.rows_up_to(conn, origin.max_id)
-        if held != origin.rows:
-            return f"it holds {origin.rows} rows up to id {origin.max_id}, the database {held}"
-        return None
-
     def info(self) -> dict:
         skipped = int(self.conn.execute("SELECT COUNT(*) FROM log").fetchone()[0])
         size = len(self)
-        try:
-            origin = faissfile.read_derivation(self.path)
-            problem = self._disagreement(origin, self.conn)
-        except FileNotFoundError:
-            origin, problem = None, f"no {FAISS_NAME} yet"
-        except StaleVectorsError as exc:
-            origin, problem = None, str(exc)
-        searchable = origin.rows if origin is not None and problem is None else 0
+        searchable, problem = self.vector_store.status()
         return {"path": str(self.path.resolve()), "size": size, "dim": self.dim,
                 "index_type": self.index_type, "params": self.params, "metric": self.meta.get("metric"),
                 "model_fingerprint": self.model_fingerprint, "checkpoint": str(self.checkpoint),
                 "skipped": skipped, "searchable": searchable, "complete": problem is None and searchable == size,
-                "build_id": self.build_id, **({"vectors_problem": problem} if problem else {}),
+                "build_id": self.build_id, **self.vector_store.describe(),
+                **({"vectors_problem": problem} if problem else {}),
                 **{k: self.meta[k] for k in ("created", "finalized", "source", "parts", "runtime")
                    if k in self.meta}}
 
@@ -230,7 +269,8 @@ class GalleryIndex:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.shape != (len(items), self.dim):
             raise IndexMismatchError(f"expected {len(items)} x {self.dim} vectors, got {vectors.shape}")
-        self._cameras = None
+        if self._store is not None:
+            self._store.forget()
         with self.conn:
             start = int(self.conn.execute("SELECT COALESCE(MAX(id), -1) FROM items").fetchone()[0]) + 1
             ids = list(range(start, start + len(items)))
@@ -251,109 +291,43 @@ class GalleryIndex:
         self.meta.update({k: str(v) for k, v in values.items()})
 
     def finalize(self) -> int:
-        """Bring ``vectors.faiss`` up to date with the rows (adding only what it lacks, or rebuilding it from
+        """Bring the vector store up to date with the rows (adding only what it lacks, or rebuilding it from
         the stored vectors when it was derived from something else); returns its size. The search
         parameters apply at once, in this process."""
         self._writable()
-        n = len(self)
-        try:
-            snap: Snapshot | None = faissfile.read_snapshot(self.path)
-            problem = self._disagreement(snap.origin, self.conn)
-        except FileNotFoundError:
-            snap, problem = None, None
-        except StaleVectorsError as exc:
-            snap, problem = None, str(exc)
-        if problem:
-            log.warning("%s: %s; rebuilding it from the %d stored vectors", self.path / FAISS_NAME, problem, n)
-            snap = None
-        if snap is None or snap.origin.rows < n:
-            index = snap.index if snap is not None else new_faiss_index(self.dim, self.index_type, self.params)
-            ids, vecs = self.vectors(snap.origin.max_id if snap is not None else -1)
-            if not index.is_trained:
-                faissfile.train(index, self.index_type, vecs)
-            if len(ids):
-                index.add_with_ids(vecs, ids)
-            origin = Derivation(self.build_id, self.model_fingerprint, self.index_type, self.dim,
-                                int(index.ntotal), faissfile.max_id(index))
-            snap = Snapshot(index, origin, faissfile.write_snapshot(self.path, index, origin))
-        faissfile.apply_search_params(snap.index, self.params)
-        self._snap = snap
-        self._cameras = None
-        self.set_meta(faiss_ntotal=str(snap.index.ntotal), finalized=records.now())
-        return int(snap.index.ntotal)
+        n = self.vector_store.finalize()
+        self.set_meta(finalized=records.now())
+        return n
 
-    # --- the searchable snapshot ----------------------------------------------------------------
+    # --- the searchable vectors -----------------------------------------------------------------
     def refresh(self, wait: bool = True) -> bool:
-        """Load the snapshot a writer published since the one in use; True when it was swapped in.
-
-        A snapshot that does not match the database is never searched: with none loaded yet this raises
-        (one line, naming the fix); otherwise it is logged and the last good snapshot stays in use.
+        """Pick up what a writer published since the last look (faiss: load the newer snapshot; a
+        snapshot that does not match the database is never searched); True when searches see more.
         ``wait=False`` returns at once when another thread is already loading."""
-        stamp = faissfile.sidecar_stamp(self.path)
-        if self._snap is not None and (stamp is None or stamp == self._snap.stamp):
-            return False
-        if not self._reload.acquire(blocking=wait):
-            return False
-        try:
-            if self._snap is not None and faissfile.sidecar_stamp(self.path) == self._snap.stamp:
-                return False  # another thread loaded it meanwhile
-            try:
-                snap = faissfile.read_snapshot(self.path)
-                conn = records.connect(self.path / DB_NAME, readonly=True)  # this may run on any thread
-                try:
-                    problem = self._disagreement(snap.origin, conn)
-                finally:
-                    conn.close()
-                if problem:
-                    raise StaleVectorsError(f"{self.path / FAISS_NAME} does not match {DB_NAME}: {problem}")
-            except FileNotFoundError:
-                if self._snap is None:
-                    raise PganError(f"index {self.path} has no {FAISS_NAME} yet: its build was interrupted; "
-                                    f"rerun 'pgan index build' to finish it") from None
-                return False
-            except StaleVectorsError as exc:
-                if self._snap is None:
-                    raise StaleVectorsError(f"{exc}; rerun the same 'pgan index build' (or 'pgan index add') to "
-                                            f"rebuild it from the stored vectors") from None
-                if self._warned != str(exc):
-                    log.warning("%s; still searching the previous snapshot (%d items)", exc,
-                                self._snap.origin.rows)
-                    self._warned = str(exc)
-                return False
-            faissfile.apply_search_params(snap.index, self.params)
-            self._snap = snap
-            self._cameras = None
-            if snap.origin.rows < len(self):
-                log.info("index %s: %d of %d items searchable (a build or add is running or was interrupted)",
-                         self.path, snap.origin.rows, len(self))
-            return True
-        finally:
-            self._reload.release()
-
-    def snapshot(self) -> Snapshot:
-        """The snapshot searches use (loaded on first use; a newer one first when ``auto_refresh``)."""
-        if self._snap is None:
-            self.refresh()
-        elif self.auto_refresh:
-            self.refresh(wait=False)
-        assert self._snap is not None
-        return self._snap
+        return self.vector_store.refresh(wait)
 
     def faiss_index(self) -> faiss.Index:
-        return self.snapshot().index
+        """The faiss index searches use now (backend 'faiss' only)."""
+        store = self.vector_store
+        if not isinstance(store, FaissStore):
+            raise PganError(f"index {self.path} keeps its vectors in {self.backend}, not in a faiss file")
+        return store.snapshot().index
 
     def searchable(self) -> int:
-        """How many items searches can return now (the rows of the loaded snapshot)."""
-        return int(self.snapshot().index.ntotal)
+        """How many items searches can return now (faiss: the rows of the loaded snapshot)."""
+        return self.vector_store.searchable()
 
     # --- search -------------------------------------------------------------------------------
     def search(self, embeddings: np.ndarray, topk: int, camera: int | None = None,
-               exclude_camera: int | None = None) -> list[list[Hit]]:
+               exclude_camera: int | None = None, since: str | None = None,
+               until: str | None = None) -> list[list[Hit]]:
         """The ``topk`` nearest gallery items of each row of ``embeddings`` (cosine, best first).
 
         ``camera``: keep only gallery items from that camera. ``exclude_camera``: drop those
-        from that camera (the query's own, as in cross-camera evaluation). ``topk`` beyond
-        what the gallery holds returns every item, with a warning.
+        from that camera (the query's own, as in cross-camera evaluation). ``since`` / ``until``:
+        keep only items whose timestamp lies in that window (both ends included; compared as text,
+        see :class:`pgan.index.vector_store.SearchFilter`). ``topk`` beyond what the gallery holds
+        returns every item, with a warning.
         """
         emb = np.ascontiguousarray(np.atleast_2d(embeddings), dtype=np.float32)
         if emb.ndim != 2 or emb.shape[1] != self.dim:
@@ -361,30 +335,16 @@ class GalleryIndex:
                                      f"the queries are {emb.shape[-1]}-d")
         if topk < 1:
             raise PganError(f"topk must be >= 1, got {topk}")
-        index = self.faiss_index()  # one snapshot for the whole call, even if another is swapped in
-        n = index.ntotal
+        if since is not None and until is not None and since > until:
+            raise PganError(f"the time window is empty: since {since!r} is after until {until!r}")
+        store = self.vector_store
+        n = store.searchable()
         if n == 0:
             raise PganError(f"index {self.path} is empty")
         if topk > n:
             log.warning("topk=%d exceeds the gallery's %d items; returning all of them", topk, n)
-        filtered = camera is not None or exclude_camera is not None
-        allowed = None
-        if filtered:
-            cams = self._cameras
-            if cams is None:
-                cams = self._cameras = dict(self.conn.execute("SELECT id, camera FROM items").fetchall())
-            allowed = {i for i, c in cams.items() if (camera is None or c == camera)
-                       and (exclude_camera is None or c != exclude_camera)}
-        want = min(topk, n if allowed is None else len(allowed))
-        fetch = want if allowed is None else min(n, max(4 * want, 32))
-        while True:
-            scores, ids = index.search(emb, fetch)
-            rows = [[(float(s), int(i)) for s, i in zip(sr, ir) if i >= 0 and (allowed is None or i in allowed)]
-                    for sr, ir in zip(scores, ids)]
-            if fetch >= n or all(len(r) >= want for r in rows):
-                break
-            fetch = min(n, fetch * 4)
-        return [self._hits(r[:want]) for r in rows]
+        where = SearchFilter(camera, exclude_camera, since, until)
+        return [self._hits(r) for r in store.search(emb, min(topk, n), where)]
 
     def _hits(self, pairs: list[tuple[float, int]]) -> list[Hit]:
         if not pairs:
