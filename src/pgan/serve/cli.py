@@ -64,14 +64,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="intra-op threads of the model (torch, or onnxruntime's "
                    "session); default: the library's own")
     p.add_argument("--prep-threads", type=int, default=2,
-                   help="threads decoding uploads and finding their part boxes, beside the model's thread")
+                   help="threads decoding uploads and finding their part boxes, beside the model's thread "
+                   "(default 2)")
     p.add_argument("--decode-side", type=int, default=512, help="JPEG uploads are decoded reduced (1/2, 1/4, "
-                   "1/8) while both sides stay at least this many pixels; 0: full size")
+                   "1/8) while both sides stay at least this many pixels (default 512); 0: full size")
     p.add_argument("--topk", type=int, default=10, help="default number of results")
     p.add_argument("--max-topk", type=int, default=100)
     p.add_argument("--max-upload-mb", type=int, default=10)
     p.add_argument("--max-pixels", type=int, default=25_000_000)
-    p.add_argument("--max-batch", type=int, default=8, help="queued queries embedded together")
+    p.add_argument("--max-batch", type=int, default=8, help="most prepared queries run as one batch")
     p.add_argument("--max-queue", type=int, default=64,
                    help="searches and image requests in progress at once; beyond, new ones get 503 at once")
     p.set_defaults(func=_cmd_serve)
