@@ -43,8 +43,8 @@ def test_search_real_index_finds_the_uploaded_gallery_image_first(real_index):
             # Searching with the same image by its gallery id gives the same ranking.
             again = client.post("/api/search", data={"image_id": str(first["image_id"]), "topk": "5"}).json()
             assert [h["image_id"] for h in again["results"]] == [h["image_id"] for h in body["results"]]
-        thumb = client.get(f"/api/images/{first['image_id']}?size=32")
-        assert max(Image.open(io.BytesIO(thumb.content)).size) == 32
+        thumb = client.get(f"/api/images/{first['image_id']}?size=32")  # served at the fixed size 64
+        assert max(Image.open(io.BytesIO(thumb.content)).size) == 64
 
 
 def _unreduced_baseline(tiny_checkpoint):

@@ -31,13 +31,15 @@ class QueryResult:
 
 
 def extractor_for(index: GalleryIndex, checkpoint: str | Path | None = None, parts: str | Path | None = None,
-                  device: str = "auto", runtime: str = "torch", onnx_path: str | Path | None = None
-                  ) -> FeatureExtractor:
-    """The extractor the index was built with (its checkpoint, part setting, flip), checked against it."""
+                  device: str = "auto", runtime: str = "torch", onnx_path: str | Path | None = None,
+                  threads: int = 0) -> FeatureExtractor:
+    """The extractor the index was built with (its checkpoint, part setting, flip), checked against it
+    (``threads``: onnxruntime's intra-op threads, see :class:`FeatureExtractor`)."""
     if parts is None and index.meta.get("parts", "model's own") != "model's own":
         parts = index.meta["parts"]
     fx = FeatureExtractor(checkpoint or index.checkpoint, parts=parts, device=device,
-                          flip=index.meta.get("flip") == "True", runtime=runtime, onnx_path=onnx_path)
+                          flip=index.meta.get("flip") == "True", runtime=runtime, onnx_path=onnx_path,
+                          threads=threads)
     index.check_model(fx.model_fingerprint, fx.embedding_dim)
     return fx
 

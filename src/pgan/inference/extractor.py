@@ -39,12 +39,16 @@ class FeatureExtractor:
 
     ``checkpoint``: a ``pgan train`` checkpoint; with ``runtime="onnx"`` an ``.onnx`` file written by
     :func:`pgan.inference.export_onnx` (its metadata carries the config), or a checkpoint whose
-    export is given as ``onnx_path``. ``parts``: see :mod:`pgan.inference.parts`.
+    export is given as ``onnx_path``. ``parts``: see :mod:`pgan.inference.parts`. ``threads``: the
+    onnxruntime session's intra-op threads (0: its default, one per core; torch's are set globally).
+
+    :meth:`prepare` (decoding, part boxes, resizing) and :meth:`embed_prepared` (the network) may
+    run on different threads, as ``pgan serve`` does; :meth:`extract_with_parts` runs both.
     """
 
     def __init__(self, checkpoint: str | Path, parts: str | Path | None = None, device: str = "auto",
                  batch_size: int = 32, flip: bool = False, runtime: str = "torch",
-                 onnx_path: str | Path | None = None) -> None:
+                 onnx_path: str | Path | None = None, threads: int = 0) -> None:
         if runtime not in RUNTIMES:
             raise PganError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
         if batch_size < 1:
@@ -62,7 +66,7 @@ class FeatureExtractor:
             self._model = model
         else:
             onnx_file = Path(onnx_path) if onnx_path is not None else Path(checkpoint)
-            net = OnnxNetwork(onnx_file)
+            net = OnnxNetwork(onnx_file, threads=threads)
             if onnx_path is not None and Path(checkpoint).suffix != ".onnx":
                 net.check_matches(load_model(checkpoint).fingerprint)  # the export must be of this checkpoint
             self.config, self.checkpoint = net.config, net.checkpoint
@@ -102,7 +106,8 @@ class FeatureExtractor:
         m = torch.from_numpy(masks).to(dev) if masks is not None and self._model.needs_masks else None
         return self._model.network(torch.from_numpy(images).to(dev), m).embedding.float().cpu().numpy()
 
-    def _embed(self, images: np.ndarray, masks: np.ndarray | None) -> np.ndarray:
+    def embed_prepared(self, images: np.ndarray, masks: np.ndarray | None) -> np.ndarray:
+        """``(N, d)`` L2-normalised embeddings of :meth:`prepare`'s images and masks (flip TTA included)."""
         emb = self._forward(images, masks).astype(np.float32)
         if self.flip:
             fm = np.ascontiguousarray(masks[..., ::-1]) if masks is not None else None
@@ -127,7 +132,7 @@ class FeatureExtractor:
         feats, boxes = [], []
         for i in range(0, len(images), self.batch_size):
             x, m, b = self.prepare(images[i:i + self.batch_size])
-            feats.append(self._embed(x, m))
+            feats.append(self.embed_prepared(x, m))
             boxes.extend(b)
         if not feats:
             return np.zeros((0, self.embedding_dim), np.float32), []

@@ -5,15 +5,17 @@ Routes (``/docs`` shows them with their schemas):
 * ``POST /api/search``: multipart form, the photo in ``image`` (or a gallery ``image_id``),
   ``topk`` and an optional ``camera`` filter -> ``{"query": ..., "results": [...]}``; with
   ``group=camera`` (and ``min_score``) also ``"sightings"``: the likely matches by camera in time order;
-* ``GET /api/images/{id}[?size=N]``: a gallery image, or a JPEG thumbnail whose longer side is N;
+* ``GET /api/images/{id}[?size=N]``: a gallery image, or a JPEG thumbnail whose longer side is the
+  fixed size N snaps to (``settings.thumbnail_sizes``), kept in a bounded LRU;
 * ``GET /api/health``, ``GET /api/info``;
 * ``GET /``: the search page (plain HTML/CSS/JS from ``pgan/serve/static``).
 
 Every error has a one-line JSON body ``{"error": "..."}``: a 4xx for bad input, a 503 for the
 server's own state (the inference queue full, the inference thread stopped, an index or model
-that cannot answer). Image ids are integers looked up in the index, never paths. The model runs
-on one thread (:class:`InferenceWorker`) behind a bounded queue; decoding runs in at most two
-worker threads; the event loop only waits. A search by gallery id uses the stored vector.
+that cannot answer). Image ids are integers looked up in the index, never paths. A bounded number
+of requests is admitted at once; their work runs off the event loop (:mod:`pgan.serve.pipeline`):
+decoding and part boxes in a thread pool, the model alone on one thread (:class:`InferenceWorker`)
+in batches, the index on its own thread. A search by gallery id uses the stored vector.
 
 Hardening: ``X-Content-Type-Options: nosniff`` on every response, a Content-Security-Policy on
 the page, gallery images typed from their decoded format, and (``settings.allowed_hosts``, set by
@@ -34,14 +36,12 @@ import logging
 import re
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import anyio
 from fastapi import APIRouter, Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
@@ -55,11 +55,13 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from pgan import __version__
 from pgan.errors import PganError
 from pgan.serve import uploads
+from pgan.serve.pipeline import Pipeline
 from pgan.serve.schemas import Box, Error, Health, Info, Query, Result, SearchResponse, box_json
 from pgan.serve.settings import ServeSettings
 from pgan.serve.sightings import DEFAULT_MIN_SCORE, parse_group, sightings_view
-from pgan.serve.uploads import BadImage, decode_upload, load_gallery_image, thumbnail_jpeg
-from pgan.serve.worker import InferenceWorker, WorkerStopped
+from pgan.serve.thumbnails import ThumbnailCache
+from pgan.serve.uploads import BadImage, load_gallery_image, thumbnail_jpeg
+from pgan.serve.worker import WorkerStopped
 
 log = logging.getLogger(__name__)
 
@@ -79,16 +81,16 @@ class _State:
 
     def __init__(self, index: Any, extractor: Any, settings: ServeSettings) -> None:
         self.index, self.extractor, self.settings = index, extractor, settings
-        self.worker = InferenceWorker(extractor, settings.max_batch)
+        self.pipeline = Pipeline(extractor, settings)
+        self.worker = self.pipeline.worker
         self.active = 0  # admitted requests in progress (changed on the event loop only)
         self.refused = 0
         self.stop_reload = threading.Event()
-        self.decode_limiter: anyio.CapacityLimiter | None = None
         self.sizes: dict[int, tuple[int, int] | None] = {}
-        self.thumbs: OrderedDict[tuple[int, int], bytes] = OrderedDict()
+        self.thumbs = ThumbnailCache(settings.thumbnail_cache_bytes)
 
     def gallery_size(self) -> int:
-        """Items searches can return now (the loaded snapshot's; runs on the worker thread)."""
+        """Items searches can return now (the loaded snapshot's; runs on the index thread)."""
         return int(self.index.searchable()) if hasattr(self.index, "searchable") else len(self.index)
 
     def search(self, embedding: Any, topk: int, camera: int | None) -> list:
@@ -104,16 +106,29 @@ class _State:
                 log.warning("index reload failed: %s", exc)
 
     async def decode(self, fn, *args) -> Any:
-        return await anyio.to_thread.run_sync(fn, *args, limiter=self.decode_limiter)
+        """``fn(*args)`` on a preparation thread (decoding, image headers, thumbnails)."""
+        return await self.pipeline.prep(fn, *args)
+
+    async def lookup(self, fn, *args) -> Any:
+        """``fn(*args)`` on the index thread (faiss, SQLite)."""
+        return await self.pipeline.lookup(fn, *args)
 
     async def gallery_path(self, image_id: int) -> Path:
         try:
-            path = Path(await self.worker.run(self.index.image_path, image_id))
+            path = Path(await self.lookup(self.index.image_path, image_id))
         except KeyError:
             raise HTTPException(404, f"image id {image_id} is not in the gallery") from None
         if not path.is_file():
             raise HTTPException(404, f"image id {image_id}: its file is missing on the server")
         return path
+
+    def thumbnail(self, image_id: int, path: Path, side: int) -> bytes:
+        """The JPEG thumbnail of a gallery image at a fixed ``side``, from the cache or made and cached."""
+        jpeg = self.thumbs.get((image_id, side))
+        if jpeg is None:
+            img = load_gallery_image(path, self.settings, f"gallery image {image_id}", draft=side)
+            jpeg = self.thumbs.put((image_id, side), thumbnail_jpeg(img, side))
+        return jpeg
 
     def size_of(self, image_id: int, path: Path) -> tuple[int, int] | None:
         if image_id not in self.sizes:
@@ -153,6 +168,13 @@ def _hit_json(hit: Any, size: tuple[int, int] | None) -> Result:
                   name=Path(str(path)).name if path else str(d["image_id"]), camera=d.get("camera"),
                   vehicle_id=d.get("vehicle_id"), timestamp=d.get("timestamp"), width=w, height=h,
                   boxes=[Box(**box_json(b)) for b in d.get("boxes") or []])
+
+
+def _runtime_name(extractor: Any) -> str:
+    """``"torch"``, ``"onnx fp32"`` or ``"onnx int8"`` (what runs the model)."""
+    runtime = str(getattr(extractor, "runtime", "torch"))
+    precision = getattr(getattr(extractor, "model", None), "precision", None) if runtime == "onnx" else None
+    return f"{runtime} {precision}" if precision else runtime
 
 
 def _one_line(message: Any) -> str:
@@ -256,8 +278,7 @@ def create_app(index: Any, extractor: Any, settings: ServeSettings | None = None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
-        state.decode_limiter = anyio.CapacityLimiter(2)
-        state.worker.start()
+        state.pipeline.start()
         watcher = None
         if settings.reload_seconds > 0 and hasattr(index, "refresh"):
             index.auto_refresh = False  # the watcher loads new snapshots; searches never wait for one
@@ -266,14 +287,14 @@ def create_app(index: Any, extractor: Any, settings: ServeSettings | None = None
             watcher.start()
         if settings.warmup:
             try:
-                await state.worker.embed(Image.new("RGB", (64, 64), (128, 128, 128)))
+                await state.pipeline.embed_image(Image.new("RGB", (64, 64), (128, 128, 128)))
             except Exception as exc:  # a warm-up failure is logged; real queries report their own errors
                 log.warning("warm-up query failed: %s", exc)
         yield
         state.stop_reload.set()
         if watcher is not None:
             watcher.join(10)
-        state.worker.stop()
+        state.pipeline.stop()
 
     app = FastAPI(title="pgan search", version=__version__, lifespan=lifespan,
                   description="Find a vehicle's other sightings in an indexed gallery (PGAN embeddings).")
@@ -311,12 +332,12 @@ def create_app(index: Any, extractor: Any, settings: ServeSettings | None = None
         if not state.worker.alive:
             body = Health(status="inference thread stopped", gallery_size=0, worker_alive=False)
             return JSONResponse(body.model_dump(), status_code=503)
-        size = await state.worker.run(state.gallery_size)
+        size = await state.lookup(state.gallery_size)
         return Health(status="ok", gallery_size=size, worker_alive=True)
 
     @api.get("/info", response_model=Info)
     async def info() -> Info:
-        meta, size = await state.worker.run(lambda: (index.info(), state.gallery_size()))
+        meta, size = await state.lookup(lambda: (index.info(), state.gallery_size()))
         note = getattr(extractor, "parts_note", None)
         return Info(model_fingerprint=str(meta.get("model_fingerprint", "")),
                     checkpoint=Path(str(meta.get("checkpoint", ""))).name,
@@ -324,12 +345,14 @@ def create_app(index: Any, extractor: Any, settings: ServeSettings | None = None
                     gallery_size=size, index_type=str(meta.get("index_type", "")),
                     upload_parts=str(getattr(extractor, "new_photo_parts", None) or "none"),
                     upload_parts_fallback=note is not None, warnings=[note] if note else [],
+                    runtime=_runtime_name(extractor),
                     limits={"max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels,
                             "max_topk": settings.max_topk, "default_topk": settings.default_topk,
                             "max_thumbnail": settings.max_thumbnail},
                     inference={"batches": state.worker.batches, "images": state.worker.images,
                                "in_progress": state.active, "refused": state.refused,
-                               "max_queue": settings.max_queue})
+                               "max_queue": settings.max_queue, "thumbnail_hits": state.thumbs.hits,
+                               "thumbnail_misses": state.thumbs.misses})
 
     @api.post("/search", response_model=SearchResponse, dependencies=[Depends(admit)])
     async def search(image: UploadFile | None = File(None, description="the query photo (JPEG, PNG, ...)"),
@@ -349,14 +372,13 @@ def create_app(index: Any, extractor: Any, settings: ServeSettings | None = None
             raise HTTPException(422, "give either an upload in 'image' or a gallery 'image_id', not both")
         if image is not None:
             data = await image.read(settings.max_upload_bytes + 1)
-            img = await state.decode(decode_upload, data, settings, "image")
-            emb = await state.worker.embed(img)
-            vector, boxes, (width, height), query_id = emb.embedding, emb.boxes, img.size, None
+            emb, (width, height) = await state.pipeline.embed_upload(data)
+            vector, boxes, query_id = emb.embedding, emb.boxes, None
         elif image_id not in (None, ""):
             query_id = parse_image_id(image_id)
             path = await state.gallery_path(query_id)
             # The stored vector and boxes: the gallery image's own embedding, never a re-embedding.
-            vector, item = await state.worker.run(lambda: (index.vector(query_id), index.get(query_id)))
+            vector, item = await state.lookup(lambda: (index.vector(query_id), index.get(query_id)))
             boxes = list(getattr(item, "boxes", None) or [])
             try:
                 width, height = await state.decode(uploads.image_size, path)
@@ -364,7 +386,7 @@ def create_app(index: Any, extractor: Any, settings: ServeSettings | None = None
                 raise HTTPException(404, f"image id {query_id}: its file is not a readable image") from None
         else:
             raise HTTPException(422, "missing field 'image' (the query photo) or 'image_id' (a gallery image)")
-        hits = await state.worker.run(state.search, vector, k, cam)
+        hits = await state.lookup(state.search, vector, k, cam)
         paths = [Path(str(h.path)) if getattr(h, "path", None) else None for h in hits]
         sizes = await state.decode(lambda: [state.size_of(h.image_id, p) if p else None
                                             for h, p in zip(hits, paths)])
@@ -386,13 +408,8 @@ def create_app(index: Any, extractor: Any, settings: ServeSettings | None = None
             if media_type is None:
                 raise HTTPException(404, f"image id {gid}: its file is not a readable image")
             return FileResponse(path, media_type=media_type, headers=headers)
-        key = (gid, px)
-        if key not in state.thumbs:
-            img = await state.decode(load_gallery_image, path, settings, f"gallery image {gid}")
-            state.thumbs[key] = await state.decode(thumbnail_jpeg, img, px)
-            while len(state.thumbs) > 512:
-                state.thumbs.popitem(last=False)
-        return Response(state.thumbs[key], media_type="image/jpeg", headers=headers)
+        jpeg = await state.decode(state.thumbnail, gid, path, settings.thumbnail_side(px))
+        return Response(jpeg, media_type="image/jpeg", headers=headers)
 
     app.include_router(api)
     app.mount("/static", StaticFiles(packages=[("pgan.serve", "static")]), name="static")

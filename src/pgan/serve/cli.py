@@ -4,6 +4,8 @@ Example::
 
     pgan serve --index runs/index                      # http://127.0.0.1:8000
     pgan serve --index runs/index --host 0.0.0.0 --token "$(openssl rand -hex 16)"
+    pgan export onnx --checkpoint runs/demo/pgan/last.pt --out pgan.onnx
+    pgan serve --index runs/index --runtime onnx --onnx pgan.onnx   # same index: the fp32 export's model
 """
 
 from __future__ import annotations
@@ -26,19 +28,31 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise PganError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
+    if args.onnx is not None and args.runtime != "onnx":
+        raise PganError("--onnx needs --runtime onnx")
     token = args.token if args.token is not None else os.environ.get("PGAN_SERVE_TOKEN") or None
     settings = ServeSettings(max_upload_bytes=args.max_upload_mb * 2**20, max_pixels=args.max_pixels,
                              max_topk=args.max_topk, default_topk=min(args.topk, args.max_topk),
-                             max_batch=args.max_batch, max_queue=args.max_queue, token=token)
+                             max_batch=args.max_batch, max_queue=args.max_queue, token=token,
+                             prep_threads=args.prep_threads, decode_side=args.decode_side)
     serve(args.index, args.checkpoint, host=args.host, port=args.port, settings=settings, parts=args.parts,
-          device=args.device)
+          device=args.device, runtime=args.runtime, onnx_path=args.onnx, threads=args.threads or 0)
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("serve", help="search service: HTTP API + web page over a gallery index")
+    p = sub.add_parser("serve", help="search service: HTTP API + web page over a gallery index",
+                       description="Serve searches over a gallery index: uploads are decoded and boxed in a "
+                       "thread pool (--prep-threads), the model runs alone on one thread in batches "
+                       "(--max-batch), with PyTorch or onnxruntime (--runtime onnx --onnx MODEL.onnx; "
+                       "fp32 or the int8 export, whose index must be built with it).")
     p.add_argument("--index", required=True, help="a gallery index folder (`pgan index build`)")
-    p.add_argument("--checkpoint", help="model checkpoint (default: the one the index was built with)")
+    p.add_argument("--checkpoint", help="model checkpoint (default: the one the index was built with; with "
+                   "--runtime onnx, the checkpoint the export must come from, default: none needed)")
+    p.add_argument("--runtime", default="torch", choices=["torch", "onnx"],
+                   help="what runs the model: eager PyTorch, or onnxruntime on --onnx")
+    p.add_argument("--onnx", help="the model to run with --runtime onnx (`pgan export onnx [--int8]`); its "
+                   "fingerprint must match the index's: an int8 export needs an index built with it")
     p.add_argument("--parts", help="part boxes of uploaded photos: 'proposals', 'grid' or a part-detector "
                    "checkpoint (default: the index's setting; a model trained on a part file, which cannot box "
                    "an upload, falls back to 'proposals' with a warning)")
@@ -47,12 +61,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--token", help="bearer token every API call must carry (or env PGAN_SERVE_TOKEN)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, help="torch intra-op threads for the model")
+    p.add_argument("--threads", type=int, help="intra-op threads of the model (torch, or onnxruntime's "
+                   "session); default: the library's own")
+    p.add_argument("--prep-threads", type=int, default=2,
+                   help="threads decoding uploads and finding their part boxes, beside the model's thread "
+                   "(default 2)")
+    p.add_argument("--decode-side", type=int, default=512, help="JPEG uploads are decoded reduced (1/2, 1/4, "
+                   "1/8) while both sides stay at least this many pixels (default 512); 0: full size")
     p.add_argument("--topk", type=int, default=10, help="default number of results")
     p.add_argument("--max-topk", type=int, default=100)
     p.add_argument("--max-upload-mb", type=int, default=10)
     p.add_argument("--max-pixels", type=int, default=25_000_000)
-    p.add_argument("--max-batch", type=int, default=8, help="queued queries embedded together")
+    p.add_argument("--max-batch", type=int, default=8, help="most prepared queries run as one batch")
     p.add_argument("--max-queue", type=int, default=64,
                    help="searches and image requests in progress at once; beyond, new ones get 503 at once")
     p.set_defaults(func=_cmd_serve)

@@ -80,6 +80,7 @@ class Info(BaseModel):
     index_type: str
     upload_parts: str = "none"  # where the part boxes of an uploaded photo come from
     upload_parts_fallback: bool = False  # True: the model has no source for them and proposals stand in
+    runtime: str = "torch"  # what runs the model: "torch", "onnx fp32" or "onnx int8"
     warnings: list[str] = []
     limits: dict[str, int]
     inference: dict[str, int]

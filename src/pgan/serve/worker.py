@@ -6,8 +6,11 @@ intra-op thread pools). Whatever is queued when the thread becomes free is
 embedded as one batch of at most ``max_batch`` images, so under load the
 per-image cost drops instead of requests piling up behind each other.
 
-Index look-ups run on the same thread: a gallery index may hold a SQLite
-connection, which belongs to one thread.
+The thread runs the network only: queries arrive :class:`Prepared` (decoded, part boxes found,
+resized and normalised by :mod:`pgan.serve.pipeline`'s thread pool), and a batch is their arrays
+stacked. An extractor without ``prepare``/``embed_prepared`` (the API tests' fakes) gets PIL
+images and does everything here through ``extract_with_parts``. :meth:`InferenceWorker.run`
+still runs any call on this thread; the service itself does its index look-ups elsewhere.
 
 A call after the thread has died raises :class:`WorkerStopped` (the service answers 503). The
 queue itself is unbounded: the app admits a bounded number of requests at once (``max_queue``),
@@ -44,9 +47,20 @@ class Embedded:
 
 
 @dataclass
+class Prepared:
+    """One query ready for the network: ``(1, 3, H, W)`` images and ``(1, D, h, w)`` masks (or None), as
+    ``FeatureExtractor.prepare`` makes them, and its part boxes (original pixels)."""
+
+    images: np.ndarray
+    masks: np.ndarray | None
+    boxes: list = field(default_factory=list)
+
+
+@dataclass
 class _Job:
     future: Future
-    image: Image.Image | None = None  # an embedding job
+    image: Image.Image | None = None  # an embedding job (the extractor prepares it here)
+    prepared: Prepared | None = None  # or one prepared elsewhere
     call: Callable[[], Any] | None = None  # or any other call that must run on the model's thread
 
 
@@ -95,11 +109,17 @@ class InferenceWorker:
     def submit_embed(self, image: Image.Image) -> Future:
         return self._put(_Job(Future(), image=image))
 
+    def submit_prepared(self, prepared: Prepared) -> Future:
+        return self._put(_Job(Future(), prepared=prepared))
+
     def submit_call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
         return self._put(_Job(Future(), call=lambda: fn(*args, **kwargs)))
 
     async def embed(self, image: Image.Image) -> Embedded:
         return await asyncio.wrap_future(self.submit_embed(image))
+
+    async def embed_prepared(self, prepared: Prepared) -> Embedded:
+        return await asyncio.wrap_future(self.submit_prepared(prepared))
 
     async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await asyncio.wrap_future(self.submit_call(fn, *args, **kwargs))
@@ -124,6 +144,9 @@ class InferenceWorker:
             embeds = [j for j in jobs if j.image is not None]
             if embeds:
                 self._embed_batch(embeds)
+            ready = [j for j in jobs if j.prepared is not None]
+            if ready:
+                self._embed_prepared(ready)
             for j in jobs:
                 if j.call is not None and j.future.set_running_or_notify_cancel():
                     try:
@@ -150,6 +173,37 @@ class InferenceWorker:
         self.images += len(jobs)
         for i, j in enumerate(jobs):
             j.future.set_result(Embedded(np.asarray(feats[i], dtype=np.float32), list(boxes[i])))
+
+    def _embed_prepared(self, jobs: list[_Job]) -> None:
+        jobs = [j for j in jobs if j.future.set_running_or_notify_cancel()]
+        if not jobs:
+            return
+        try:
+            feats = self._network([j.prepared for j in jobs])
+        except Exception as exc:
+            if len(jobs) == 1:
+                jobs[0].future.set_exception(exc)
+                return
+            # One bad input must not fail the others: run them one by one.
+            log.warning("a batch of %d images failed (%s); embedding them one by one", len(jobs), exc)
+            for j in jobs:
+                try:
+                    j.future.set_result(Embedded(self._network([j.prepared])[0], list(j.prepared.boxes)))
+                except Exception as one:
+                    j.future.set_exception(one)
+            return
+        for j, feat in zip(jobs, feats):
+            j.future.set_result(Embedded(feat, list(j.prepared.boxes)))
+
+    def _network(self, items: list[Prepared]) -> np.ndarray:
+        x = items[0].images if len(items) == 1 else np.concatenate([p.images for p in items])
+        masks = None
+        if items[0].masks is not None:
+            masks = items[0].masks if len(items) == 1 else np.concatenate([p.masks for p in items])
+        feats = np.asarray(self.extractor.embed_prepared(x, masks), dtype=np.float32)
+        self.batches += 1
+        self.images += len(items)
+        return feats
 
     def _embed_one(self, job: _Job) -> None:
         try:
