@@ -26,7 +26,7 @@ from pgan.data.records import relabel
 from pgan.data.sampler import IdentityBatchSampler
 from pgan.engine.build import build_part_source
 from pgan.losses.combined import PganLoss
-from pgan.models.build import build_network, feature_size
+from pgan.models.build import build_network, mask_size
 from pgan.models.trained import load_checkpoint
 from pgan.parts.boxfile import read_part_file
 from pgan.parts.roles import box_roles
@@ -51,7 +51,7 @@ def diagnose(checkpoint: Path, batches: int = 6, trust: bool = False) -> dict:
     ds = read_configured_dataset(cfg)
     train_records, _ = relabel(ds.train)
     parts = build_part_source(cfg)
-    feat = feature_size(model.backbone, tuple(cfg.data.input_size))
+    feat = mask_size(model, tuple(cfg.data.input_size))
     data = ReidImageDataset(train_records, tuple(cfg.data.input_size), feat, parts, train=False, progress=False)
     sampler = IdentityBatchSampler(data.pids, cfg.data.p, cfg.data.k, seed=123)
     loader = DataLoader(data, batch_sampler=sampler)

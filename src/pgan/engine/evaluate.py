@@ -14,7 +14,7 @@ from pgan.engine.build import EvalSets, build_eval_sets, build_loader, build_par
 from pgan.engine.checkpoint import unwrap
 from pgan.engine.extract import extract_features
 from pgan.evaluation.attention_roles import attention_spread, role_attention
-from pgan.models.build import feature_size
+from pgan.models.build import mask_size
 from pgan.models.trained import load_trained
 from pgan.utils.device import resolve_device
 
@@ -55,7 +55,7 @@ def evaluate_checkpoint(checkpoint: str | Path, overrides: list[str] | None = No
     model.to(device)
     ds = read_configured_dataset(cfg)
     parts = build_part_source(cfg)
-    feat = feature_size(model.backbone, tuple(cfg.data.input_size))
+    feat = mask_size(model, tuple(cfg.data.input_size))
     metrics = evaluate_sets(model, build_eval_sets(cfg, ds, parts, feat), cfg, device)
     log.info("%s", json.dumps(metrics))
     return metrics
