@@ -7,6 +7,13 @@ weight ``dL/dw_i``. The softmax moves weight towards parts whose ``-dL/dw_i`` is
 weighted mean, so a gradient that grows with area steers the PAM to large parts whatever they
 show. Writes ``<out>/pam_diagnostics.json`` and prints a table per run.
 
+Wheels are their own roles (``identity_rim``, ``plain_wheel``; see
+:func:`pgan.evaluation.attention_roles.separate_wheels`), so ``identity`` and ``shared`` leave them out.
+The rank correlation gives tied values their average rank (``scipy.stats.rankdata``'s default when scipy
+is installed, the same rule in numpy otherwise), so ties (equal areas are common with binary masks) no
+longer depend on the order the parts came in. The loss is the run's own (its entropy floor and per-part
+identity loss included).
+
     python benchmarks/pam_diagnostics.py runs/bench/synth_dev/pam/authors__pam_s0/last.pt \\
         runs/bench/synth_dev/pam/part_map___area_s0/last.pt --out docs
 """
@@ -25,14 +32,37 @@ from pgan.data.image_dataset import ReidImageDataset
 from pgan.data.records import relabel
 from pgan.data.sampler import IdentityBatchSampler
 from pgan.engine.build import build_part_source
+from pgan.evaluation.attention_roles import separate_wheels
 from pgan.losses.combined import PganLoss
-from pgan.models.build import build_network, feature_size
+from pgan.models.build import build_network, mask_size
 from pgan.models.trained import load_checkpoint
 from pgan.parts.boxfile import read_part_file
-from pgan.parts.roles import box_roles
+from pgan.parts.roles import box_roles, match_truth
 from pgan.parts.selection import select_top_d
 from pgan.utils.atomic import atomic_write_json
 from pgan.utils.seeding import seed_everything
+
+
+def average_ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks 1..n of ``x`` with ties given their average rank (``scipy.stats.rankdata(x)``)."""
+    try:
+        from scipy.stats import rankdata
+    except ImportError:
+        x = np.asarray(x, dtype=np.float64)
+        values, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+        ends = np.cumsum(counts)  # the rank of each distinct value's last copy
+        return ((ends - (counts - 1) / 2.0)[inverse]).astype(np.float64)
+    return rankdata(x).astype(np.float64)
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation with tied ranks averaged (nan for fewer than 3 values or a constant)."""
+    if len(a) < 3:
+        return float("nan")
+    ra, rb = average_ranks(a), average_ranks(b)
+    if ra.std() == 0 or rb.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(ra, rb)[0, 1])
 
 
 def _config(ckpt: dict):
@@ -51,11 +81,13 @@ def diagnose(checkpoint: Path, batches: int = 6, trust: bool = False) -> dict:
     ds = read_configured_dataset(cfg)
     train_records, _ = relabel(ds.train)
     parts = build_part_source(cfg)
-    feat = feature_size(model.backbone, tuple(cfg.data.input_size))
+    feat = mask_size(model, tuple(cfg.data.input_size))
     data = ReidImageDataset(train_records, tuple(cfg.data.input_size), feat, parts, train=False, progress=False)
     sampler = IdentityBatchSampler(data.pids, cfg.data.p, cfg.data.k, seed=123)
     loader = DataLoader(data, batch_sampler=sampler)
-    loss_fn = PganLoss(cfg.loss.lambda_ce, cfg.loss.margin, cfg.loss.label_smoothing, tuple(cfg.loss.terms))
+    loss_fn = PganLoss(cfg.loss.lambda_ce, cfg.loss.margin, cfg.loss.label_smoothing, tuple(cfg.loss.terms),
+                       entropy_floor=cfg.loss.entropy_floor, entropy_weight=cfg.loss.entropy_weight,
+                       part_id_weight=cfg.loss.part_id_weight)
     truth = read_part_file(Path(cfg.data.root) / "parts_gt.jsonl")
     model.train()
     for m in model.modules():  # keep the trained BatchNorm statistics
@@ -75,7 +107,9 @@ def diagnose(checkpoint: Path, batches: int = 6, trust: bool = False) -> dict:
             item = parts.boxes_for(rec.key)
             sel = select_top_d(item.boxes, cfg.data.num_parts) if item else []
             gt = truth.get(rec.key)
-            roles = box_roles(sel, gt.boxes if gt else None)
+            gt_boxes = gt.boxes if gt else None
+            labels = [m.label if m is not None else None for m in match_truth(sel, gt_boxes)]
+            (roles,) = separate_wheels([box_roles(sel, gt_boxes)], [labels])
             n = int((areas[j] > 0).sum())
             gbar = float((weights[j] * grads[j]).sum())  # the softmax's reference: sum_k w_k g_k
             for i, role in enumerate(roles):
@@ -87,9 +121,8 @@ def diagnose(checkpoint: Path, batches: int = 6, trust: bool = False) -> dict:
     area = np.array([r["area"] for r in rows])
     push = np.array([r["push"] for r in rows])
     # Spearman rank correlation of "how hard the loss pushes a part's weight up" with its area.
-    ra, rp = np.argsort(np.argsort(area)), np.argsort(np.argsort(push))
-    out["spearman_push_vs_area"] = float(np.corrcoef(ra, rp)[0, 1]) if len(rows) > 2 else float("nan")
-    for role in ("identity", "shared", "clutter"):
+    out["spearman_push_vs_area"] = spearman(area, push)
+    for role in ("identity", "shared", "identity_rim", "plain_wheel", "clutter"):
         sel = [r for r in rows if r["role"] == role]
         if sel:
             keys = ("area", "weight_rel", "grad", "push")

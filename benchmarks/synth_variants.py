@@ -11,8 +11,11 @@ The settings (parameters fixed before any run; see ``docs/benchmarks.md``):
   clutter; fixed on 2026-12-02, no results yet).
 
 Writes ``<out>/synth_variants[_hard].json`` (``{variant: {"seeds", "mAP_mean", "mAP_std", ...,
-"attention_ratio_mean", "attention_ratio_std"}}``, fractions; the ratio for the part-based
-variants) and the markdown table, and prints it. Finished runs are reused, so an interrupted
+"attention_ratio_mean", "attention_ratio_std", "attention_ratio_no_wheels_mean", ...,
+"attention_rel_<role>_mean", ...}}``, fractions; the ratios for the part-based variants, with and
+without wheels, and each role's relative weight with identity rims and plain wheels as their own
+roles, see :func:`pgan.evaluation.attention_roles.attention_figures`) and the markdown tables, and
+prints them. Finished runs are reused, so an interrupted
 benchmark resumes where it stopped, and several workers can share one grid.
 
     python benchmarks/synth_variants.py --setting hard                 # 12 runs, ~4 CPU-minutes each
@@ -27,7 +30,7 @@ import logging
 import time
 from pathlib import Path
 
-from pgan.bench.ablation import GRIDS, markdown_table, run_grid
+from pgan.bench.ablation import GRIDS, markdown_table, role_table, run_grid
 from pgan.recipes import SYNTH_ABLATION_CPU, synth_cpu_config
 from pgan.synth import generate_synth, synth_config_from_dict
 from pgan.utils.atomic import atomic_write_json, atomic_write_text
@@ -83,13 +86,16 @@ def main() -> None:
                                           train_missing=False))
             for label, row in summaries.items():
                 if label in ("grid", "baseline"):  # no part boxes with roles: no ratio
-                    row.setdefault("attention_ratio_mean", None)
-                    row.setdefault("attention_ratio_std", None)
+                    for key in ("attention_ratio", "attention_ratio_no_wheels"):
+                        row.setdefault(f"{key}_mean", None)
+                        row.setdefault(f"{key}_std", None)
         name = "synth_variants" if grid == "variants" else f"synth_{grid}"
         atomic_write_json(Path(args.out) / f"{name}{suffix}.json", summaries)
         shown = {k: {m: v for m, v in r.items() if v is not None} for k, r in summaries.items()}
         md = markdown_table(shown, f"{GRIDS[grid].title}: synthetic near-twin benchmark ({args.setting} "
                                    "setting), MobileNetV2 160 px, 84-step CPU budget")
+        roles = role_table(shown, "Relative part weight by role (1.0 = uniform share; wheels on their own)")
+        md += f"\n{roles}" if roles else ""
         atomic_write_text(Path(args.out) / f"{name}{suffix}.md", md)
         print(md)
     print(f"total {time.perf_counter() - t0:.0f} s")

@@ -93,3 +93,25 @@ def test_cli_checks_its_arguments_and_summarises_without_training(tmp_path, run_
     assert "Cross-entropy weight" in capsys.readouterr().out
     assert (tmp_path / "lambda" / "lambda.md").is_file()
     assert not list((tmp_path / "lambda").glob("*/last.pt"))
+
+
+def test_summary_keeps_the_ratio_without_wheels_and_the_wheel_rows(tmp_path):
+    from pgan.bench.ablation import markdown_table, role_table, summarise
+
+    def res(ratio, no_wheels, rim, plain):
+        return {"metrics": {"mAP": 0.5, "rank1": 0.7, "rank5": 0.9, "mINP": 0.3, "attention_ratio": ratio,
+                            "attention_ratio_no_wheels": no_wheels, "attention_rel_identity": 0.8,
+                            "attention_rel_shared": 1.0, "attention_rel_identity_rim": rim,
+                            "attention_rel_plain_wheel": plain}, "train_seconds": 1.0}
+
+    row = summarise([res(2.0, 0.5, 3.0, 2.0), res(2.2, 0.7, 3.4, 1.0)])
+    assert row["attention_ratio_no_wheels_mean"] == pytest.approx(0.6)
+    assert row["attention_rel_identity_rim_mean"] == pytest.approx(3.2)
+    assert row["attention_rel_plain_wheel_mean"] == pytest.approx(1.5)
+    md = markdown_table({"pgan": row})
+    assert "ratio w/o wheels" in md and "| 2.10 ± 0.10 | 0.60 ± 0.10 |" in md
+    roles = role_table({"pgan": row, "baseline": summarise([{"metrics": {"mAP": 0.4}, "train_seconds": 1.0}])})
+    assert "| identity rims | plain wheels |" in roles
+    assert "| pgan | 0.80 ± 0.00 | 1.00 ± 0.00 | 3.20 ± 0.20 | 1.50 ± 0.50 | – |" in roles
+    assert "| baseline | – | – | – | – | – |" in roles
+    assert role_table({"baseline": summarise([{"metrics": {"mAP": 0.4}, "train_seconds": 1.0}])}) == ""

@@ -201,3 +201,49 @@ def test_eval_prints_retrieval_metrics_in_percent_and_attention_figures_as_they_
     assert 0 < metrics["attention_entropy"] <= 1
     assert float(printed["attention_entropy"]) == pytest.approx(metrics["attention_entropy"], abs=1e-3)
     assert float(printed["attention_max"]) == pytest.approx(metrics["attention_max"], abs=1e-3)
+
+
+def test_wheels_are_their_own_rows_and_the_ratio_without_them():
+    from pgan.evaluation.attention_roles import attention_figures, separate_wheels
+
+    roles = [["identity", "identity", "shared", "shared", "clutter"], ["identity", "shared", "shared"]]
+    labels = [["sticker", "wheel", "wheel", "carlight", None], ["wheel", "logo", "wheel"]]
+    assert separate_wheels(roles, labels) == [["identity", "identity_rim", "plain_wheel", "shared", "clutter"],
+                                              ["identity_rim", "shared", "plain_wheel"]]
+    # Image 0: five valid parts (relative weight = 5 w); image 1: the plain wheel's weight underflowed to
+    # 0 but its mask counts it, so three valid parts (relative weight = 3 w).
+    w = [np.array([0.1, 0.4, 0.3, 0.1, 0.1]), np.array([0.5, 0.5, 0.0])]
+    valid = [np.ones(5, bool), np.ones(3, bool)]
+    fig = attention_figures(w, roles, labels, valid)
+    # With wheels (the old headline): identity 5x0.1, 5x0.4, 3x0.5; shared 5x0.3, 5x0.1, 3x0.5, 3x0.0.
+    assert fig["attention_ratio"] == pytest.approx(((0.5 + 2.0 + 1.5) / 3) / ((1.5 + 0.5 + 1.5 + 0.0) / 4))
+    # Without: identity is the sticker alone (0.5), shared the carlight and the logo ((0.5 + 1.5) / 2).
+    assert fig["attention_ratio_no_wheels"] == pytest.approx(0.5 / 1.0)
+    assert fig["attention_rel_identity_rim"] == pytest.approx((2.0 + 1.5) / 2)
+    assert fig["attention_rel_plain_wheel"] == pytest.approx((1.5 + 0.0) / 2)
+    assert fig["attention_rel_clutter"] == pytest.approx(0.5)
+    # Without labels nothing is split (no ratio without wheels), and absent rows are left out.
+    plain = attention_figures(w, roles, None, valid)
+    assert "attention_ratio_no_wheels" not in plain and "attention_rel_identity_rim" not in plain
+    assert plain["attention_ratio"] == fig["attention_ratio"]
+    no_clutter = attention_figures([np.array([0.5, 0.5])], [["identity", "shared"]], [["logo", "wheel"]])
+    assert "attention_rel_clutter" not in no_clutter and math.isnan(no_clutter["attention_ratio_no_wheels"])
+
+
+def test_pam_diagnostics_averages_tied_ranks():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "pam_diagnostics.py"
+    spec = importlib.util.spec_from_file_location("pam_diagnostics", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    ranks = bench.average_ranks(np.array([3.0, 1.0, 2.0, 2.0, 1.0]))
+    np.testing.assert_array_equal(ranks, [5, 1.5, 3.5, 3.5, 1.5])
+    # Equal areas (common with binary masks): the correlation no longer depends on the parts' order.
+    area = np.array([4.0, 4.0, 4.0, 1.0, 9.0])
+    push = np.array([0.3, -0.2, 0.1, 0.0, 0.5])
+    order = np.array([2, 0, 4, 1, 3])
+    assert bench.spearman(area, push) == pytest.approx(bench.spearman(area[order], push[order]))
+    assert bench.spearman(area, push) == pytest.approx(np.corrcoef([3, 3, 3, 1, 5], [4, 1, 3, 2, 5])[0, 1])
+    assert math.isnan(bench.spearman(np.ones(4), push[:4]))

@@ -290,7 +290,9 @@ def test_unreadable_split_message_with_the_image_cache(tiny_synth, tmp_path):
 BAD_VALUES = [("optim.lr=nan", "optim.lr"), ("optim.weight_decay=-1e-4", "optim.weight_decay"),
               ("loss.margin=-0.3", "loss.margin"), ("data.flip_p=7", "data.flip_p"),
               ("data.erase_p=-1", "data.erase_p"), ("optim.betas=[0.9, 1.5]", "optim.betas"),
-              ("loss.label_smoothing=1.5", "loss.label_smoothing")]
+              ("loss.label_smoothing=1.5", "loss.label_smoothing"),
+              ("model.part_upsample=0", "model.part_upsample"), ("model.part_upsample=16", "model.part_upsample"),
+              ("loss.part_id_weight=-1", "loss.part_id_weight")]
 
 
 @pytest.mark.parametrize("item,key", BAD_VALUES)

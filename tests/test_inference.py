@@ -14,13 +14,13 @@ def _eval_embeddings(checkpoint, flip=False):
     from pgan.data.build import read_configured_dataset
     from pgan.engine.build import build_eval_sets, build_loader, build_part_source
     from pgan.engine.extract import extract_features
-    from pgan.models.build import feature_size
+    from pgan.models.build import mask_size
     from pgan.models.trained import load_trained
 
     model, cfg = load_trained(checkpoint)
     cfg.data.cache_images = False
     ds = read_configured_dataset(cfg)
-    feat = feature_size(model.backbone, tuple(cfg.data.input_size))
+    feat = mask_size(model, tuple(cfg.data.input_size))
     sets = build_eval_sets(cfg, ds, build_part_source(cfg), feat)
     loader = build_loader(sets.gallery, cfg, batch_size=64, shuffle=False)
     feats = extract_features(model, loader, torch.device("cpu"), flip=flip, progress=False)
@@ -42,6 +42,22 @@ def test_same_embeddings_as_pgan_eval(tiny_checkpoint, variant, flip):
         assert all(len(b) == 8 for b in boxes)
     else:
         assert all(1 <= len(b) <= 8 for b in boxes) and max(len(b) for b in boxes) == 8
+
+
+def test_finer_part_map_and_part_loss_agree_from_training_to_inference(tiny_checkpoint):
+    """model.part_upsample: training, ``pgan eval`` and the inference API all build masks at the finer size."""
+    import csv
+
+    ckpt = tiny_checkpoint("nopam", "model.part_upsample=2", "loss.part_id_weight=0.5")
+    with open(ckpt.parent / "metrics.csv") as f:
+        row = next(csv.DictReader(f))
+    assert float(row["part_id"]) > 0  # the per-part identity loss was trained with
+    tm = load_model(ckpt)
+    assert tm.feat_size == (8, 8) and tm.network.part_upsample == 2  # resnet18's 4x4 at 64 px, twice as fine
+    assert tm.fingerprint != load_model(tiny_checkpoint("nopam")).fingerprint
+    expected, paths = _eval_embeddings(ckpt)
+    got, _ = FeatureExtractor(ckpt, device="cpu", batch_size=5).extract_with_parts(paths)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
 def test_every_input_type_gives_the_same_embedding(tiny_checkpoint, tiny_synth):

@@ -296,3 +296,107 @@ def test_part_dropout_drops_whole_masks_in_training_only():
         assert (model(x, m).part_weights > 0).all()
     with pytest.raises(PganError, match="part_dropout"):
         ReidNet(bb, num_classes=5, variant="pgan", part_dropout=1.0)
+
+
+@pytest.mark.parametrize("variant", ["pgan", "nopam", "grid", "oracle"])
+def test_part_upsample_runs_the_part_head_on_a_finer_map(variant):
+    from pgan.models.build import mask_size
+
+    torch.manual_seed(0)
+    net = ReidNet(build_backbone("resnet18", pretrained=False, last_stride=1), 4, variant=variant, reduced_dim=16,
+                  num_parts=3, part_upsample=2)
+    assert mask_size(net, (64, 64)) == (8, 8)  # the backbone's 4x4, twice as fine
+    x = torch.randn(8, 3, 64, 64)
+    masks = (torch.rand(8, 3, 8, 8) > 0.6).float()
+    masks[:, 2] = 0  # a padding part
+    roles = torch.randn(8, 3) if variant == "oracle" else None
+    seen = []
+    if net.pam is not None:
+        net.pam.register_forward_hook(lambda mod, args, out: seen.append(args[0].shape[-2:]))
+    out = net(x, masks, return_maps=True, role_scores=roles)
+    assert out.part_map.shape == (8, 512, 8, 8) and out.embedding.shape == (8, 32)
+    if net.pam is not None:
+        assert seen == [(8, 8)]  # the PAM pools on the upsampled map
+    # F_p is built from the bilinearly upsampled F_g
+    fg = torch.nn.functional.interpolate(net.forward_features(x), scale_factor=2, mode="bilinear",
+                                         align_corners=False)
+    torch.testing.assert_close(out.part_map, part_guided_map(fg, net.grid_masks(8, 8, fg).expand(8, -1, -1, -1)
+                                                             if variant == "grid" else masks, out.part_weights))
+    loss = PganLoss()(out, torch.arange(4).repeat_interleave(2))
+    loss.total.backward()
+    assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
+    assert net.backbone.stages[-1][-1].conv2.weight.grad.abs().sum() > 0
+    net.eval()
+    with torch.no_grad():
+        emb = net(x, masks, role_scores=roles).embedding
+        assert emb.shape == (8, 32) and torch.isfinite(emb).all()
+        if variant != "grid":  # masks at the backbone's resolution: the error names the switch
+            with pytest.raises(PganError, match=r"part masks are \(4, 4\).*\(8, 8\).*part_upsample=2"):
+                net(x, masks[..., ::2, ::2], role_scores=roles)
+    with pytest.raises(PganError, match="part_upsample"):
+        ReidNet(build_backbone("resnet18", pretrained=False), 4, variant=variant, part_upsample=0)
+
+
+def test_a_small_part_covers_less_of_the_image_on_the_finer_map():
+    from pgan.models.build import mask_size
+    from pgan.parts.boxfile import PartBox
+    from pgan.parts.masks import box_to_mask
+
+    bb = build_backbone("resnet18", pretrained=False, last_stride=1)
+    coarse = mask_size(ReidNet(bb, 4, variant="nopam"), (160, 160))
+    fine = mask_size(ReidNet(bb, 4, variant="nopam", part_upsample=2), (160, 160))
+    assert coarse == (10, 10) and fine == (20, 20)
+    # A sticker one coarse cell wide (16 px), offset by half a cell: it straddles four coarse cells but
+    # exactly four fine ones.
+    box = PartBox(8, 8, 24, 24)
+    for mode in ("any", "fraction"):
+        m1, m2 = box_to_mask(box, 160, 160, *coarse, mode=mode), box_to_mask(box, 160, 160, *fine, mode=mode)
+        support1, support2 = (m1 > 0).mean(), (m2 > 0).mean()  # share of the image the mask touches
+        assert support2 < support1 and support1 == pytest.approx(0.04) and support2 == pytest.approx(0.01)
+    frac1, frac2 = box_to_mask(box, 160, 160, *coarse, mode="fraction"), box_to_mask(box, 160, 160, *fine,
+                                                                                       mode="fraction")
+    assert frac1.max() == pytest.approx(0.25) and frac2.max() == 1.0  # quarter coarse cells, whole fine ones
+    assert frac1.sum() / frac1.size == pytest.approx(frac2.sum() / frac2.size)  # the box's area, either way
+
+
+@pytest.mark.parametrize("variant", ["pgan", "nopam"])
+def test_per_part_identity_loss(variant):
+    from pgan.losses.combined import part_identity_loss
+
+    torch.manual_seed(0)
+    net = ReidNet(build_backbone("resnet18", pretrained=False), 4, variant=variant, reduced_dim=16, num_parts=3,
+                  part_id=True)
+    x, labels = torch.randn(8, 3, 64, 64), torch.arange(4).repeat_interleave(2)
+    masks = torch.zeros(8, 3, 4, 4)
+    masks[:, 0, :2, :2] = 1
+    masks[:4, 1, 2:, :] = 0.5
+    masks[5] = 0  # an image without parts; part 2 is empty everywhere
+    out = net(x, masks)
+    assert out.part_logits.shape == (8, 3, 4)
+    assert (out.part_logits[~out.part_valid] == 0).all() and out.part_valid.sum() == 7 + 4
+    loss = PganLoss(part_id_weight=0.5)(out, labels)
+    assert set(loss.parts) == {"ce", "f", "g", "p", "part_id"} and math.isfinite(loss.parts["part_id"])
+    assert "part_id" not in PganLoss()(out, labels).parts
+    valid = out.part_valid
+    explicit = torch.nn.functional.cross_entropy(out.part_logits[valid], labels[:, None].expand(8, 3)[valid])
+    assert loss.parts["part_id"] == pytest.approx(0.5 * float(explicit.detach()), rel=1e-5)
+    garbage = out.part_logits.detach().clone()
+    garbage[~valid] = 1e4  # empty parts' logits do not count
+    torch.testing.assert_close(part_identity_loss(garbage, valid, labels), explicit.detach())
+    assert float(part_identity_loss(garbage, torch.zeros_like(valid), labels)) == 0.0
+    loss.total.backward()
+    assert net.part_classifier.weight.grad.abs().sum() > 0 and net.part_bn.weight.grad.abs().sum() > 0
+    assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
+    # the term's own gradient reaches the backbone
+    net.zero_grad()
+    part_identity_loss(net(x, masks).part_logits, valid, labels).backward()
+    assert net.backbone.stages[-1][-1].conv2.weight.grad.abs().sum() > 0
+    net.eval()
+    with torch.no_grad():
+        assert net(x, masks).part_logits is None  # training only
+    plain = ReidNet(build_backbone("resnet18", pretrained=False), 4, variant=variant, reduced_dim=16, num_parts=3)
+    assert plain.part_classifier is None and plain(x, masks).part_logits is None
+    with pytest.raises(PganError, match="part_id_weight"):
+        PganLoss(part_id_weight=0.5)(plain(x, masks), labels)
+    base = ReidNet(build_backbone("resnet18", pretrained=False), 4, variant="baseline", part_id=True)
+    assert base.part_bn is None  # no parts, no per-part classifier

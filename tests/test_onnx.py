@@ -6,14 +6,17 @@ import pytest
 from pgan.errors import PganError
 from pgan.inference import FeatureExtractor, OnnxNetwork, export_onnx
 
+FINER = ("model.part_upsample=2", "loss.part_id_weight=0.5")  # the part head on a 2x finer map
+
 
 @pytest.mark.parametrize("variant,overrides,dim", [("pgan", (), 64), ("baseline", (), 64),
-                                                   ("baseline", ("model.baseline_reduce=false",), 512)])
+                                                   ("baseline", ("model.baseline_reduce=false",), 512),
+                                                   ("nopam", FINER, 64)])
 def test_onnx_runtime_matches_pytorch(tiny_checkpoint, tiny_synth, tmp_path, variant, overrides, dim):
     ckpt = tiny_checkpoint(variant, *overrides)
     onnx_file = export_onnx(ckpt, tmp_path / "m.onnx")
     net = OnnxNetwork(onnx_file, threads=1)
-    assert net.input_names == (["images", "masks"] if variant == "pgan" else ["images"])
+    assert net.input_names == (["images", "masks"] if variant != "baseline" else ["images"])
     assert net.embedding_dim == dim  # the baseline reduced to 2C' = 64 (reduced_dim 32), or ResNet-18's C
     paths = sorted((tiny_synth / "image_test").iterdir())
     torch_fx = FeatureExtractor(ckpt, device="cpu", batch_size=7)

@@ -101,6 +101,10 @@ def test_tiny_oracle_run_weights_parts_by_their_ground_truth_roles(tiny_synth, t
     # Identity parts get e x a shared part's weight in every image, so the ratio of mean relative weights
     # is well above 1 (not exactly e: images differ in their numbers of parts per role).
     assert m["attention_ratio"] > 1.5, m
+    # Without wheels too (pgan eval reports both); the query's identity rims are a row of their own,
+    # weighted like the other identity parts, well above the shared ones.
+    assert m["attention_ratio_no_wheels"] > 1.5, m
+    assert m["attention_rel_identity_rim"] > 1.5 * m["attention_rel_shared"], m
     model, cfg = load_trained(tmp_path / "oracle" / "last.pt")
     assert cfg.model.variant == "oracle" and model.pam is None
 

@@ -76,6 +76,9 @@ class ModelConfig:
     # part variants: keep the baseline's unreduced GAP feature as a second branch with its own losses;
     # retrieval concat(l2(global), l2(fused)). Not in the paper; see pgan.models.network (issue 20).
     global_branch: bool = False
+    # the part head (PAM pooling, F_p, Refine) on F_g upsampled by this factor (bilinear); masks built at
+    # that size. 1: the backbone's map (the authors'). Issue 18; see pgan.models.network
+    part_upsample: int = 1
 
 
 @dataclass
@@ -87,6 +90,9 @@ class LossConfig:
     # parts), falls below this floor: entropy_weight x mean(relu(floor - H_norm))
     entropy_floor: float = 0.0
     entropy_weight: float = 1.0
+    # per-part identity loss (issue 18; 0: off): weight x mean CE of a shared classifier on each valid
+    # part's mask-pooled feature, for every variant with parts (adds the classifier to the model)
+    part_id_weight: float = 0.0
     terms: tuple[str, ...] = ("ce", "f", "g", "p")
 
 
@@ -268,9 +274,11 @@ _RANGES: tuple[tuple[str, float, float, bool], ...] = (
     ("loss.label_smoothing", 0.0, 1.0, True),
     ("loss.entropy_floor", 0.0, 1.0, True),
     ("loss.entropy_weight", 0.0, math.inf, True),
+    ("loss.part_id_weight", 0.0, math.inf, True),
     ("model.temperature_warmup", 0.0, math.inf, True),
     ("model.temperature", 0.0, math.inf, False),
     ("model.part_dropout", 0.0, 1.0, True),
+    ("model.part_upsample", 1, 8, True),
     ("model.oracle_temperature", 0.0, math.inf, False),
     ("data.flip_p", 0.0, 1.0, True),
     ("data.erase_p", 0.0, 1.0, True),

@@ -16,7 +16,8 @@ terms is also "D = 8" and the "pgan" variant) is trained once: the first run
 of a config is recorded under ``<out>/_by_config/<fingerprint>.txt`` and the
 other grids read its result.
 Results are summarised as mean ± std over seeds (population std) and
-written as markdown and CSV.
+written as markdown and CSV; where runs report attention figures by role, a second table gives each
+role's relative weight, wheels (identity rims, plain wheels) on their own columns.
 """
 
 from __future__ import annotations
@@ -199,7 +200,10 @@ def summarise(results: list[dict]) -> dict:
     if not results:
         raise PganError("no results to summarise")
     row: dict = {"seeds": len(results)}
-    for key in ("mAP", "rank1", "rank5", "mINP", "attention_ratio"):
+    # The attention figures of pgan.evaluation.attention_roles.attention_figures: the ratio with and without
+    # wheels, and each role's relative weight (wheels on their own rows).
+    rel_keys = sorted({k for r in results for k in r["metrics"] if k.startswith("attention_rel_")})
+    for key in ("mAP", "rank1", "rank5", "mINP", "attention_ratio", "attention_ratio_no_wheels", *rel_keys):
         vals = np.array([r["metrics"][key] for r in results if key in r["metrics"]], dtype=float)
         vals = vals[np.isfinite(vals)]
         if len(vals):
@@ -208,21 +212,46 @@ def summarise(results: list[dict]) -> dict:
     return row
 
 
+def _ratio_cell(r: dict, key: str) -> str:
+    return f"{r[f'{key}_mean']:.2f} ± {r[f'{key}_std']:.2f}" if r.get(f"{key}_mean") is not None else "–"
+
+
 def markdown_table(summaries: dict[str, dict], title: str = "") -> str:
     lines = [f"**{title}**", ""] if title else []
-    lines += ["| setting | mAP (%) | Rank-1 (%) | Rank-5 (%) | mINP (%) | attention ratio | seeds | train s/run |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += ["| setting | mAP (%) | Rank-1 (%) | Rank-5 (%) | mINP (%) | attention ratio | ratio w/o wheels "
+              "| seeds | train s/run |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for label, r in summaries.items():
         cells = [f"{100 * r[f'{k}_mean']:.1f} ± {100 * r[f'{k}_std']:.1f}" if f"{k}_mean" in r else "–"
                  for k in ("mAP", "rank1", "rank5", "mINP")]
-        ratio = (f"{r['attention_ratio_mean']:.2f} ± {r['attention_ratio_std']:.2f}"
-                 if "attention_ratio_mean" in r else "–")
-        lines.append(f"| {label} | {' | '.join(cells)} | {ratio} | {r['seeds']} | {r['train_seconds_mean']:.0f} |")
+        ratios = " | ".join(_ratio_cell(r, k) for k in ("attention_ratio", "attention_ratio_no_wheels"))
+        lines.append(f"| {label} | {' | '.join(cells)} | {ratios} | {r['seeds']} "
+                     f"| {r['train_seconds_mean']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+ROLE_COLUMNS = (("identity", "identity (no wheels)"), ("shared", "shared (no wheels)"),
+                ("identity_rim", "identity rims"), ("plain_wheel", "plain wheels"), ("clutter", "clutter"))
+
+
+def role_table(summaries: dict[str, dict], title: str = "") -> str:
+    """Each setting's mean relative part weight by role (1.0 = a uniform share), wheels on their own
+    columns; empty when no run reported them."""
+    if not any(f"attention_rel_{k}_mean" in r for r in summaries.values() for k, _ in ROLE_COLUMNS):
+        return ""
+    lines = [f"**{title}**", ""] if title else []
+    lines += ["| setting | " + " | ".join(name for _, name in ROLE_COLUMNS) + " |",
+              "|---|" + "---|" * len(ROLE_COLUMNS)]
+    for label, r in summaries.items():
+        lines.append(f"| {label} | " + " | ".join(_ratio_cell(r, f"attention_rel_{k}") for k, _ in ROLE_COLUMNS)
+                     + " |")
     return "\n".join(lines) + "\n"
 
 
 def write_tables(name: str, summaries: dict[str, dict], out: Path) -> None:
-    atomic_write_text(out / f"{name}.md", markdown_table(summaries, GRIDS[name].title))
+    roles = role_table(summaries, "Relative part weight by role (1.0 = uniform share)")
+    atomic_write_text(out / f"{name}.md",
+                      markdown_table(summaries, GRIDS[name].title) + (f"\n{roles}" if roles else ""))
     buf = io.StringIO()
     keys = ["setting"] + sorted({k for r in summaries.values() for k in r})
     writer = csv.DictWriter(buf, fieldnames=keys)

@@ -97,15 +97,18 @@ class EvalSets:
     # Roles (identity / shared / clutter) of each query image's selected parts, for the attention ratio;
     # None when the parts carry no roles and the dataset has no ground truth with roles.
     query_roles: list[list[str | None]] | None = None
+    # The ground-truth class of each of those parts (None for clutter), to report wheels on their own rows.
+    query_labels: list[list[str | None]] | None = None
 
 
 def build_eval_sets(cfg: Config, ds: ReidDataset, parts: PartSource | None, feat: tuple[int, int]) -> EvalSets:
     d = cfg.data
     common = dict(input_size=tuple(d.input_size), feat_size=feat, parts=parts, train=False,
                   cache=d.cache_images, progress=cfg.run.progress, workers=d.workers)
+    roles = query_part_roles(ds.query, parts, cfg)
     return EvalSets(ReidImageDataset(ds.query, **common, role_scores=oracle_scores(ds.query, parts, cfg)),
                     ReidImageDataset(ds.gallery, **common, role_scores=oracle_scores(ds.gallery, parts, cfg)),
-                    query_part_roles(ds.query, parts, cfg))
+                    *(roles if roles is not None else (None, None)))
 
 
 def oracle_scores(records: list, parts: PartSource | None, cfg: Config) -> dict | None:
@@ -116,17 +119,19 @@ def oracle_scores(records: list, parts: PartSource | None, cfg: Config) -> dict 
                             Path(cfg.data.root) / "parts_gt.jsonl")
 
 
-def query_part_roles(records: list, parts: PartSource | None, cfg: Config) -> list[list[str | None]] | None:
-    """Roles of the top-D parts of each query image (computed once per run: they do not change while
-    training), or None when nothing is known about roles."""
+def query_part_roles(records: list, parts: PartSource | None, cfg: Config
+                     ) -> tuple[list[list[str | None]], list[list[str | None]]] | None:
+    """Roles of the top-D parts of each query image and the ground-truth class of each (computed once per
+    run: they do not change while training), or None when nothing is known about roles."""
     if parts is None or not hasattr(parts, "boxes_for"):
         return None
     selected = []
     for rec in records:
         item = parts.boxes_for(rec.key)
         selected.append(select_top_d(item.boxes, cfg.data.num_parts) if item is not None else [])
-    roles, _ = selection_roles(selected, [rec.key for rec in records], Path(cfg.data.root) / "parts_gt.jsonl")
-    return roles if any(r is not None for rs in roles for r in rs) else None
+    roles, labels = selection_roles(selected, [rec.key for rec in records],
+                                    Path(cfg.data.root) / "parts_gt.jsonl")
+    return (roles, labels) if any(r is not None for rs in roles for r in rs) else None
 
 
 def build_loader(dataset: ReidImageDataset, cfg: Config, **kwargs) -> DataLoader:

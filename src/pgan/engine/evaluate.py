@@ -13,8 +13,8 @@ from pgan.data.build import read_configured_dataset
 from pgan.engine.build import EvalSets, build_eval_sets, build_loader, build_part_source
 from pgan.engine.checkpoint import unwrap
 from pgan.engine.extract import extract_features
-from pgan.evaluation.attention_roles import attention_spread, role_attention
-from pgan.models.build import feature_size
+from pgan.evaluation.attention_roles import attention_figures, attention_spread
+from pgan.models.build import mask_size
 from pgan.models.trained import load_trained
 from pgan.utils.device import resolve_device
 
@@ -41,8 +41,8 @@ def evaluate_sets(model: torch.nn.Module, sets: EvalSets, cfg: Config, device: t
         weights, valid = q.part_weights.numpy(), q.part_valid.numpy()  # parts count by their masks
         spread = attention_spread(weights, valid)
         out["attention_entropy"], out["attention_max"] = spread.entropy_median, spread.max_weight_median
-        if sets.query_roles is not None:
-            out["attention_ratio"] = role_attention(list(weights), sets.query_roles, list(valid)).ratio
+        if sets.query_roles is not None:  # the ratio with and without wheels, and each role's relative weight
+            out.update(attention_figures(list(weights), sets.query_roles, sets.query_labels, list(valid)))
     return out
 
 
@@ -55,7 +55,7 @@ def evaluate_checkpoint(checkpoint: str | Path, overrides: list[str] | None = No
     model.to(device)
     ds = read_configured_dataset(cfg)
     parts = build_part_source(cfg)
-    feat = feature_size(model.backbone, tuple(cfg.data.input_size))
+    feat = mask_size(model, tuple(cfg.data.input_size))
     metrics = evaluate_sets(model, build_eval_sets(cfg, ds, parts, feat), cfg, device)
     log.info("%s", json.dumps(metrics))
     return metrics

@@ -29,7 +29,7 @@ from pgan.engine.tensorboard import TensorBoardLogger
 from pgan.engine.trainer import Trainer
 from pgan.errors import PganError
 from pgan.losses.combined import PganLoss
-from pgan.models.build import build_network, feature_size
+from pgan.models.build import build_network, mask_size
 from pgan.models.part_attention import temperature_warmup_scale
 from pgan.models.trained import load_checkpoint
 from pgan.utils.atomic import atomic_write_json, atomic_write_text
@@ -148,7 +148,7 @@ def _train_locked(cfg: Config, resume: bool, info, device: torch.device, ckpt: d
     num_classes = len({r.pid for r in train_records})
     parts = build_part_source(cfg)
     model = build_network(cfg, num_classes)
-    feat = feature_size(model.backbone, tuple(d.input_size))
+    feat = mask_size(model, tuple(d.input_size))  # where the part masks live
     train_set = ReidImageDataset(train_records, tuple(d.input_size), feat, parts, train=True,
                                  cache=d.cache_images, flip_p=d.flip_p, erase_p=d.erase_p,
                                  progress=cfg.run.progress and info.is_main, workers=d.workers,
@@ -168,7 +168,8 @@ def _train_locked(cfg: Config, resume: bool, info, device: torch.device, ckpt: d
                                  weight_decay=o.weight_decay)
     loss_fn = PganLoss(cfg.loss.lambda_ce, cfg.loss.margin, cfg.loss.label_smoothing, tuple(cfg.loss.terms),
                        gather=gather_for_mining if info.enabled else None,
-                       entropy_floor=cfg.loss.entropy_floor, entropy_weight=cfg.loss.entropy_weight)
+                       entropy_floor=cfg.loss.entropy_floor, entropy_weight=cfg.loss.entropy_weight,
+                       part_id_weight=cfg.loss.part_id_weight)
 
     def schedule(e: float) -> float:
         return lr_factor(e, o.warmup_epochs, o.warmup_factor, tuple(o.milestones), o.gamma)

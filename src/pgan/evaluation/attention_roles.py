@@ -7,6 +7,13 @@ number of valid parts of the image (1.0 = the uniform share). The headline figur
 
 so 1.0 means the PAM treats both kinds alike (as PGAN w/o PAM does), above 1 it favours
 the parts that tell near-twins apart. Images need no particular number of parts.
+
+Wheels need their own rows (issue 18): in the synthetic benchmark's front and rear views the
+generator marks a wheel only when it carries the identity's own rim, so there "wheel" means
+"identity", and a PAM that likes wheels as such scores a high ratio. :func:`separate_wheels` gives
+wheel parts their own roles (``identity_rim``, ``plain_wheel``), so the ratio of
+:func:`role_attention` on those roles is the ratio without wheels, and the wheels are rows beside it;
+:func:`attention_figures` reports both ratios and every row's relative weight.
 """
 
 from __future__ import annotations
@@ -17,9 +24,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["AttentionSpread", "ROLES", "RoleAttention", "attention_spread", "role_attention"]
+__all__ = ["AttentionSpread", "ROLES", "RoleAttention", "WHEEL_ROLES", "attention_figures", "attention_spread",
+           "role_attention", "separate_wheels"]
 
 ROLES = ("identity", "shared", "clutter")
+WHEEL_ROLES = {"identity": "identity_rim", "shared": "plain_wheel"}  # a wheel's role -> its own row
 
 
 @dataclass
@@ -44,9 +53,13 @@ def role_attention(weights: Sequence[np.ndarray], roles: Sequence[Sequence[str |
     mask, so one whose weight underflowed to 0 still counts (with relative weight 0). Without it,
     validity falls back to ``weight > 0``, which is safe for pgan's own weights (the PAM's softmax
     never gives a valid part exactly 0, see :func:`pgan.models.part_attention.masked_softmax`) but
-    not for weights from elsewhere."""
-    rel: dict[str, list[float]] = {r: [] for r in ROLES}
-    mass: dict[str, float] = {r: 0.0 for r in ROLES}
+    not for weights from elsewhere.
+
+    Roles beyond :data:`ROLES` (e.g. :data:`WHEEL_ROLES`) get their own entries in ``relative``,
+    ``share`` and ``count``; ``ratio`` is always identity vs shared."""
+    extra = sorted({r for rs in roles for r in rs if r is not None and r not in ROLES})
+    rel: dict[str, list[float]] = {r: [] for r in (*ROLES, *extra)}
+    mass: dict[str, float] = {r: 0.0 for r in rel}
     total, images = 0.0, 0
     for i, (w, rs) in enumerate(zip(weights, roles)):
         w = np.asarray(w, dtype=np.float64)[:len(rs)]
@@ -63,8 +76,39 @@ def role_attention(weights: Sequence[np.ndarray], roles: Sequence[Sequence[str |
     mean = {r: float(np.mean(v)) if v else math.nan for r, v in rel.items()}
     ratio = mean["identity"] / mean["shared"] if rel["identity"] and rel["shared"] and mean["shared"] > 0 \
         else math.nan
-    share = {r: mass[r] / total if total > 0 else math.nan for r in ROLES}
+    share = {r: mass[r] / total if total > 0 else math.nan for r in rel}
     return RoleAttention(ratio, mean, share, {r: len(v) for r, v in rel.items()}, images)
+
+
+def separate_wheels(roles: Sequence[Sequence[str | None]], labels: Sequence[Sequence[str | None]],
+                    wheel: str = "wheel") -> list[list[str | None]]:
+    """``roles`` with every part whose ground-truth class (``labels``, same layout, as
+    :func:`pgan.parts.roles.selection_roles` gives them) is ``wheel`` moved to its own role:
+    ``identity_rim`` (the identity's own rim) or ``plain_wheel`` (the family's); other parts keep theirs."""
+    return [[WHEEL_ROLES.get(r, r) if lab == wheel and r is not None else r for r, lab in zip(rs, labs)]
+            for rs, labs in zip(roles, labels)]
+
+
+def attention_figures(weights: Sequence[np.ndarray], roles: Sequence[Sequence[str | None]],
+                      labels: Sequence[Sequence[str | None]] | None = None,
+                      valid: Sequence[np.ndarray] | None = None) -> dict[str, float]:
+    """The attention figures an evaluation reports (``valid``: parts count by their masks):
+
+    * ``attention_ratio``: identity vs shared over all parts (wheels included, the earlier headline);
+    * ``attention_ratio_no_wheels``: the same with wheels left out (they still count towards each
+      image's number of valid parts, so the uniform share stays 1.0); only with ``labels``;
+    * ``attention_rel_<row>``: the mean relative weight (1.0 = uniform share) of ``identity`` and
+      ``shared`` parts without wheels, ``identity_rim``, ``plain_wheel`` and ``clutter``, for the rows
+      that have parts (without ``labels``: identity, shared and clutter, wheels included).
+    """
+    out = {"attention_ratio": role_attention(weights, roles, valid).ratio}
+    split = role_attention(weights, separate_wheels(roles, labels) if labels is not None else roles, valid)
+    if labels is not None:
+        out["attention_ratio_no_wheels"] = split.ratio
+    for row, value in split.relative.items():
+        if split.count[row]:
+            out[f"attention_rel_{row}"] = value
+    return out
 
 
 @dataclass

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from pgan.config import Config
-from pgan.models.build import feature_size
+from pgan.models.build import mask_size
 from pgan.models.network import VARIANTS, ReidNet
 from pgan.models.trained import load_trained
 from pgan.utils.device import resolve_device
@@ -35,7 +35,7 @@ class TrainedModel:
     checkpoint: Path
     fingerprint: str  # hash of the weights and of the settings that change the embedding
     input_size: tuple[int, int]  # (H, W) the images are resized to
-    feat_size: tuple[int, int]  # (h, w) of the backbone's feature map, where the part masks live
+    feat_size: tuple[int, int]  # (h, w) where the part masks live: the backbone's map x model.part_upsample
 
     @property
     def embedding_dim(self) -> int:
@@ -79,8 +79,8 @@ def load_model(checkpoint: str | Path, device: str = "cpu") -> TrainedModel:
     net, cfg = load_trained(checkpoint, torch.device("cpu"))
     input_size = (int(cfg.data.input_size[0]), int(cfg.data.input_size[1]))
     settings = (f"{cfg.model.variant}|{cfg.model.backbone}|{input_size}|{cfg.data.num_parts}|"
-                f"{cfg.model.retrieval}")
+                f"{cfg.model.retrieval}" + (f"|up{net.part_upsample}" if net.part_upsample != 1 else ""))
     fp = weights_fingerprint(net, settings)
-    feat = feature_size(net.backbone, input_size)
+    feat = mask_size(net, input_size)
     net.to(resolve_device(device, "device")).eval()
     return TrainedModel(net, cfg, Path(checkpoint).resolve(), fp, input_size, feat)

@@ -11,6 +11,11 @@ and ``global`` (a triplet on the GAP feature, with ``f``).
 ``entropy_floor`` (a switch against attention collapse, 0 = off) adds ``entropy``:
 ``entropy_weight * mean_b relu(floor - H(w_b) / log n_b)`` over images with ``n_b >= 2`` valid parts,
 where ``H`` is the entropy of the PAM's weights over the valid parts (1 = uniform after the division).
+
+``part_id_weight`` (issue 18, 0 = off) adds ``part_id``: ``part_id_weight * CE`` of the model's per-part
+logits (``ModelOutput.part_logits``, a model built with ``part_id``) against the image's identity, averaged
+over every valid part of the batch (parts count by their masks, ``part_valid``; empty parts are left out),
+with the same label smoothing as ``ce``. Independent of ``terms``.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from pgan.errors import PganError
 from pgan.losses.triplet import batch_hard_triplet
 from pgan.models.network import ModelOutput
 
-__all__ = ["LOSS_TERMS", "LossBreakdown", "PganLoss", "entropy_shortfall"]
+__all__ = ["LOSS_TERMS", "LossBreakdown", "PganLoss", "entropy_shortfall", "part_identity_loss"]
 
 LOSS_TERMS = ("ce", "f", "g", "p")
 
@@ -40,7 +45,7 @@ class PganLoss:
     def __init__(self, lambda_ce: float = 2.0, margin: float = 0.3, label_smoothing: float = 0.0,
                  terms: tuple[str, ...] = LOSS_TERMS,
                  gather: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
-                 entropy_floor: float = 0.0, entropy_weight: float = 1.0) -> None:
+                 entropy_floor: float = 0.0, entropy_weight: float = 1.0, part_id_weight: float = 0.0) -> None:
         bad = [t for t in terms if t not in LOSS_TERMS]
         if bad or not terms:
             raise PganError(f"loss terms {list(terms)} invalid; choose from {list(LOSS_TERMS)}")
@@ -51,6 +56,9 @@ class PganLoss:
         if not 0.0 <= entropy_floor <= 1.0:
             raise PganError(f"entropy_floor is a normalised entropy in [0, 1], got {entropy_floor}")
         self.entropy_floor, self.entropy_weight = entropy_floor, entropy_weight
+        if not part_id_weight >= 0.0:
+            raise PganError(f"part_id_weight must be >= 0, got {part_id_weight}")
+        self.part_id_weight = part_id_weight
 
     def __call__(self, out: ModelOutput, labels: torch.Tensor) -> LossBreakdown:
         parts: dict[str, torch.Tensor] = {}
@@ -68,6 +76,12 @@ class PganLoss:
         if self.entropy_floor > 0 and out.part_weights is not None and out.part_valid is not None:
             parts["entropy"] = self.entropy_weight * entropy_shortfall(out.part_weights, out.part_valid,
                                                                        self.entropy_floor)
+        if self.part_id_weight > 0:
+            if out.part_logits is None or out.part_valid is None:
+                raise PganError("loss.part_id_weight > 0 needs a model with parts built with the per-part "
+                                "classifier (part_id=True); this model returns no part logits")
+            parts["part_id"] = self.part_id_weight * part_identity_loss(out.part_logits, out.part_valid, labels,
+                                                                        self.label_smoothing)
         if not parts:
             raise PganError(f"none of the loss terms {list(self.terms)} applies to this model's outputs")
         total = sum(parts.values())
@@ -84,3 +98,13 @@ def entropy_shortfall(weights: torch.Tensor, valid: torch.Tensor, floor: float) 
     w = torch.where(valid, weights.float().clamp_min(1e-12), torch.ones_like(weights, dtype=torch.float))
     h = -(w * w.log()).sum(-1)[keep] / n[keep].float().log()  # invalid slots: 1 * log 1 = 0
     return torch.relu(floor - h).mean()
+
+
+def part_identity_loss(part_logits: torch.Tensor, valid: torch.Tensor, labels: torch.Tensor,
+                       label_smoothing: float = 0.0) -> torch.Tensor:
+    """Cross-entropy of each valid part's logits ``(B, D, classes)`` against its image's label, averaged over
+    the valid parts (``valid`` (B, D), by mask); 0 (with a gradient path) when no part is valid."""
+    if not bool(valid.any()):
+        return part_logits.sum() * 0.0
+    targets = labels[:, None].expand_as(valid)[valid]
+    return F.cross_entropy(part_logits[valid].float(), targets, label_smoothing=label_smoothing)

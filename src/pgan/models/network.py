@@ -34,6 +34,28 @@ the cosine by scale. It exists because on real photos the fused 2C' feature alon
 unreduced baseline (docs/real_dev.md); with it a part head can only add to the baseline's feature.
 The baseline variant ignores it (it is its own global branch).
 
+``part_upsample=k`` (a switch from issue 18 item 3, 1 = off, the authors' form) runs the part head on a
+finer grid than the backbone's last map: ``F_g`` is upsampled by ``k`` (bilinear, ``align_corners=False``)
+before everything above: the PAM's mask-guided pooling, the part-guided map ``F_p`` and the Refine
+branches all see the ``(k h, k w)`` map, and the part masks must be built at that size
+(:func:`pgan.models.build.mask_size`, which the data pipeline, ``pgan eval``, inference and the
+visualisations all use; a mismatch is an error naming both sizes). Why upsampling and not the stride-8
+features: every registered backbone's wrapper returns only its last stage, and upsampling works the same
+for any backbone (a module with ``out_channels``), at no new parameters. It adds no information the
+backbone did not compute, but on a 10x10 map a one-cell sticker shares its cell with the glass around it;
+on a 2x finer grid a fractional mask (``data.mask_mode=fraction``) puts its weight on the sub-cells the
+box covers, so mask-guided pooling mixes in less of the neighbour. The head costs about ``k^2`` times
+as much. The global branch's ``GAP(F_g)`` uses the backbone's own map.
+
+``part_id=True`` (a switch from issue 18 item 3, off by default; set by ``loss.part_id_weight > 0``):
+each valid part's mask-pooled feature ``mgap(F_g, M_i)`` (C channels, on the head's map) goes through
+one BatchNorm (shared by all parts, statistics over the batch's valid parts, BNNeck-style without
+shift) and one bias-free ``Linear(C, num_classes)`` shared by all parts; the training output carries
+these logits (``part_logits``, B x D x classes, zero for empty parts) for a per-part identity loss.
+Shared weights keep the parameter count independent of D and treat parts as interchangeable slots,
+which they are (part order is the source's, not a fixed anatomy). Any variant with parts gets it
+(nopam, grid and oracle too), so the PGAN - nopam comparison stays fair; it is not used at test time.
+
 At test time only what the retrieval feature needs is computed: with the default
 ``retrieval="fb"`` the Refine_g / Refine_p branches are skipped, and Refine_f runs
 in its pooled, concat-free form (``Refine.forward_pooled_pair``), which is exact.
@@ -51,6 +73,7 @@ from pgan.errors import PganError, unknown_name
 from pgan.models.backbones import Backbone
 from pgan.models.part_attention import (
     PartAttention,
+    mask_guided_avg_pool,
     masked_softmax,
     part_guided_map,
     uniform_part_weights,
@@ -95,6 +118,7 @@ class ModelOutput:
     part_map: torch.Tensor | None = None  # F_p (B, C, h, w), only with return_maps=True
     logits_global: torch.Tensor | None = None  # global_branch: the global BNNeck feature's logits
     feat_global: torch.Tensor | None = None  # global_branch: GAP(F_g), the global triplet input
+    part_logits: torch.Tensor | None = None  # part_id: (B, D, classes) per-part logits, 0 for empty parts
 
 
 class ReidNet(nn.Module):
@@ -108,7 +132,8 @@ class ReidNet(nn.Module):
                  reduced_dim: int = 256, num_parts: int = 8, temperature: float = 10.0,
                  retrieval: str = "fb", pam_score: str = "mean", learn_temperature: bool = False,
                  part_map: str = "raw", part_dropout: float = 0.0, baseline_reduce: bool = True,
-                 oracle_temperature: float = 1.0, global_branch: bool = False) -> None:
+                 oracle_temperature: float = 1.0, global_branch: bool = False, part_upsample: int = 1,
+                 part_id: bool = False) -> None:
         super().__init__()
         if variant not in VARIANTS:
             raise unknown_name("variant", variant, list(VARIANTS))
@@ -126,6 +151,9 @@ class ReidNet(nn.Module):
             raise PganError(f"part_dropout must be in [0, 1), got {part_dropout}")
         self.part_dropout = part_dropout
         self.oracle_temperature = oracle_temperature
+        if not isinstance(part_upsample, int) or part_upsample < 1:
+            raise PganError(f"part_upsample must be an integer >= 1, got {part_upsample!r}")
+        self.part_upsample = part_upsample
         c = getattr(backbone, "out_channels", None)
         if not isinstance(c, int) or c < 1:
             raise PganError(f"backbone {type(backbone).__name__} needs an integer 'out_channels' attribute "
@@ -156,6 +184,13 @@ class ReidNet(nn.Module):
             self.bnneck_global.bias.requires_grad_(False)
             self.classifier_global = nn.Linear(c, num_classes, bias=False)
             nn.init.normal_(self.classifier_global.weight, std=0.001)
+        self.part_bn: nn.BatchNorm1d | None = None  # part_id: shared BNNeck + classifier of the parts
+        self.part_classifier: nn.Linear | None = None
+        if part_id and self.spec.uses_parts:
+            self.part_bn = nn.BatchNorm1d(c)
+            self.part_bn.bias.requires_grad_(False)
+            self.part_classifier = nn.Linear(c, num_classes, bias=False)
+            nn.init.normal_(self.part_classifier.weight, std=0.001)
         self.embedding_dim = (emb_dim + (2 * reduced_dim if retrieval == "concat" and self.spec.uses_parts else 0)
                               + (c if global_branch else 0))
         self._grid_cache: dict[tuple[int, int], torch.Tensor] = {}
@@ -174,6 +209,27 @@ class ReidNet(nn.Module):
             raise PganError(f"role scores are {tuple(role_scores.shape)}, the masks give "
                             f"{tuple(valid.shape)} parts")
         return masked_softmax(role_scores.float() * self.oracle_temperature, valid)
+
+    def mask_size(self, feat_h: int, feat_w: int) -> tuple[int, int]:
+        """Where the part masks live for a backbone map of ``(feat_h, feat_w)``: ``part_upsample`` times it."""
+        return feat_h * self.part_upsample, feat_w * self.part_upsample
+
+    def part_identity_logits(self, fg: torch.Tensor, masks: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """``(B, D, classes)`` logits of each valid part's mask-pooled feature (``part_id``), 0 for empty parts.
+
+        The BatchNorm's batch statistics come from the valid parts only; a batch with fewer than two valid
+        parts uses the running statistics (batch statistics of one sample are undefined)."""
+        pooled = mask_guided_avg_pool(fg, masks)  # (B, D, C)
+        rows = pooled[valid]  # (N, C)
+        bn = self.part_bn
+        use_batch = self.training and rows.shape[0] >= 2
+        normed = F.batch_norm(rows, bn.running_mean, bn.running_var, bn.weight, bn.bias,
+                              training=use_batch, momentum=bn.momentum, eps=bn.eps)
+        if use_batch:
+            bn.num_batches_tracked.add_(1)
+        logits = pooled.new_zeros(*valid.shape, self.part_classifier.out_features)
+        logits[valid] = self.part_classifier(normed).to(logits.dtype)
+        return logits
 
     def forward(self, images: torch.Tensor, masks: torch.Tensor | None = None,
                 return_maps: bool = False, role_scores: torch.Tensor | None = None) -> ModelOutput:
@@ -197,14 +253,19 @@ class ReidNet(nn.Module):
                 return ModelOutput(embedding=fb)
             return ModelOutput(embedding=fb, logits=self.classifier(fb), feat_f=pooled)
 
+        fg_backbone = fg
+        if self.part_upsample > 1:  # the part head's finer grid (see the module doc)
+            fg = F.interpolate(fg, scale_factor=self.part_upsample, mode="bilinear", align_corners=False)
         b, _, h, w = fg.shape
         if self.spec.grid:
             masks = self.grid_masks(h, w, fg).expand(b, -1, -1, -1)
         elif masks is None:
             raise PganError(f"variant {self.variant!r} needs part masks; none were given")
         elif masks.shape[-2:] != (h, w):
-            raise PganError(f"part masks are {tuple(masks.shape[-2:])} but the feature map is {(h, w)}; "
-                            "masks must be built at the backbone's feature resolution")
+            where = ("the backbone's feature resolution" if self.part_upsample == 1 else
+                     f"the backbone's {tuple(fg_backbone.shape[-2:])} x model.part_upsample={self.part_upsample}")
+            raise PganError(f"part masks are {tuple(masks.shape[-2:])} but the part head's feature map is "
+                            f"{(h, w)}; masks must be built at {where} (pgan.models.build.mask_size)")
         if self.training and self.part_dropout > 0 and not self.spec.grid:
             masks = drop_parts(masks, self.part_dropout)
         valid = valid_parts(masks)
@@ -216,7 +277,7 @@ class ReidNet(nn.Module):
         f = self.refine_f.forward_pooled_pair(fg, fp)  # exact; in eval mode never builds concat(F_g, F_p)
         fb = self.bnneck(f)
         maps = fp if return_maps else None
-        g0 = fg.mean(dim=(2, 3)) if self.bnneck_global is not None else None
+        g0 = fg_backbone.mean(dim=(2, 3)) if self.bnneck_global is not None else None
         if not self.training:
             emb = fb
             if self.retrieval == "concat":
@@ -231,9 +292,10 @@ class ReidNet(nn.Module):
         logits_global = None
         if g0 is not None:
             logits_global = self.classifier_global(self.bnneck_global(g0))
+        part_logits = self.part_identity_logits(fg, masks, valid) if self.part_classifier is not None else None
         return ModelOutput(embedding=fb, logits=self.classifier(fb), feat_f=f, feat_g=g, feat_p=p,
                            part_weights=weights, part_valid=valid, part_map=maps,
-                           logits_global=logits_global, feat_global=g0)
+                           logits_global=logits_global, feat_global=g0, part_logits=part_logits)
 
 
 def drop_parts(masks: torch.Tensor, p: float) -> torch.Tensor:

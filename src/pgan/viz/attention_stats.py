@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from pgan.errors import PganError
-from pgan.evaluation.attention_roles import RoleAttention, role_attention
+from pgan.evaluation.attention_roles import RoleAttention, role_attention, separate_wheels
 from pgan.parts import PART_CLASSES
 from pgan.parts.roles import selection_roles
 from pgan.utils.atomic import atomic_open, atomic_write_text
@@ -268,12 +268,16 @@ def analyze_attention(checkpoint: str | Path, out_dir: str | Path, split: str = 
         # The same figure without wheels: a wheel is an identity part only when it has the identity's own
         # rim, so a PAM that likes wheels as such also scores a high ratio. Excluded parts still count
         # towards each image's number of valid parts.
-        no_wheels = role_attention(weights, [[None if lab == "wheel" else r for lab, r in zip(labs, rs)]
-                                             for labs, rs in zip(truth_labels, roles)], valid)
+        # Wheels get their own rows (identity rims, plain wheels), so identity / shared leave them out.
+        no_wheels = role_attention(weights, separate_wheels(roles, truth_labels), valid)
+        wheel_rows = ", ".join(
+            f"{row.replace('_', ' ')}s {no_wheels.relative[row]:.2f}x over {no_wheels.count[row]}"
+            for row in ("identity_rim", "plain_wheel") if no_wheels.count.get(row))
         summary += "\n" + "\n".join(_role_lines(stats.roles)) + "\n"
         summary += (f"* Without wheels (rims and plain wheels left out): ratio "
                     f"{'n/a' if math.isnan(no_wheels.ratio) else format(no_wheels.ratio, '.2f')}, identity "
-                    f"{no_wheels.relative['identity']:.2f}x, shared {no_wheels.relative['shared']:.2f}x.\n")
+                    f"{no_wheels.relative['identity']:.2f}x, shared {no_wheels.relative['shared']:.2f}x"
+                    f"{'; wheels: ' + wheel_rows if wheel_rows else ''}.\n")
         atomic_write_text(out / "attention_roles.json", json.dumps(
             {**stats.roles.to_dict(), "without_wheels": no_wheels.to_dict()}, indent=2) + "\n")
     atomic_write_text(out / "summary.md", summary)

@@ -27,7 +27,7 @@ from pgan.data.records import ImageRecord, ReidDataset
 from pgan.engine.build import build_part_source
 from pgan.engine.extract import extract_features
 from pgan.errors import PganError
-from pgan.models.build import feature_size
+from pgan.models.build import mask_size
 from pgan.models.network import ReidNet
 from pgan.models.trained import load_trained
 from pgan.parts.sources import PartSource
@@ -72,7 +72,7 @@ def load_run(checkpoint: str | Path, device: torch.device | None = None,
     apply_overrides(cfg, overrides or [])
     ds = read_configured_dataset(cfg)
     parts = build_part_source(cfg)
-    feat = feature_size(model.backbone, tuple(cfg.data.input_size))
+    feat = mask_size(model, tuple(cfg.data.input_size))
     return LoadedRun(Path(checkpoint), model, cfg, ds, parts, feat)
 
 
