@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.pgan-installed
 
-.PHONY: install demo test test-fast test-slow lint bench clean configs
+.PHONY: install demo test test-fast test-slow lint bench clean configs docs-figures
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ lint: install
 bench: install
 	$(BIN)/python benchmarks/synth_variants.py
 	$(BIN)/python benchmarks/eval_speed.py
+
+# Figures of docs/ that a command takes (never a test): the search page's two screenshots, in headless
+# chromium (Debian's, /usr/bin/chromium). About two minutes of CPU the first time (it trains a small model
+# under data/serve-page), seconds after that.
+docs-figures: install
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/serve_page.py
 
 # configs/synth_*.yaml are generated from pgan.recipes (the one source of truth of the CPU recipe).
 configs: install
