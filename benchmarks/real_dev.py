@@ -45,10 +45,17 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from pgan.bench.ablation import claim_run
+from pgan.data.build import read_configured_dataset
+from pgan.engine.build import build_eval_sets, build_loader, build_part_source
+from pgan.engine.extract import extract_features
 from pgan.engine.train import train
+from pgan.evaluation import evaluate_protocol
 from pgan.models.backbones import frozen_imagenet_backbone
+from pgan.models.build import mask_size
+from pgan.models.trained import load_trained
 from pgan.parts.boxfile import read_part_file
 from pgan.parts.discovery import discover_parts
 from pgan.parts.proposals import propose_parts
@@ -214,6 +221,32 @@ def work(csv_path: Path, out: Path, labels: list[str], seeds: list[int], epochs:
                 (rd / ".claim").unlink(missing_ok=True)
 
 
+def embedding_halves(rd: Path) -> dict:
+    """A post-hoc diagnostic of a ``model.global_branch`` run (added after its first two seeds): val mAP of
+    the whole retrieval feature, of its global half alone and of its fused half alone, from the run's final
+    checkpoint (cached in ``halves.json``). Says whether the part head hurt the shared backbone (global half
+    below the baseline) or only the concatenation (global half at or above it, fused half below)."""
+    cache = rd / "halves.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    model, cfg = load_trained(rd / "last.pt")
+    cfg.run.progress = False
+    sets = build_eval_sets(cfg, read_configured_dataset(cfg), build_part_source(cfg),
+                           mask_size(model, tuple(cfg.data.input_size)))
+    device = torch.device("cpu")
+    feats = [extract_features(model, build_loader(s, cfg, batch_size=64, shuffle=False), device, False, False,
+                              "features").feats for s in (sets.query, sets.gallery)]
+    c = model.bnneck_global.num_features
+    out = {}
+    halves = (("mAP_all", slice(None)), ("mAP_global_half", slice(0, c)), ("mAP_fused_half", slice(c, None)))
+    for name, part in halves:
+        res = evaluate_protocol("custom", feats[0][:, part], feats[1][:, part], sets.query.records,
+                                sets.gallery.records)
+        out[name] = float(res.metrics["mAP"])
+    atomic_write_json(cache, out)
+    return out
+
+
 # Two-sided 95% quantiles of Student's t, t_{0.975}(df) for df = 1..10 (standard tables), beyond: 1.96.
 T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
 
@@ -239,6 +272,9 @@ def summarise(out: Path, labels: list[str], seeds: list[int], earlier: list[dict
             if f.is_file():
                 r = json.loads(f.read_text())
                 rows.append({"variant": label, "seed": seed, **r["metrics"], "train_seconds": r["train_seconds"]})
+    for r in rows:
+        if VARIANTS[r["variant"]].get("model.global_branch"):
+            r.update(embedding_halves(run_dir(out, r["variant"], r["seed"])))
     have = {(r["variant"], r["seed"]) for r in rows}
     rows += [{**r, "carried": True} for r in earlier
              if r["variant"] in labels and r["seed"] in seeds and (r["variant"], r["seed"]) not in have]
@@ -250,7 +286,8 @@ def summarise(out: Path, labels: list[str], seeds: list[int], earlier: list[dict
         if not rs:
             continue
         s: dict = {"seeds": [r["seed"] for r in rs]}
-        for key in ("mAP", "rank1", "rank5", "attention_entropy", "attention_max"):
+        for key in ("mAP", "rank1", "rank5", "attention_entropy", "attention_max", "mAP_global_half",
+                    "mAP_fused_half"):
             vals = [r[key] for r in rs if key in r and r[key] is not None and math.isfinite(r[key])]
             if vals:
                 s[f"{key}_mean"], s[f"{key}_std"] = float(np.mean(vals)), float(np.std(vals))
@@ -263,6 +300,15 @@ def summarise(out: Path, labels: list[str], seeds: list[int], earlier: list[dict
         diffs = [by[(a, s)]["mAP"] - by[(b, s)]["mAP"] for s in common]
         pairs[f"{a} - {b}"] = {"seeds": common, "diffs": diffs, "diff_mean": float(np.mean(diffs)),
                                "diff_ci95": list(t_interval(diffs))}
+    for a in [v for v in labels if VARIANTS[v].get("model.global_branch")]:  # the post-hoc halves vs the baseline
+        for half in ("global_half", "fused_half"):
+            common = [s for s in seeds if (a, s) in by and ("baseline", s) in by
+                      and f"mAP_{half}" in by[(a, s)]]
+            if common:
+                diffs = [by[(a, s)][f"mAP_{half}"] - by[("baseline", s)]["mAP"] for s in common]
+                pairs[f"{a} [{half.replace('_', ' ')}] - baseline"] = {
+                    "seeds": common, "diffs": diffs, "diff_mean": float(np.mean(diffs)),
+                    "diff_ci95": list(t_interval(diffs)), "post_hoc": True}
     return {"design": DESIGN, "rows": rows, "summary": summary, "paired_mAP": pairs}
 
 
@@ -292,7 +338,11 @@ cam1, gallery = cam2, one true match per query (mINP = mAP). MobileNetV2 (ImageN
 two stages frozen, P x K = 32 x 2, Adam 3.5e-4, 5 epochs (65 steps); the design (variants, recipe)
 was fixed before any run on val and is stored in the JSON, except: the seed plan was cut after the
 first two runs to fit the session, and two controls (`baseline, 512-d`, `pgan, proposals, 2C'=1280`)
-were added after seeds 0-2 of the others (see `VARIANTS`). Final-epoch figures, mean ± population
+were added after seeds 0-2 of the others (see `VARIANTS`); a second session added the `+global` rows
+(`model.global_branch`: the part head beside the baseline's unreduced global feature) before their
+runs, and, after their first two seeds, the post-hoc `[global half]` / `[fused half]` rows: the mAP of
+each half of their retrieval feature from the same checkpoints. Rows of runs from the first session are
+carried over from the earlier JSON (`carried`). Final-epoch figures, mean ± population
 std over the seeds listed; paired differences are per seed (same seed: same data order and
 initialisation) with a 95% t-interval. *attention entropy* is the median over query images of the
 PAM's weight entropy over its valid parts (1 = uniform), *largest weight* the median of each image's
