@@ -231,13 +231,9 @@ def test_wheels_are_their_own_rows_and_the_ratio_without_them():
 
 
 def test_pam_diagnostics_averages_tied_ranks():
-    import importlib.util
-    from pathlib import Path
+    from bench_helpers import load_benchmark
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "pam_diagnostics.py"
-    spec = importlib.util.spec_from_file_location("pam_diagnostics", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("pam_diagnostics")
     ranks = bench.average_ranks(np.array([3.0, 1.0, 2.0, 2.0, 1.0]))
     np.testing.assert_array_equal(ranks, [5, 1.5, 3.5, 3.5, 1.5])
     # Equal areas (common with binary masks): the correlation no longer depends on the parts' order.

@@ -1,6 +1,5 @@
 """benchmarks/real_dev.py on a tiny fake real-dev tree (the real one is never read by tests)."""
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -9,14 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bench_helpers import load_benchmark
+
 
 @pytest.fixture(scope="module")
 def bench():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "real_dev.py"
-    spec = importlib.util.spec_from_file_location("real_dev", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("real_dev")
 
 
 def test_the_split_becomes_a_custom_csv_with_val_cameras_as_query_and_gallery(bench, tmp_path):

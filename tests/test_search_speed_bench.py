@@ -1,23 +1,19 @@
 """benchmarks/search_speed.py at a tiny size: its phases, its report, and that the product path
 (``GalleryIndex.search``) returns what raw faiss returns."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("faiss")
 pytest.importorskip("threadpoolctl")
 
+from bench_helpers import load_benchmark  # noqa: E402
+
 
 @pytest.fixture(scope="module")
 def bench():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "search_speed.py"
-    spec = importlib.util.spec_from_file_location("search_speed", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("search_speed")
 
 
 def test_build_then_time_reports_product_and_raw_rows(bench, tmp_path, capsys):

@@ -155,45 +155,39 @@ class InferenceWorker:
                         j.future.set_exception(exc)
 
     def _embed_batch(self, jobs: list[_Job]) -> None:
-        jobs = [j for j in jobs if j.future.set_running_or_notify_cancel()]
-        if not jobs:
-            return
-        try:
-            feats, boxes = self.extractor.extract_with_parts([j.image for j in jobs])
-        except Exception as exc:
-            if len(jobs) == 1:
-                jobs[0].future.set_exception(exc)
-                return
-            # One bad image must not fail the others: embed them one by one.
-            log.warning("a batch of %d images failed (%s); embedding them one by one", len(jobs), exc)
-            for j in jobs:
-                self._embed_one(j)
-            return
-        self.batches += 1
-        self.images += len(jobs)
-        for i, j in enumerate(jobs):
-            j.future.set_result(Embedded(np.asarray(feats[i], dtype=np.float32), list(boxes[i])))
+        self._settle(jobs, self._extract)
 
     def _embed_prepared(self, jobs: list[_Job]) -> None:
+        self._settle(jobs, lambda js: [Embedded(f, list(j.prepared.boxes))
+                                       for j, f in zip(js, self._network([j.prepared for j in js]))])
+
+    def _extract(self, jobs: list[_Job]) -> list[Embedded]:
+        feats, boxes = self.extractor.extract_with_parts([j.image for j in jobs])
+        self.batches += 1
+        self.images += len(jobs)
+        return [Embedded(np.asarray(feats[i], dtype=np.float32), list(boxes[i])) for i in range(len(jobs))]
+
+    def _settle(self, jobs: list[_Job], run: Callable[[list[_Job]], list[Embedded]]) -> None:
+        """Run ``run`` on the jobs still wanted as one batch and hand each its result; if the batch fails,
+        one bad input must not fail the others: each is run on its own and gets its result or its error."""
         jobs = [j for j in jobs if j.future.set_running_or_notify_cancel()]
         if not jobs:
             return
         try:
-            feats = self._network([j.prepared for j in jobs])
+            results = run(jobs)
         except Exception as exc:
             if len(jobs) == 1:
                 jobs[0].future.set_exception(exc)
                 return
-            # One bad input must not fail the others: run them one by one.
             log.warning("a batch of %d images failed (%s); embedding them one by one", len(jobs), exc)
             for j in jobs:
                 try:
-                    j.future.set_result(Embedded(self._network([j.prepared])[0], list(j.prepared.boxes)))
-                except Exception as one:
+                    j.future.set_result(run([j])[0])
+                except Exception as one:  # handed to the awaiting request
                     j.future.set_exception(one)
             return
-        for j, feat in zip(jobs, feats):
-            j.future.set_result(Embedded(feat, list(j.prepared.boxes)))
+        for j, r in zip(jobs, results):
+            j.future.set_result(r)
 
     def _network(self, items: list[Prepared]) -> np.ndarray:
         x = items[0].images if len(items) == 1 else np.concatenate([p.images for p in items])
@@ -204,13 +198,3 @@ class InferenceWorker:
         self.batches += 1
         self.images += len(items)
         return feats
-
-    def _embed_one(self, job: _Job) -> None:
-        try:
-            feats, boxes = self.extractor.extract_with_parts([job.image])
-        except Exception as exc:
-            job.future.set_exception(exc)
-            return
-        self.batches += 1
-        self.images += 1
-        job.future.set_result(Embedded(np.asarray(feats[0], dtype=np.float32), list(boxes[0])))
