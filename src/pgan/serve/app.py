@@ -17,9 +17,10 @@ of requests is admitted at once; their work runs off the event loop (:mod:`pgan.
 decoding and part boxes in a thread pool, the model alone on one thread (:class:`InferenceWorker`)
 in batches, the index on its own thread. A search by gallery id uses the stored vector.
 
-Hardening: ``X-Content-Type-Options: nosniff`` on every response, a Content-Security-Policy on
-the page, gallery images typed from their decoded format, and (``settings.allowed_hosts``, set by
-``pgan serve`` on a loopback bind) Starlette's ``TrustedHostMiddleware`` against DNS rebinding.
+Hardening: ``X-Content-Type-Options: nosniff`` on every response (:mod:`pgan.serve.middleware`, with
+the request-body limit), a Content-Security-Policy on the page, gallery images typed from their
+decoded format, and (``settings.allowed_hosts``, set by ``pgan serve`` on a loopback bind)
+Starlette's ``TrustedHostMiddleware`` against DNS rebinding.
 A thread checks the index for a newer snapshot (``pgan index add`` while serving) and swaps it in;
 searches keep using the last complete one meanwhile.
 
@@ -48,13 +49,13 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
-from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from pgan import __version__
 from pgan.errors import PganError
 from pgan.serve import uploads
+from pgan.serve.middleware import BodyLimit, SecurityHeaders
 from pgan.serve.pipeline import Pipeline
 from pgan.serve.schemas import Box, Error, Health, Info, Query, Result, SearchResponse, box_json
 from pgan.serve.settings import ServeSettings
@@ -220,57 +221,6 @@ def _install_error_handlers(app: FastAPI) -> None:
         return error(500, f"internal error ({type(exc).__name__}); see the server log")
 
 
-class _BodyLimit:
-    """Refuse a request body over ``limit`` bytes: from its Content-Length before reading it, or, for a
-    chunked body, as soon as the bytes received pass the limit (nothing larger is spooled to disk)."""
-
-    def __init__(self, app: Any, limit: int) -> None:
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        message = f"request body exceeds the limit of {self.limit} bytes"
-        length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.limit):
-            await JSONResponse({"error": message}, status_code=413)(scope, receive, send)
-            return
-        received = 0
-
-        async def counted() -> dict:
-            nonlocal received
-            msg = await receive()
-            if msg["type"] == "http.request":
-                received += len(msg.get("body", b""))
-                if received > self.limit:
-                    raise HTTPException(413, message)  # answered by the app's handler, as a 413
-            return msg
-
-        await self.app(scope, counted, send)
-
-
-class _SecurityHeaders:
-    """``X-Content-Type-Options: nosniff`` (and no referrer) on every response, errors included."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                headers["X-Content-Type-Options"] = "nosniff"
-                headers.setdefault("Referrer-Policy", "no-referrer")
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
-
-
 def create_app(index: Any, extractor: Any, settings: ServeSettings | None = None) -> FastAPI:
     """The search service over an open gallery ``index`` and a loaded ``extractor`` (see module doc)."""
     settings = settings or ServeSettings()
@@ -300,10 +250,10 @@ def create_app(index: Any, extractor: Any, settings: ServeSettings | None = None
                   description="Find a vehicle's other sightings in an indexed gallery (PGAN embeddings).")
     app.state.pgan = state
     _install_error_handlers(app)
-    app.add_middleware(_BodyLimit, limit=settings.max_upload_bytes + 64 * 1024)  # + form overhead
+    app.add_middleware(BodyLimit, limit=settings.max_upload_bytes + 64 * 1024)  # + form overhead
     if settings.allowed_hosts:  # a page elsewhere cannot reach a loopback server through DNS rebinding
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts), www_redirect=False)
-    app.add_middleware(_SecurityHeaders)  # added last: outermost, so every response carries the headers
+    app.add_middleware(SecurityHeaders)  # added last: outermost, so every response carries the headers
     bearer = HTTPBearer(auto_error=False, description="the token given to `pgan serve --token`")
 
     def require_token(cred: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:

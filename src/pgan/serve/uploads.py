@@ -81,11 +81,6 @@ def decode_upload_reduced(data: bytes, settings: ServeSettings, what: str = "ima
     return _open_checked(io.BytesIO(data), what, settings.max_pixels, settings.formats, draft)
 
 
-def decode_upload(data: bytes, settings: ServeSettings, what: str = "image") -> Image.Image:
-    """Bytes of an uploaded photo -> an RGB PIL image at full size, or :class:`BadImage`."""
-    return decode_upload_reduced(data, settings, what)[0]
-
-
 def load_gallery_image(path: Path, settings: ServeSettings, what: str, draft: int = 0) -> Image.Image:
     """A gallery file (trusted more than an upload, but still size-checked) -> an RGB PIL image
     (a JPEG reduced while both sides stay >= ``draft``)."""
