@@ -146,9 +146,10 @@ class Trainer:
                    desc=f"epoch {epoch + 1}/{self.epochs}", leave=False)
         lr = self.optimizer.param_groups[0]["lr"]
         for it, batch in enumerate(bar, start=start):
-            lr = self._set_lr(epoch + it / max(n, 1))
+            at = epoch + it / max(n, 1)  # the fractional epoch every schedule is a function of
+            lr = self._set_lr(at)
             for hook in self.step_hooks:
-                hook(epoch + it / max(n, 1))
+                hook(at)
             step = self._step(batch)
             for k, v in step.items():
                 sums[k] = sums.get(k, 0.0) + v

@@ -82,8 +82,8 @@ from pgan.models.part_attention import (
 from pgan.models.refine import Refine
 from pgan.utils.grid import grid_masks
 
-__all__ = ["ModelOutput", "RETRIEVAL_FEATURES", "ReidNet", "VARIANTS", "VariantSpec", "build_model",
-           "drop_parts"]
+__all__ = ["ModelOutput", "RETRIEVAL_FEATURES", "ReidNet", "VARIANTS", "VariantSpec", "bnneck_classifier",
+           "build_model", "drop_parts"]
 
 
 @dataclass(frozen=True)
@@ -172,25 +172,16 @@ class ReidNet(nn.Module):
             # The baseline at the paper's dimension: GAP -> Linear(C, 2C') -> BNNeck (see the module doc).
             self.reduce = nn.Linear(c, 2 * reduced_dim, bias=False) if baseline_reduce else None
             emb_dim = 2 * reduced_dim if baseline_reduce else c
-        self.bnneck = nn.BatchNorm1d(emb_dim)
-        self.bnneck.bias.requires_grad_(False)  # BNNeck: no shift, as in the bag-of-tricks baseline
-        self.classifier = nn.Linear(emb_dim, num_classes, bias=False)
-        nn.init.normal_(self.classifier.weight, std=0.001)
+        self.bnneck, self.classifier = bnneck_classifier(emb_dim, num_classes)
         self.global_branch = global_branch
         self.bnneck_global: nn.BatchNorm1d | None = None
         self.classifier_global: nn.Linear | None = None
         if global_branch:
-            self.bnneck_global = nn.BatchNorm1d(c)
-            self.bnneck_global.bias.requires_grad_(False)
-            self.classifier_global = nn.Linear(c, num_classes, bias=False)
-            nn.init.normal_(self.classifier_global.weight, std=0.001)
+            self.bnneck_global, self.classifier_global = bnneck_classifier(c, num_classes)
         self.part_bn: nn.BatchNorm1d | None = None  # part_id: shared BNNeck + classifier of the parts
         self.part_classifier: nn.Linear | None = None
         if part_id and self.spec.uses_parts:
-            self.part_bn = nn.BatchNorm1d(c)
-            self.part_bn.bias.requires_grad_(False)
-            self.part_classifier = nn.Linear(c, num_classes, bias=False)
-            nn.init.normal_(self.part_classifier.weight, std=0.001)
+            self.part_bn, self.part_classifier = bnneck_classifier(c, num_classes)
         self.embedding_dim = (emb_dim + (2 * reduced_dim if retrieval == "concat" and self.spec.uses_parts else 0)
                               + (c if global_branch else 0))
         self._grid_cache: dict[tuple[int, int], torch.Tensor] = {}
@@ -296,6 +287,17 @@ class ReidNet(nn.Module):
         return ModelOutput(embedding=fb, logits=self.classifier(fb), feat_f=f, feat_g=g, feat_p=p,
                            part_weights=weights, part_valid=valid, part_map=maps,
                            logits_global=logits_global, feat_global=g0, part_logits=part_logits)
+
+
+def bnneck_classifier(dim: int, num_classes: int) -> tuple[nn.BatchNorm1d, nn.Linear]:
+    """A BNNeck (BatchNorm without shift, as in the bag-of-tricks baseline) and its bias-free identity
+    classifier (weights ~ N(0, 0.001^2)), for a ``dim``-d feature: the fused head's, the global branch's and
+    the per-part classifier's."""
+    bn = nn.BatchNorm1d(dim)
+    bn.bias.requires_grad_(False)
+    classifier = nn.Linear(dim, num_classes, bias=False)
+    nn.init.normal_(classifier.weight, std=0.001)
+    return bn, classifier
 
 
 def drop_parts(masks: torch.Tensor, p: float) -> torch.Tensor:
