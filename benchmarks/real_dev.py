@@ -49,6 +49,7 @@ import numpy as np
 import torch
 
 from pgan.bench.ablation import claim_run
+from pgan.bench.paired import paired_difference, t_interval
 from pgan.data.build import read_configured_dataset
 from pgan.engine.build import build_eval_sets, build_loader, build_part_source
 from pgan.engine.extract import extract_features
@@ -303,20 +304,6 @@ def embedding_halves(rd: Path) -> dict:
     return out
 
 
-# Two-sided 95% quantiles of Student's t, t_{0.975}(df) for df = 1..10 (standard tables), beyond: 1.96.
-T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
-
-
-def t_interval(diffs: list[float]) -> tuple[float, float]:
-    """The 95% t-interval of the mean of paired differences (nan with fewer than 2)."""
-    n = len(diffs)
-    if n < 2:
-        return (math.nan, math.nan)
-    mean, sd = float(np.mean(diffs)), float(np.std(diffs, ddof=1))
-    half = (T975[n - 2] if n - 1 <= len(T975) else 1.96) * sd / math.sqrt(n)
-    return (mean - half, mean + half)
-
-
 def val_curve(rd: Path) -> list[list[float]]:
     """``[epoch, val mAP]`` at every evaluation of a run (its checkpoint's history; curves only)."""
     history = safe_torch_load(rd / "last.pt").get("history", [])
@@ -360,15 +347,11 @@ def summarise(out: Path, labels: list[str], seeds: list[int], earlier: list[dict
             if vals:
                 s[f"{key}_mean"], s[f"{key}_std"] = float(np.mean(vals)), float(np.std(vals))
         summary[label] = s
-    pairs = {}
-    for a, b in study.pairs:
-        common = [s for s in seeds if (a, s) in by and (b, s) in by]
-        if not common:
-            continue
-        diffs = [by[(a, s)]["mAP"] - by[(b, s)]["mAP"] for s in common]
-        pairs[f"{a} - {b}"] = {"seeds": common, "diffs": diffs, "diff_mean": float(np.mean(diffs)),
-                               "diff_ci95": list(t_interval(diffs))}
-    for a in [v for v in labels if study.variants[v].get("model.global_branch")]:  # the post-hoc halves vs the baseline
+    values = {key: r["mAP"] for key, r in by.items()}
+    pairs = {f"{a} - {b}": p for a, b in study.pairs
+             if (p := paired_difference(values, a, b, seeds)) is not None}
+    # the post-hoc halves against the baseline
+    for a in [v for v in labels if study.variants[v].get("model.global_branch")]:
         for half in ("global_half", "fused_half"):
             common = [s for s in seeds if (a, s) in by and ("baseline", s) in by
                       and f"mAP_{half}" in by[(a, s)]]

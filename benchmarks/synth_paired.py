@@ -1,0 +1,205 @@
+"""The hard synthetic setting as a paired benchmark: baseline, grid, nopam, PGAN and the oracle on the same
+seeds, a larger test split, and every paired difference with its 95% interval (issue 18).
+
+Design, fixed on 2026-12-02 at 17:35, before any run of it (``DESIGN``, written into the JSON):
+
+* data: the hard setting (``HARD_SYNTH`` of ``synth_variants.py``: the same 160 training identities,
+  seed 1) with its test split enlarged from 80 to 320 identities (the first 80 are the old ones, since
+  identities are drawn per id), so that evaluation noise is small next to seed noise; fixed once;
+* recipe: the 84-step ablation recipe (``SYNTH_ABLATION_CPU``, MobileNetV2 160 px, ground-truth boxes
+  scored like a detector); evaluation after the last epoch only; the paper's 512-d baseline (the default);
+* variants: baseline, grid, nopam, pgan (the authors' PAM) and oracle (weights ``softmax(1.0 x role
+  score)`` over ground-truth roles: identity parts e times a shared part, clutter e^-1; the default
+  ``model.oracle_temperature``); every variant on every seed, queued seed by seed (pgan, nopam, oracle
+  first) so a benchmark cut short leaves whole paired sets;
+* seeds: a pilot of ``PILOT_SEEDS`` (3) for every variant; the seed count for the full benchmark is then
+  the fewest whose 95% half-width for PGAN - nopam is at most 1 mAP at the pilot's standard deviation of
+  the paired differences (``pgan.bench.paired.seeds_for_half_width``), written into the JSON as ``plan``;
+  ``--full`` runs up to that count (resumable; rows of runs whose folders are gone are carried over from
+  the JSON, as in ``real_dev.py``);
+* statistic: final-epoch mAP; per pair, the mean paired difference with its 95% t-interval
+  (``diff_mean``, ``diff_ci95``); the attention ratio with and without wheels per variant.
+
+Writes ``docs/synth_paired_hard.json`` / ``.md`` and prints the tables.
+
+    python benchmarks/synth_paired.py --workers 2          # the pilot (15 runs, ~5 min each on one thread)
+    python benchmarks/synth_paired.py --workers 2 --full   # every planned seed
+    python benchmarks/synth_paired.py --summarise-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pgan.bench.ablation import claim_run, summarise
+from pgan.bench.paired import paired_difference, seeds_for_half_width
+from pgan.recipes import SYNTH_ABLATION_CPU, synth_cpu_config
+from pgan.synth import generate_synth, synth_config_from_dict
+from pgan.utils.atomic import atomic_write_json, atomic_write_text
+
+HARD_SYNTH = {"num_train_ids": 160, "num_test_ids": 80, "images_per_id": (8, 12), "num_cameras": 8,
+              "image_size": 160, "seed": 1, "extra_shared_parts": True, "id_part_scale": 0.7,
+              "box_scores": "detector"}  # synth_variants.py's hard setting, repeated here to fix it
+PAIRED_SYNTH = {**HARD_SYNTH, "num_test_ids": 320}
+VARIANTS = {"pgan": {"model.variant": "pgan"}, "nopam": {"model.variant": "nopam"},
+            "oracle": {"model.variant": "oracle"}, "baseline": {"model.variant": "baseline"},
+            "grid": {"model.variant": "grid"}}
+PILOT_SEEDS = (0, 1, 2)
+MAX_SEEDS = 60  # the plan is capped here (and says so)
+TARGET_HALF_WIDTH = 0.01  # 1 mAP
+PAIRS = [("pgan", "nopam"), ("oracle", "nopam"), ("pgan", "oracle"), ("pgan", "baseline"), ("nopam", "baseline"),
+         ("grid", "baseline"), ("nopam", "grid"), ("pgan", "grid"), ("oracle", "baseline")]
+DESIGN = {"fixed": "2026-12-02 17:35, before any run", "data": {k: list(v) if isinstance(v, tuple) else v
+                                                                for k, v in PAIRED_SYNTH.items()},
+          "recipe": "SYNTH_ABLATION_CPU (84 steps), run.eval_every 0", "variants": VARIANTS,
+          "pilot_seeds": list(PILOT_SEEDS), "target_half_width": TARGET_HALF_WIDTH, "max_seeds": MAX_SEEDS,
+          "statistic": "final-epoch mAP; paired difference mean with a 95% t-interval over seeds"}
+METRICS = ("mAP", "rank1", "mINP", "attention_ratio", "attention_ratio_no_wheels")
+
+
+def run_dir(out: Path, label: str, seed: int) -> Path:
+    return out / "runs" / f"{label}_s{seed}"
+
+
+def config_for(label: str, seed: int, data: Path, out: Path):
+    changes = {k.replace(".", "__"): v for k, v in VARIANTS[label].items()}
+    return synth_cpu_config("pgan", str(data), str(run_dir(out, label, seed)), seed=seed,
+                            recipe=SYNTH_ABLATION_CPU, run__progress=False, run__eval_every=0, **changes)
+
+
+def plan(rows: list[dict]) -> dict:
+    """The seed count for a 1-mAP half-width, from the pilot seeds' PGAN - nopam spread."""
+    values = {(r["variant"], r["seed"]): r["mAP"] for r in rows}
+    pilot = paired_difference(values, "pgan", "nopam", PILOT_SEEDS)
+    if pilot is None or len(pilot["seeds"]) < len(PILOT_SEEDS):
+        return {"seeds": None, "why": "the pilot is not finished"}
+    n = seeds_for_half_width(pilot["diff_sd"], TARGET_HALF_WIDTH, MAX_SEEDS)
+    return {"pilot_diff_sd": pilot["diff_sd"], "seeds_needed": n, "seeds": min(n, MAX_SEEDS),
+            "why": f"fewest seeds with t_0.975(n-1) * sd / sqrt(n) <= {TARGET_HALF_WIDTH} at the pilot's sd"
+                   + (f" (more than {MAX_SEEDS}: capped)" if n > MAX_SEEDS else "")}
+
+
+def work(data: Path, out: Path, seeds: list[int]) -> None:
+    """Train every unfinished (seed, variant) this worker can claim, seed by seed."""
+    from pgan.engine.train import train
+
+    for seed in seeds:
+        for label in VARIANTS:
+            rd = run_dir(out, label, seed)
+            if (rd / "result.json").is_file() or not claim_run(rd):
+                continue
+            try:
+                res = train(config_for(label, seed, data, out), (rd / "last.pt").is_file())
+                logging.info("%s seed %d: mAP %.4f", label, seed, res["metrics"]["mAP"])
+            finally:
+                (rd / ".claim").unlink(missing_ok=True)
+
+
+def collect(out: Path, earlier: list[dict] = ()) -> dict:
+    """Per-seed rows of the finished runs (plus ``earlier`` rows whose run folders are gone, marked
+    ``carried``), per-variant summaries, the paired differences and the seed plan."""
+    rows: list[dict] = []
+    results: dict[str, list[dict]] = {}
+    for f in sorted((out / "runs").glob("*_s*/result.json")) if (out / "runs").is_dir() else []:
+        label, seed = f.parent.name.rsplit("_s", 1)
+        if label not in VARIANTS:
+            continue
+        r = json.loads(f.read_text())
+        results.setdefault(label, []).append(r)
+        rows.append({"variant": label, "seed": int(seed), "train_seconds": r["train_seconds"],
+                     **{k: v for k, v in r["metrics"].items() if k in METRICS or k.startswith("attention_rel_")}})
+    have = {(r["variant"], r["seed"]) for r in rows}
+    for r in earlier:
+        if (r["variant"], r["seed"]) not in have and r["variant"] in VARIANTS:
+            rows.append({**r, "carried": True})
+            results.setdefault(r["variant"], []).append({"metrics": r, "train_seconds": r["train_seconds"]})
+    rows.sort(key=lambda r: (r["seed"], list(VARIANTS).index(r["variant"])))
+    summary = {label: {**summarise(results[label]), "seed_list": sorted(r["seed"] for r in rows
+                                                                        if r["variant"] == label)}
+               for label in VARIANTS if label in results}
+    values = {(r["variant"], r["seed"]): r["mAP"] for r in rows}
+    pairs = {f"{a} - {b}": p for a, b in PAIRS if (p := paired_difference(values, a, b)) is not None}
+    return {"design": DESIGN, "plan": plan(rows), "rows": rows, "summary": summary, "paired_mAP": pairs}
+
+
+def _cell(s: dict, key: str, scale: float = 100.0, digits: int = 1) -> str:
+    if s.get(f"{key}_mean") is None or not math.isfinite(s[f"{key}_mean"]):
+        return "–"
+    return f"{scale * s[f'{key}_mean']:.{digits}f} ± {scale * s[f'{key}_std']:.{digits}f}"
+
+
+def markdown(result: dict) -> str:
+    lines = ["| variant | mAP (%) | mINP (%) | attention ratio | ratio w/o wheels | seeds |",
+             "|---|---|---|---|---|---|"]
+    for label, s in result["summary"].items():
+        lines.append(f"| {label} | {_cell(s, 'mAP')} | {_cell(s, 'mINP')} | {_cell(s, 'attention_ratio', 1, 2)} "
+                     f"| {_cell(s, 'attention_ratio_no_wheels', 1, 2)} | {s['seeds']} |")
+    lines += ["", "| paired difference (mAP points) | mean | 95% interval | per seed | seeds |",
+              "|---|---|---|---|---|"]
+    for name, p in result["paired_mAP"].items():
+        lo, hi = p["diff_ci95"]
+        ci = "–" if math.isnan(lo) else f"[{100 * lo:+.1f}, {100 * hi:+.1f}]"
+        lines.append(f"| {name} | {100 * p['diff_mean']:+.1f} | {ci} | "
+                     f"{', '.join(f'{100 * d:+.1f}' for d in p['diffs'])} | {len(p['seeds'])} |")
+    pl = result["plan"]
+    if pl.get("seeds"):
+        lines += ["", f"Seed plan: {pl['why']}; pilot sd of PGAN - nopam {100 * pl['pilot_diff_sd']:.2f} "
+                      f"mAP points -> {pl['seeds_needed']} seeds"]
+    else:
+        lines += ["", f"Seed plan: {pl['why']}"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="runs/synth_paired")
+    ap.add_argument("--data", default="data/bench-synth-hard-320")
+    ap.add_argument("--docs", default="docs")
+    ap.add_argument("--workers", type=int, default=1, help="one-thread training processes sharing the queue")
+    ap.add_argument("--full", action="store_true", help="run every seed of the plan (after the pilot)")
+    ap.add_argument("--seeds", nargs="+", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--summarise-only", action="store_true")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    out, data = Path(args.out).resolve(), Path(args.data).resolve()
+    if args.worker:
+        work(data, out, args.seeds)
+        return
+    doc_json = Path(args.docs) / "synth_paired_hard.json"
+    earlier = json.loads(doc_json.read_text())["rows"] if doc_json.is_file() else []
+    t0 = time.perf_counter()
+    if not args.summarise_only:
+        generate_synth(str(data), synth_config_from_dict(dict(PAIRED_SYNTH)), progress=True)
+        seeds = list(PILOT_SEEDS)
+        if args.full:
+            n = collect(out, earlier)["plan"]["seeds"]
+            if n is None:
+                raise SystemExit("the pilot is not finished: run without --full first")
+            seeds = list(range(n))
+        done = {(r["variant"], r["seed"]) for r in earlier}
+        seeds = [s for s in seeds if any((v, s) not in done for v in VARIANTS)]
+        cmd = [sys.executable, __file__, "--worker", "--out", str(out), "--data", str(data),
+               "--seeds", *map(str, seeds)]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        procs = [subprocess.Popen(cmd, env=env) for _ in range(max(1, args.workers))] if seeds else []
+        if any(p.wait() for p in procs):
+            logging.warning("a worker failed; the table covers the finished runs")
+    result = collect(out, earlier)
+    result["seconds"] = round(time.perf_counter() - t0)
+    md = markdown(result)
+    atomic_write_json(doc_json, result)
+    atomic_write_text(doc_json.with_suffix(".md"), md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
