@@ -1,0 +1,155 @@
+"""The README's results tables, generated from the raw JSON in ``docs/`` (never typed by hand).
+
+Each table sits between ``<!-- generated: NAME -->`` and ``<!-- end: NAME -->`` in README.md; this script
+rewrites what lies between them from the JSON the benchmark wrote, and ``--check`` only compares (exit 1
+and the names of stale tables when the README differs; the test suite runs the same comparison).
+
+    python benchmarks/readme_tables.py            # rewrite README.md's generated tables
+    python benchmarks/readme_tables.py --check    # is README.md in step with docs/*.json?
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from pgan.utils.atomic import atomic_write_text
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _pct(s: dict, key: str) -> str:
+    m, sd = s.get(f"{key}_mean"), s.get(f"{key}_std")
+    return "" if m is None else f"{100 * m:.1f} ± {100 * sd:.1f}"
+
+
+def _ratio(s: dict | None, key: str = "attention_ratio") -> str:
+    if s is None:
+        return ""
+    m, sd = s.get(f"{key}_mean"), s.get(f"{key}_std")
+    if m is None:
+        return "–"
+    return "1.00" if abs(m - 1.0) < 1e-6 and sd < 1e-6 else f"{m:.2f} ± {sd:.2f}"  # nopam: 1 by construction
+
+
+SYNTH_ROWS = (("baseline", "baseline"), ("grid", "grid (PAM over grid cells)"),
+              ("nopam", "nopam (parts, equal weights)"), ("pgan", "pgan"),
+              ("pgan (part_map = area)", "pgan, `model.part_map: area`"))
+
+
+def synth_table(docs: Path) -> str:
+    """The 3-seed variants table, standard and hard settings side by side."""
+    std = json.loads((docs / "synth_variants.json").read_text())
+    hard = json.loads((docs / "synth_variants_hard.json").read_text())
+    lines = ["| variant | standard: mAP | standard: ratio | hard: mAP | hard: mINP | hard: ratio |",
+             "|---|---|---|---|---|---|"]
+    for key, label in SYNTH_ROWS:
+        s, h = std.get(key), hard.get(key)
+        cells = [_pct(s, "mAP") if s else "", _ratio(s), _pct(h, "mAP") if h else "", _pct(h, "mINP") if h else "",
+                 _ratio(h)]
+        lines.append(f"| {label} |" + "".join(f" {c} |" if c else " |" for c in cells))
+    return "\n".join(lines) + "\n"
+
+
+def _diff_rows(pairs: dict, shown: list[str], bold: tuple[str, ...] = ()) -> list[str]:
+    lines = ["| paired difference (mAP points) | mean | 95% interval | seeds |", "|---|---|---|---|"]
+    for name in shown:
+        if name not in pairs:
+            continue
+        p = pairs[name]
+        lo, hi = p["diff_ci95"]
+        cells = [name + (" (post hoc)" if p.get("post_hoc") else ""), f"{100 * p['diff_mean']:+.1f}",
+                 "–" if lo is None or math.isnan(lo) else f"[{100 * lo:+.1f}, {100 * hi:+.1f}]"]
+        if name in bold:
+            cells = [f"**{c}**" for c in cells]
+        lines.append("| " + " | ".join(cells) + f" | {len(p['seeds'])} |")
+    return lines
+
+
+def _real_variant_rows(result: dict) -> list[str]:
+    lines = ["| variant | mAP (%) | Rank-1 (%) | largest PAM weight (median image) | seeds |", "|---|---|---|---|---|"]
+    for label, s in result["summary"].items():
+        learned = result["design"]["variants"][label].get("model.variant") == "pgan"
+        largest = f"{s['attention_max_mean']:.2f}" if learned and "attention_max_mean" in s else "–"
+        lines.append(f"| {label} | {_pct(s, 'mAP')} | {100 * s['rank1_mean']:.1f} | {largest} | {len(s['seeds'])} |")
+    return lines
+
+
+# The pairs the README shows of the 5-epoch study (every pair is in docs/real_dev.md), the goal's in bold.
+REAL_DEV_PAIRS = [
+    "pgan, proposals - baseline", "pgan, dff - baseline", "pgan, proposals - nopam, proposals",
+    "pgan, dff - nopam, dff", "baseline, 512-d - baseline", "pgan, proposals - baseline, 512-d",
+    "pgan, proposals, 2C'=1280 - baseline", "pgan, dff - pgan, proposals", "pgan, proposals, +global - baseline",
+    "pgan, proposals, +global - nopam, proposals, +global",
+    "pgan, proposals, +global - head only (no parts), +global", "pgan, proposals, +global - pgan, proposals",
+    "pgan, proposals, +global [global half] - baseline", "pgan, proposals, +global [fused half] - baseline"]
+
+
+def real_dev_table(docs: Path) -> str:
+    result = json.loads((docs / "real_dev.json").read_text())
+    lines = _real_variant_rows(result) + [""] + _diff_rows(result["paired_mAP"], REAL_DEV_PAIRS,
+                                                            ("pgan, proposals, +global - baseline",))
+    return "\n".join(lines) + "\n"
+
+
+def real_dev_24ep_table(docs: Path) -> str:
+    result = json.loads((docs / "real_dev_24ep.json").read_text())
+    pairs = result["paired_mAP"]
+    shown = list(pairs)
+    lines = _real_variant_rows(result) + [""] + _diff_rows(pairs, shown, ("pgan, proposals, +global - baseline",))
+    return "\n".join(lines) + "\n"
+
+
+TABLES: dict[str, tuple[str, Callable[[Path], str]]] = {
+    "synth": ("synth_variants_hard.json", synth_table),
+    "real_dev": ("real_dev.json", real_dev_table),
+    "real_dev_24ep": ("real_dev_24ep.json", real_dev_24ep_table),
+}
+
+
+def _block(name: str) -> re.Pattern:
+    return re.compile(rf"(<!-- generated: {name} -->\n)(.*?)(<!-- end: {name} -->)", re.S)
+
+
+def regenerate(readme: str, docs: Path) -> tuple[str, list[str]]:
+    """``readme`` with every generated table rewritten from ``docs``, and the names of the tables that
+    changed. A table whose markers are absent, or whose JSON is missing, is left alone."""
+    changed = []
+    for name, (needs, make) in TABLES.items():
+        pattern = _block(name)
+        m = pattern.search(readme)
+        if m is None or not (docs / needs).is_file():
+            continue
+        text = make(docs)
+        if m.group(2) != text:
+            changed.append(name)
+            readme = readme[:m.start(2)] + text + readme[m.end(2):]
+    return readme, changed
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--readme", default=str(ROOT / "README.md"))
+    ap.add_argument("--docs", default=str(ROOT / "docs"))
+    ap.add_argument("--check", action="store_true", help="compare only; exit 1 when a table is stale")
+    args = ap.parse_args(argv)
+    path = Path(args.readme)
+    text, changed = regenerate(path.read_text(), Path(args.docs))
+    if args.check:
+        if changed:
+            print("stale README tables (run benchmarks/readme_tables.py): " + ", ".join(changed))
+            return 1
+        return 0
+    if changed:
+        atomic_write_text(path, text)
+    print("rewrote: " + (", ".join(changed) if changed else "nothing (in step)"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

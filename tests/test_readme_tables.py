@@ -1,0 +1,48 @@
+"""The README's results tables are generated from docs/*.json (benchmarks/readme_tables.py)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench_helpers import load_benchmark
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tables():
+    return load_benchmark("readme_tables")
+
+
+def test_the_readme_is_in_step_with_the_json_in_docs(tables):
+    readme = (ROOT / "README.md").read_text()
+    for name in ("synth", "real_dev"):
+        assert f"<!-- generated: {name} -->" in readme and f"<!-- end: {name} -->" in readme
+    _, changed = tables.regenerate(readme, ROOT / "docs")
+    assert changed == [], f"README tables {changed} differ from docs/*.json: run benchmarks/readme_tables.py"
+
+
+def test_a_stale_table_is_found_and_rewritten_from_the_json(tables, tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    result = json.loads((ROOT / "docs" / "real_dev.json").read_text())
+    result["summary"]["baseline"]["mAP_mean"] = 0.5  # the benchmark wrote new figures
+    (docs / "real_dev.json").write_text(json.dumps(result))
+    readme = "intro\n<!-- generated: real_dev -->\nold table\n<!-- end: real_dev -->\ntail\n"
+    text, changed = tables.regenerate(readme, docs)
+    assert changed == ["real_dev"]
+    assert text.startswith("intro\n<!-- generated: real_dev -->\n| variant | mAP (%) |")
+    assert "| baseline | 50.0 ± 0.4 |" in text and text.endswith("<!-- end: real_dev -->\ntail\n")
+    readme_file = tmp_path / "README.md"
+    readme_file.write_text(readme)
+    assert tables.main(["--readme", str(readme_file), "--docs", str(docs), "--check"]) == 1
+    assert readme_file.read_text() == readme  # --check writes nothing
+    assert tables.main(["--readme", str(readme_file), "--docs", str(docs)]) == 0
+    assert readme_file.read_text() == text
+    assert tables.main(["--readme", str(readme_file), "--docs", str(docs), "--check"]) == 0
+
+
+def test_tables_without_markers_or_json_are_left_alone(tables, tmp_path):
+    readme = "no markers here\n<!-- generated: real_dev_24ep -->\nkeep\n<!-- end: real_dev_24ep -->\n"
+    assert tables.regenerate(readme, tmp_path) == (readme, [])  # no docs/real_dev_24ep.json there
