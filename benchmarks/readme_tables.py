@@ -72,11 +72,13 @@ def _diff_rows(pairs: dict, shown: list[str], bold: tuple[str, ...] = ()) -> lis
 
 
 def _real_variant_rows(result: dict) -> list[str]:
-    lines = ["| variant | mAP (%) | Rank-1 (%) | largest PAM weight (median image) | seeds |", "|---|---|---|---|---|"]
+    lines = ["| variant | mAP (%) | Rank-1 (%) | largest PAM weight (median image) | seeds |",
+             "|---|---|---|---|---|"]
     for label, s in result["summary"].items():
         learned = result["design"]["variants"][label].get("model.variant") == "pgan"
         largest = f"{s['attention_max_mean']:.2f}" if learned and "attention_max_mean" in s else "–"
-        lines.append(f"| {label} | {_pct(s, 'mAP')} | {100 * s['rank1_mean']:.1f} | {largest} | {len(s['seeds'])} |")
+        lines.append(f"| {label} | {_pct(s, 'mAP')} | {100 * s['rank1_mean']:.1f} | {largest} "
+                     f"| {len(s['seeds'])} |")
     return lines
 
 
