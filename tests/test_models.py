@@ -175,6 +175,13 @@ def test_temperature_warmup_and_entropy_floor_switches():
     torch.testing.assert_close(net.pam(fg, masks), sharp)
     cfg.model.temperature_warmup = 0.0
     assert temperature_hooks(net, cfg) == []
+    from pgan.config import check_values
+
+    cfg.optim.epochs, cfg.model.temperature_warmup = 3, 4.0  # would end the run (and its eval) still warming
+    with pytest.raises(PganError, match="temperature_warmup=4 is longer than the run"):
+        check_values(cfg)
+    cfg.model.temperature_warmup = 3.0
+    check_values(cfg)
 
     valid = torch.tensor([[True, True, True, True], [True, True, False, False], [True, False, False, False]])
     w = torch.tensor([[0.25, 0.25, 0.25, 0.25], [1.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]])

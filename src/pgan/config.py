@@ -308,6 +308,10 @@ def check_values(cfg: Config) -> None:
         raise PganError(f"optim.betas={list(betas)} must both be in [0, 1)")
     if any(not math.isfinite(m) or m < 0 for m in cfg.optim.milestones):
         raise PganError(f"optim.milestones={list(cfg.optim.milestones)} must be non-negative epochs")
+    if cfg.model.temperature_warmup > cfg.optim.epochs:
+        # the run would end (and evaluate) with the PAM below its temperature, a reloaded checkpoint at it
+        raise PganError(f"model.temperature_warmup={cfg.model.temperature_warmup:g} is longer than the run "
+                        f"(optim.epochs={cfg.optim.epochs}): the warm-up must end by the last epoch")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
