@@ -10,8 +10,9 @@ Design, fixed on 2026-12-02 at 17:35, before any run of it (``DESIGN``, written 
   scored like a detector); evaluation after the last epoch only; the paper's 512-d baseline (the default);
 * variants: baseline, grid, nopam, pgan (the authors' PAM) and oracle (weights ``softmax(1.0 x role
   score)`` over ground-truth roles: identity parts e times a shared part, clutter e^-1; the default
-  ``model.oracle_temperature``); every variant on every seed, queued seed by seed (pgan, nopam, oracle
-  first) so a benchmark cut short leaves whole paired sets;
+  ``model.oracle_temperature``); every variant on every seed, queued seed by seed, pgan, nopam and oracle
+  on every seed before baseline and grid, so a benchmark cut short leaves whole paired sets of the
+  comparison the plan is about;
 * seeds: a pilot of ``PILOT_SEEDS`` (3) for every variant; the seed count for the full benchmark is then
   the fewest whose 95% half-width for PGAN - nopam is at most 1 mAP at the pilot's standard deviation of
   the paired differences (``pgan.bench.paired.seeds_for_half_width``), written into the JSON as ``plan``;
@@ -41,6 +42,7 @@ from pathlib import Path
 
 from pgan.bench.ablation import claim_run, summarise
 from pgan.bench.paired import paired_difference, seeds_for_half_width
+from pgan.engine.train import train
 from pgan.recipes import SYNTH_ABLATION_CPU, synth_cpu_config
 from pgan.synth import generate_synth, synth_config_from_dict
 from pgan.utils.atomic import atomic_write_json, atomic_write_text
@@ -52,6 +54,7 @@ PAIRED_SYNTH = {**HARD_SYNTH, "num_test_ids": 320}
 VARIANTS = {"pgan": {"model.variant": "pgan"}, "nopam": {"model.variant": "nopam"},
             "oracle": {"model.variant": "oracle"}, "baseline": {"model.variant": "baseline"},
             "grid": {"model.variant": "grid"}}
+FIRST = ("pgan", "nopam", "oracle")  # queued first on every seed: the comparisons the seed plan is about
 PILOT_SEEDS = (0, 1, 2)
 MAX_SEEDS = 60  # the plan is capped here (and says so)
 TARGET_HALF_WIDTH = 0.01  # 1 mAP
@@ -88,19 +91,18 @@ def plan(rows: list[dict]) -> dict:
 
 
 def work(data: Path, out: Path, seeds: list[int]) -> None:
-    """Train every unfinished (seed, variant) this worker can claim, seed by seed."""
-    from pgan.engine.train import train
-
-    for seed in seeds:
-        for label in VARIANTS:
-            rd = run_dir(out, label, seed)
-            if (rd / "result.json").is_file() or not claim_run(rd):
-                continue
-            try:
-                res = train(config_for(label, seed, data, out), (rd / "last.pt").is_file())
-                logging.info("%s seed %d: mAP %.4f", label, seed, res["metrics"]["mAP"])
-            finally:
-                (rd / ".claim").unlink(missing_ok=True)
+    """Train every unfinished (seed, variant) this worker can claim: pgan, nopam and oracle seed by seed,
+    then baseline and grid seed by seed."""
+    queue = [(s, v) for group in (FIRST, [v for v in VARIANTS if v not in FIRST]) for s in seeds for v in group]
+    for seed, label in queue:
+        rd = run_dir(out, label, seed)
+        if (rd / "result.json").is_file() or not claim_run(rd):
+            continue
+        try:
+            res = train(config_for(label, seed, data, out), (rd / "last.pt").is_file())
+            logging.info("%s seed %d: mAP %.4f", label, seed, res["metrics"]["mAP"])
+        finally:
+            (rd / ".claim").unlink(missing_ok=True)
 
 
 def collect(out: Path, earlier: list[dict] = ()) -> dict:
