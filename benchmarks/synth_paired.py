@@ -65,7 +65,8 @@ DESIGN = {"fixed": "2026-12-02 17:35, before any run", "data": {k: list(v) if is
           "recipe": "SYNTH_ABLATION_CPU (84 steps), run.eval_every 0", "variants": VARIANTS,
           "pilot_seeds": list(PILOT_SEEDS), "target_half_width": TARGET_HALF_WIDTH, "max_seeds": MAX_SEEDS,
           "statistic": "final-epoch mAP; paired difference mean with a 95% t-interval over seeds"}
-METRICS = ("mAP", "rank1", "mINP", "attention_ratio", "attention_ratio_no_wheels")
+METRICS = ("mAP", "rank1", "mINP", "attention_ratio", "attention_ratio_no_wheels", "attention_entropy",
+           "attention_max")
 
 
 def run_dir(out: Path, label: str, seed: int) -> Path:
@@ -139,11 +140,12 @@ def _cell(s: dict, key: str, scale: float = 100.0, digits: int = 1) -> str:
 
 
 def markdown(result: dict) -> str:
-    lines = ["| variant | mAP (%) | mINP (%) | attention ratio | ratio w/o wheels | seeds |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| variant | mAP (%) | mINP (%) | attention ratio | ratio w/o wheels | attention entropy "
+             "| largest weight | seeds |", "|---|---|---|---|---|---|---|---|"]
     for label, s in result["summary"].items():
-        lines.append(f"| {label} | {_cell(s, 'mAP')} | {_cell(s, 'mINP')} | {_cell(s, 'attention_ratio', 1, 2)} "
-                     f"| {_cell(s, 'attention_ratio_no_wheels', 1, 2)} | {s['seeds']} |")
+        ratios = " | ".join(_cell(s, k, 1, 2) for k in ("attention_ratio", "attention_ratio_no_wheels",
+                                                        "attention_entropy", "attention_max"))
+        lines.append(f"| {label} | {_cell(s, 'mAP')} | {_cell(s, 'mINP')} | {ratios} | {s['seeds']} |")
     lines += ["", "| paired difference (mAP points) | mean | 95% interval | per seed | seeds |",
               "|---|---|---|---|---|"]
     for name, p in result["paired_mAP"].items():

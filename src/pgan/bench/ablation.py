@@ -203,7 +203,8 @@ def summarise(results: list[dict]) -> dict:
     # The attention figures of pgan.evaluation.attention_roles.attention_figures: the ratio with and without
     # wheels, and each role's relative weight (wheels on their own rows).
     rel_keys = sorted({k for r in results for k in r["metrics"] if k.startswith("attention_rel_")})
-    for key in ("mAP", "rank1", "rank5", "mINP", "attention_ratio", "attention_ratio_no_wheels", *rel_keys):
+    for key in ("mAP", "rank1", "rank5", "mINP", "attention_ratio", "attention_ratio_no_wheels",
+                "attention_entropy", "attention_max", *rel_keys):
         vals = np.array([r["metrics"][key] for r in results if key in r["metrics"]], dtype=float)
         vals = vals[np.isfinite(vals)]
         if len(vals):
