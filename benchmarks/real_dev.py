@@ -156,14 +156,14 @@ class Study(NamedTuple):
 
 # The 24-epoch study: the held-out check's schedule (24 epochs, P x K = 32 x 2) for the three variants
 # the 5-epoch study left closest (baseline, PGAN + global and nopam + global on proposals), fixed in the
-# third session (2026-12-02 17:30) before any of its runs. Why: at 5 epochs the fused half of the +global
+# third session (2026-12-02 17:17) before any of its runs. Why: at 5 epochs the fused half of the +global
 # feature was undertrained (its CE 4.9 against the global branch's 3.7), and the held-out check that
 # showed PGAN below the baseline ran 24 epochs. The schedule keeps SYNTH_CPU's shape scaled to 24 epochs
 # (warm-up 2 epochs = 8%; lr x0.1 at epochs 16 and 21 = 2/3 and 7/8). Seeds are queued seed by seed, so
 # a session cut short leaves whole paired sets; every 4 epochs val is evaluated for the curve only, the
 # reported figure is the final epoch's, as in the 5-epoch study.
 RECIPE_24 = {**RECIPE, "optim.epochs": 24, "optim.warmup_epochs": 2.0, "optim.milestones": (16, 21)}
-# Plain PGAN on proposals (the configuration the held-out check ran) was added at 17:25, before any of its
+# Plain PGAN on proposals (the configuration the held-out check ran) was added at 17:20, before any of its
 # runs and after the first epochs of the others, once the first epochs showed a 24-epoch run takes about
 # 11 minutes on one thread, not the 35 feared; three seeds, queued after the other variants' five.
 VARIANTS_24 = {k: VARIANTS[k] for k in ("baseline", "pgan, proposals, +global", "nopam, proposals, +global",
@@ -409,7 +409,7 @@ What each annotation-free source finds on val photos (top-8 boxes, colour = rank
 STUDIES = {
     "5ep": Study("5ep", RECIPE, VARIANTS, SEED_PLAN, ORDER, PAIRS, DESIGN, "runs", "real_dev", DOC_HEAD),
     "24ep": Study("24ep", RECIPE_24, VARIANTS_24, SEED_PLAN_24, tuple(VARIANTS_24),
-                  PAIRS_24, {"fixed": "2026-12-02 17:30, before any of its runs on val",
+                  PAIRS_24, {"fixed": "2026-12-02 17:17, before any of its runs on val",
                              "recipe": {k: list(v) if isinstance(v, tuple) else v for k, v in RECIPE_24.items()},
                              "seed_plan": {k: list(v) for k, v in SEED_PLAN_24.items()}, "variants": VARIANTS_24,
                              "split": DESIGN["split"], "statistic": DESIGN["statistic"],

@@ -1,7 +1,7 @@
 """The hard synthetic setting as a paired benchmark: baseline, grid, nopam, PGAN and the oracle on the same
 seeds, a larger test split, and every paired difference with its 95% interval (issue 18).
 
-Design, fixed on 2026-12-02 at 17:35, before any run of it (``DESIGN``, written into the JSON):
+Design, fixed on 2026-12-02 at 17:21, before any run of it (``DESIGN``, written into the JSON):
 
 * data: the hard setting (``HARD_SYNTH`` of ``synth_variants.py``: the same 160 training identities,
   seed 1) with its test split enlarged from 80 to 320 identities (the first 80 are the old ones, since
@@ -60,7 +60,7 @@ MAX_SEEDS = 60  # the plan is capped here (and says so)
 TARGET_HALF_WIDTH = 0.01  # 1 mAP
 PAIRS = [("pgan", "nopam"), ("oracle", "nopam"), ("pgan", "oracle"), ("pgan", "baseline"), ("nopam", "baseline"),
          ("grid", "baseline"), ("nopam", "grid"), ("pgan", "grid"), ("oracle", "baseline")]
-DESIGN = {"fixed": "2026-12-02 17:35, before any run", "data": {k: list(v) if isinstance(v, tuple) else v
+DESIGN = {"fixed": "2026-12-02 17:21, before any run", "data": {k: list(v) if isinstance(v, tuple) else v
                                                                 for k, v in PAIRED_SYNTH.items()},
           "recipe": "SYNTH_ABLATION_CPU (84 steps), run.eval_every 0", "variants": VARIANTS,
           "pilot_seeds": list(PILOT_SEEDS), "target_half_width": TARGET_HALF_WIDTH, "max_seeds": MAX_SEEDS,
