@@ -40,7 +40,7 @@ import sys
 import time
 from pathlib import Path
 
-from pgan.bench.ablation import claim_run, summarise
+from pgan.bench.ablation import claim_run, role_table, summarise
 from pgan.bench.paired import paired_difference, seeds_for_half_width
 from pgan.engine.train import train
 from pgan.recipes import SYNTH_ABLATION_CPU, synth_cpu_config
@@ -153,6 +153,9 @@ def markdown(result: dict) -> str:
         ci = "–" if math.isnan(lo) else f"[{100 * lo:+.1f}, {100 * hi:+.1f}]"
         lines.append(f"| {name} | {100 * p['diff_mean']:+.1f} | {ci} | "
                      f"{', '.join(f'{100 * d:+.1f}' for d in p['diffs'])} | {len(p['seeds'])} |")
+    roles = role_table({k: v for k, v in result["summary"].items() if k != "baseline" and k != "grid"},
+                       "Relative part weight by role (1.0 = a uniform share; wheels on their own)")
+    lines += ["", roles.rstrip("\n")] if roles else []
     pl = result["plan"]
     if pl.get("seeds"):
         lines += ["", f"Seed plan: {pl['why']}; pilot sd of PGAN - nopam {100 * pl['pilot_diff_sd']:.2f} "

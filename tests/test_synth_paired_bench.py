@@ -16,7 +16,8 @@ def _fake_runs(bench, out, maps):
     for (label, seed), m in maps.items():
         run = bench.run_dir(out, label, seed)
         run.mkdir(parents=True)
-        metrics = {"mAP": m, "rank1": m, "mINP": m / 2, "attention_ratio": 2.0, "attention_ratio_no_wheels": 0.5}
+        metrics = {"mAP": m, "rank1": m, "mINP": m / 2, "attention_ratio": 2.0, "attention_ratio_no_wheels": 0.5,
+                   "attention_rel_identity": 1.5, "attention_rel_shared": 0.7}
         (run / "result.json").write_text(json.dumps({"metrics": metrics, "train_seconds": 10.0}))
 
 
@@ -37,6 +38,7 @@ def test_rows_pairs_and_the_seed_plan_from_the_pilot(bench, tmp_path):
     assert result["summary"]["pgan"]["attention_ratio_no_wheels_mean"] == pytest.approx(0.5)
     md = bench.markdown(result)
     assert "| pgan - nopam | +0.7 |" in md and "Seed plan:" in md
+    assert "| pgan | 1.50 ± 0.00 | 0.70 ± 0.00 |" in md  # relative weight by role, identity and shared
 
 
 def test_rows_of_gone_runs_are_carried_and_the_plan_waits_for_the_pilot(bench, tmp_path):
