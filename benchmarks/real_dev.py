@@ -64,6 +64,7 @@ from pgan.parts.proposals import propose_parts
 from pgan.recipes import SYNTH_CPU, synth_cpu_config
 from pgan.utils.atomic import atomic_write_json, atomic_write_text
 from pgan.utils.safe_load import safe_torch_load
+from pgan.viz.attention import agg_figure, save_figure
 from pgan.viz.part_grid import draw_part_grid
 
 # model.baseline_reduce=false: the baseline as it was when this design was fixed and run (the backbone's
@@ -304,10 +305,43 @@ def embedding_halves(rd: Path) -> dict:
     return out
 
 
-def val_curve(rd: Path) -> list[list[float]]:
-    """``[epoch, val mAP]`` at every evaluation of a run (its checkpoint's history; curves only)."""
+def val_curve(rd: Path) -> list[dict]:
+    """Val figures at every evaluation of a run (its checkpoint's history; curves only, nothing is chosen on
+    them): ``{"epoch", "mAP", "attention_max"}`` (``attention_max`` None for a model without a PAM)."""
     history = safe_torch_load(rd / "last.pt").get("history", [])
-    return [[i + 1, float(h["eval_mAP"])] for i, h in enumerate(history) if "eval_mAP" in h]
+    return [{"epoch": i + 1, "mAP": float(h["eval_mAP"]), "attention_max": h.get("eval_attention_max")}
+            for i, h in enumerate(history) if "eval_mAP" in h]
+
+
+def curve_figure(result: dict, out_png: Path) -> Path | None:
+    """Mean val mAP (left) and the PAM's largest weight on the median image (right) against the epoch, one
+    line per variant, thin lines per seed; None when no row has a curve."""
+    rows = [r for r in result["rows"] if r.get("curve")]
+    if not rows:
+        return None
+    fig = agg_figure(10, 3.6)
+    fig.set_layout_engine("constrained")
+    axes = fig.subplots(1, 2)
+    for i, label in enumerate(dict.fromkeys(r["variant"] for r in rows)):
+        colour = f"C{i}"
+        curves = [r["curve"] for r in rows if r["variant"] == label]
+        for ax, key, scale in ((axes[0], "mAP", 100.0), (axes[1], "attention_max", 1.0)):
+            per_seed = [[(c["epoch"], scale * c[key]) for c in curve if c.get(key) is not None]
+                        for curve in curves]
+            per_seed = [p for p in per_seed if p]
+            if not per_seed:
+                continue
+            for p in per_seed:
+                ax.plot(*zip(*p), color=colour, lw=0.6, alpha=0.35)
+            epochs = sorted({e for p in per_seed for e, _ in p})
+            mean = [float(np.mean([v for p in per_seed for e2, v in p if e2 == e])) for e in epochs]
+            ax.plot(epochs, mean, color=colour, lw=2, marker="o", ms=3, label=f"{label} ({len(per_seed)} seeds)")
+    axes[0].set(xlabel="epoch", ylabel="val mAP (%)", title="real-dev val mAP (final epoch is reported)")
+    axes[1].set(xlabel="epoch", ylabel="largest PAM weight", title="largest part weight, median val image")
+    for ax in axes:
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    return save_figure(fig, out_png)
 
 
 def summarise(out: Path, labels: list[str], seeds: list[int], earlier: list[dict] = (),
@@ -467,7 +501,10 @@ def main(argv: list[str] | None = None) -> None:
     result["seconds"] = round(time.perf_counter() - t0)
     md = markdown(result)
     atomic_write_json(doc_json, result)
-    atomic_write_text(doc_json.with_suffix(".md"), study.head + md + DOC_TAIL)
+    curves = curve_figure(result, Path(args.docs) / f"{study.doc}_curves.png")
+    tail = (f"\nVal mAP and the largest part weight during training (thin lines: seeds):\n\n"
+            f"![curves]({curves.name})\n" if curves else "") + DOC_TAIL
+    atomic_write_text(doc_json.with_suffix(".md"), study.head + md + tail)
     print(md)
 
 

@@ -52,3 +52,32 @@ def test_paired_differences_and_their_t_interval(bench, tmp_path):
     assert pair["diffs"] == pytest.approx([0.03, 0.0]) and pair["diff_mean"] == pytest.approx(0.015)
     assert result["summary"]["baseline"]["mAP_mean"] == pytest.approx(0.91)
     assert "| pgan, dff - baseline | +1.5 |" in bench.markdown(result)
+
+
+def test_the_24_epoch_study_keeps_val_curves_and_draws_them(bench, tmp_path):
+    import torch
+
+    study = bench.STUDIES["24ep"]
+    assert study.recipe["optim.epochs"] == 24 and study.eval_every == 4
+    assert set(study.variants) <= set(bench.VARIANTS)  # the same variant definitions as the 5-epoch study
+    for label, maps in (("baseline", (0.97, 0.98)), ("nopam, proposals, +global", (0.96, 0.97))):
+        run = bench.run_dir(tmp_path, label, 0, study)
+        run.mkdir(parents=True)
+        attention = 0.2 if label != "baseline" else None
+        history = [{"loss": 1.0}, {"loss": 0.5, "eval_mAP": maps[0], "eval_attention_max": attention},
+                   {"loss": 0.4}, {"loss": 0.3, "eval_mAP": maps[1], "eval_attention_max": attention}]
+        torch.save({"history": history}, run / "last.pt")
+        (run / "result.json").write_text(json.dumps({"metrics": {"mAP": maps[1], "rank1": maps[1], "rank5": 1.0},
+                                                     "train_seconds": 1.0}))
+    # the halves diagnostic reads a real checkpoint; here its cache stands in for it
+    (bench.run_dir(tmp_path, "nopam, proposals, +global", 0, study) / "halves.json").write_text(
+        json.dumps({"mAP_all": 0.97, "mAP_global_half": 0.975, "mAP_fused_half": 0.95}))
+    result = bench.summarise(tmp_path, list(study.variants), [0], study=study)
+    base = next(r for r in result["rows"] if r["variant"] == "baseline")
+    assert base["curve"] == [{"epoch": 2, "mAP": 0.97, "attention_max": None},
+                             {"epoch": 4, "mAP": 0.98, "attention_max": None}]
+    assert result["paired_mAP"]["nopam, proposals, +global - baseline"]["diffs"] == pytest.approx([-0.01])
+    assert result["design"]["recipe"]["optim.epochs"] == 24
+    png = bench.curve_figure(result, tmp_path / "curves.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert bench.curve_figure({"rows": [{"variant": "baseline"}]}, tmp_path / "none.png") is None
