@@ -91,10 +91,11 @@ def plan(rows: list[dict]) -> dict:
                    + (f" (more than {MAX_SEEDS}: capped)" if n > MAX_SEEDS else "")}
 
 
-def work(data: Path, out: Path, seeds: list[int]) -> None:
+def work(data: Path, out: Path, seeds: list[int], variants: list[str] | None = None) -> None:
     """Train every unfinished (seed, variant) this worker can claim: pgan, nopam and oracle seed by seed,
     then baseline and grid seed by seed."""
-    queue = [(s, v) for group in (FIRST, [v for v in VARIANTS if v not in FIRST]) for s in seeds for v in group]
+    queue = [(s, v) for group in (FIRST, [v for v in VARIANTS if v not in FIRST]) for s in seeds for v in group
+             if variants is None or v in variants]
     for seed, label in queue:
         rd = run_dir(out, label, seed)
         if (rd / "result.json").is_file() or not claim_run(rd):
@@ -172,6 +173,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--docs", default="docs")
     ap.add_argument("--workers", type=int, default=1, help="one-thread training processes sharing the queue")
     ap.add_argument("--full", action="store_true", help="run every seed of the plan (after the pilot)")
+    ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=None,
+                    help="train only these (default: all; the table always shows every finished run)")
     ap.add_argument("--seeds", nargs="+", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--summarise-only", action="store_true")
@@ -179,7 +182,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     out, data = Path(args.out).resolve(), Path(args.data).resolve()
     if args.worker:
-        work(data, out, args.seeds)
+        work(data, out, args.seeds, args.variants)
         return
     doc_json = Path(args.docs) / "synth_paired_hard.json"
     earlier = json.loads(doc_json.read_text())["rows"] if doc_json.is_file() else []
@@ -195,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
         done = {(r["variant"], r["seed"]) for r in earlier}
         seeds = [s for s in seeds if any((v, s) not in done for v in VARIANTS)]
         cmd = [sys.executable, __file__, "--worker", "--out", str(out), "--data", str(data),
-               "--seeds", *map(str, seeds)]
+               "--seeds", *map(str, seeds)] + (["--variants", *args.variants] if args.variants else [])
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         procs = [subprocess.Popen(cmd, env=env) for _ in range(max(1, args.workers))] if seeds else []
         if any(p.wait() for p in procs):

@@ -74,6 +74,12 @@ GRIDS: dict[str, Grid] = {
         ("single score head, learnable T", {"model.pam_score": "single", "model.learn_temperature": True}),
         ("PAM lr x 10", {"optim.pam_lr_mult": 10.0}),
         ("nopam (reference)", {"model.variant": "nopam"}))),
+    # Issue 18: switches that let the PAM see small parts (docs/attention.md), on the development copy.
+    "small_parts": Grid("PAM switches for small parts (PGAN)", (
+        ("authors' PAM", {}), ("fractional masks", {"data.mask_mode": "fraction"}),
+        ("finer part map (x2)", {"model.part_upsample": 2}),
+        ("fractional masks + finer map", {"data.mask_mode": "fraction", "model.part_upsample": 2}),
+        ("nopam (reference)", {"model.variant": "nopam"}))),
     # The switch chosen on the development set (seed 11) for the benchmark's variants table.
     "pam_area": Grid("PGAN with area-normalised part maps", (
         ("pgan (part_map = area)", {"model.part_map": "area"}),)),
