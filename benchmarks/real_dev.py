@@ -49,7 +49,7 @@ import numpy as np
 import torch
 
 from pgan.bench.ablation import claim_run
-from pgan.bench.paired import paired_difference, t_interval
+from pgan.bench.paired import paired_difference, paired_table, t_interval
 from pgan.data.build import read_configured_dataset
 from pgan.engine.build import build_eval_sets, build_loader, build_part_source
 from pgan.engine.extract import extract_features
@@ -405,13 +405,7 @@ def markdown(result: dict) -> str:
         att = [f"{s[f'{k}_mean']:.2f}" if f"{k}_mean" in s else "–"
                for k in ("attention_entropy", "attention_max")]
         lines.append(f"| {label} | {' | '.join(cells + att)} | {len(s['seeds'])} |")
-    lines += ["", "| paired difference (mAP points) | mean | 95% interval | per seed | seeds |",
-              "|---|---|---|---|---|"]
-    for name, p in result["paired_mAP"].items():
-        lo, hi = p["diff_ci95"]
-        ci = "–" if math.isnan(lo) else f"[{100 * lo:+.1f}, {100 * hi:+.1f}]"
-        per = ", ".join(f"{100 * d:+.1f}" for d in p["diffs"])
-        lines.append(f"| {name} | {100 * p['diff_mean']:+.1f} | {ci} | {per} | {len(p['seeds'])} |")
+    lines += ["", *paired_table(result["paired_mAP"])]
     return "\n".join(lines) + "\n"
 
 

@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 
 from pgan.bench.ablation import claim_run, role_table, summarise
-from pgan.bench.paired import paired_difference, seeds_for_half_width
+from pgan.bench.paired import paired_difference, paired_table, seeds_for_half_width
 from pgan.engine.train import train
 from pgan.recipes import SYNTH_ABLATION_CPU, synth_cpu_config
 from pgan.synth import generate_synth, synth_config_from_dict
@@ -147,13 +147,7 @@ def markdown(result: dict) -> str:
         ratios = " | ".join(_cell(s, k, 1, 2) for k in ("attention_ratio", "attention_ratio_no_wheels",
                                                         "attention_entropy", "attention_max"))
         lines.append(f"| {label} | {_cell(s, 'mAP')} | {_cell(s, 'mINP')} | {ratios} | {s['seeds']} |")
-    lines += ["", "| paired difference (mAP points) | mean | 95% interval | per seed | seeds |",
-              "|---|---|---|---|---|"]
-    for name, p in result["paired_mAP"].items():
-        lo, hi = p["diff_ci95"]
-        ci = "–" if math.isnan(lo) else f"[{100 * lo:+.1f}, {100 * hi:+.1f}]"
-        lines.append(f"| {name} | {100 * p['diff_mean']:+.1f} | {ci} | "
-                     f"{', '.join(f'{100 * d:+.1f}' for d in p['diffs'])} | {len(p['seeds'])} |")
+    lines += ["", *paired_table(result["paired_mAP"])]
     roles = role_table({k: v for k, v in result["summary"].items() if k != "baseline" and k != "grid"},
                        "Relative part weight by role (1.0 = a uniform share; wheels on their own)")
     lines += ["", roles.rstrip("\n")] if roles else []

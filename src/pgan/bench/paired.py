@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["paired_difference", "seeds_for_half_width", "t975", "t_interval"]
+__all__ = ["paired_difference", "paired_table", "seeds_for_half_width", "t975", "t_interval"]
 
 # t_{0.975}(df) for df = 1..30 (standard tables).
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
@@ -72,3 +72,15 @@ def seeds_for_half_width(sd: float, half_width: float, max_seeds: int = 1000) ->
         if t975(n - 1) * sd / math.sqrt(n) <= half_width:
             return n
     return max_seeds + 1
+
+
+def paired_table(pairs: Mapping[str, dict]) -> list[str]:
+    """Markdown rows of ``{name: paired_difference(...)}`` in mAP points: mean, 95% interval, per seed."""
+    lines = ["| paired difference (mAP points) | mean | 95% interval | per seed | seeds |",
+             "|---|---|---|---|---|"]
+    for name, p in pairs.items():
+        lo, hi = p["diff_ci95"]
+        ci = "–" if lo is None or math.isnan(lo) else f"[{100 * lo:+.1f}, {100 * hi:+.1f}]"
+        per = ", ".join(f"{100 * d:+.1f}" for d in p["diffs"])
+        lines.append(f"| {name} | {100 * p['diff_mean']:+.1f} | {ci} | {per} | {len(p['seeds'])} |")
+    return lines
