@@ -107,10 +107,23 @@ def real_dev_24ep_table(docs: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def synth_paired_table(docs: Path) -> str:
+    """The paired hard benchmark (issue 18): per variant mean ± std, the ratios; every paired difference."""
+    result = json.loads((docs / "synth_paired_hard.json").read_text())
+    lines = ["| variant | mAP (%) | mINP (%) | ratio | ratio w/o wheels | seeds |", "|---|---|---|---|---|---|"]
+    for label, s in result["summary"].items():
+        parts = label not in ("baseline", "grid")
+        ratios = [_ratio(s, k) if parts else "–" for k in ("attention_ratio", "attention_ratio_no_wheels")]
+        lines.append(f"| {label} | {_pct(s, 'mAP')} | {_pct(s, 'mINP')} | {' | '.join(ratios)} | {s['seeds']} |")
+    lines += [""] + _diff_rows(result["paired_mAP"], list(result["paired_mAP"]), ("pgan - nopam",))
+    return "\n".join(lines) + "\n"
+
+
 TABLES: dict[str, tuple[str, Callable[[Path], str]]] = {
     "synth": ("synth_variants_hard.json", synth_table),
     "real_dev": ("real_dev.json", real_dev_table),
     "real_dev_24ep": ("real_dev_24ep.json", real_dev_24ep_table),
+    "synth_paired": ("synth_paired_hard.json", synth_paired_table),
 }
 
 

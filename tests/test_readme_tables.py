@@ -46,3 +46,17 @@ def test_a_stale_table_is_found_and_rewritten_from_the_json(tables, tmp_path):
 def test_tables_without_markers_or_json_are_left_alone(tables, tmp_path):
     readme = "no markers here\n<!-- generated: real_dev_24ep -->\nkeep\n<!-- end: real_dev_24ep -->\n"
     assert tables.regenerate(readme, tmp_path) == (readme, [])  # no docs/real_dev_24ep.json there
+
+
+def test_the_paired_synthetic_table_shows_ratios_for_part_variants_and_every_pair(tables, tmp_path):
+    summary = {"pgan": {"mAP_mean": 0.35, "mAP_std": 0.01, "mINP_mean": 0.1, "mINP_std": 0.0, "seeds": 3,
+                        "attention_ratio_mean": 2.3, "attention_ratio_std": 0.1,
+                        "attention_ratio_no_wheels_mean": 0.2, "attention_ratio_no_wheels_std": 0.05},
+               "baseline": {"mAP_mean": 0.30, "mAP_std": 0.02, "mINP_mean": 0.1, "mINP_std": 0.0, "seeds": 3}}
+    pairs = {"pgan - baseline": {"seeds": [0, 1, 2], "diffs": [0.04, 0.05, 0.06], "diff_mean": 0.05,
+                                 "diff_ci95": [0.025, 0.075]}}
+    (tmp_path / "synth_paired_hard.json").write_text(json.dumps({"summary": summary, "paired_mAP": pairs}))
+    text = tables.synth_paired_table(tmp_path)
+    assert "| pgan | 35.0 ± 1.0 | 10.0 ± 0.0 | 2.30 ± 0.10 | 0.20 ± 0.05 | 3 |" in text
+    assert "| baseline | 30.0 ± 2.0 | 10.0 ± 0.0 | – | – | 3 |" in text
+    assert "| pgan - baseline | +5.0 | [+2.5, +7.5] | 3 |" in text
