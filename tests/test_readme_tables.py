@@ -17,7 +17,7 @@ def tables():
 
 def test_the_readme_is_in_step_with_the_json_in_docs(tables):
     readme = (ROOT / "README.md").read_text()
-    for name in ("synth", "real_dev", "real_dev_24ep"):
+    for name in ("synth", "real_dev", "real_dev_24ep", "synth_paired"):
         assert f"<!-- generated: {name} -->" in readme and f"<!-- end: {name} -->" in readme
     _, changed = tables.regenerate(readme, ROOT / "docs")
     assert changed == [], f"README tables {changed} differ from docs/*.json: run benchmarks/readme_tables.py"
