@@ -25,10 +25,11 @@ from pathlib import Path
 
 import torch
 
-from pgan.detection.data import read_voc
+from pgan.detection.data import label_set, read_voc
 from pgan.detection.extract import detector_boxes_fn, extract_parts
 from pgan.detection.model import DetectorConfig, evaluate_detector, load_detector
 from pgan.detection.train import TrainSettings, train_detector
+from pgan.parts import PART_CLASSES
 from pgan.parts.extract import dataset_images, run_extraction
 from pgan.synth import generate_synth, synth_config_from_dict
 from pgan.utils.atomic import atomic_write_json, atomic_write_text
@@ -64,7 +65,10 @@ def run(args: argparse.Namespace) -> dict:
                              seed=args.seed, device=args.device, progress=args.progress)
     ckpt = out / "last.pt"
     t0 = time.perf_counter()
-    res = train_detector(train_samples, out, settings, DetectorConfig(), resume=ckpt.is_file())
+    # the paper's 16 part classes, then any other class the set's annotations hold (the hard synthetic
+    # setting adds shared distractor parts such as fog lights), as `pgan parts train --classes auto` would
+    classes = list(PART_CLASSES) + sorted(set(label_set(train_samples)) - set(PART_CLASSES))
+    res = train_detector(train_samples, out, settings, DetectorConfig(classes=classes), resume=ckpt.is_file())
     logging.info("trained %d steps (%d epochs) in %.0f s", res["steps"], res["epochs_done"], res["train_seconds"])
     model, cfg, _ = load_detector(ckpt, args.device)
     limit = held_out[: args.eval_limit] if args.eval_limit else held_out

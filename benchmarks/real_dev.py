@@ -51,6 +51,7 @@ import torch
 from pgan.bench.ablation import claim_run
 from pgan.bench.paired import paired_difference, paired_table, t_interval
 from pgan.data.build import read_configured_dataset
+from pgan.detection.extract import extract_parts
 from pgan.engine.build import build_eval_sets, build_loader, build_part_source
 from pgan.engine.extract import extract_features
 from pgan.engine.train import train
@@ -169,11 +170,28 @@ RECIPE_24 = {**RECIPE, "optim.epochs": 24, "optim.warmup_epochs": 2.0, "optim.mi
 # 11 minutes on one thread, not the 35 feared; three seeds, queued after the other variants' five.
 VARIANTS_24 = {k: VARIANTS[k] for k in ("baseline", "pgan, proposals, +global", "nopam, proposals, +global",
                                          "pgan, proposals")}
+# Added in the fourth session (2026-12-02 21:57, before any of their runs; three seeds each, queued seed by
+# seed after the runs above): the two anti-collapse switches on the recommended configuration (PGAN +
+# global on proposals), to choose one on val, and the part detector trained on synthetic images (the hard
+# setting's 160 training identities, ``benchmarks/part_detector.py --minutes 20``) as the part source.
+# The entropy floor 0.8 is the normalised entropy of 8 weights whose largest is about 0.5 and the rest
+# equal, so it presses only on images past the issue's line; part dropout 0.25 as in the 5-epoch study.
+VARIANTS_24 |= {
+    "pgan, proposals, +global, part dropout 0.25": {**VARIANTS["pgan, proposals, +global"],
+                                                    "model.part_dropout": 0.25},
+    "pgan, proposals, +global, entropy floor 0.8": {**VARIANTS["pgan, proposals, +global"],
+                                                    "loss.entropy_floor": 0.8},
+    "pgan, detector, +global": {"model.variant": "pgan", "data.part_source": "detector",
+                                "data.part_file": "parts/parts_detector.jsonl", "model.global_branch": True},
+}
 SEEDS_24 = (0, 1, 2, 3, 4)
-SEED_PLAN_24 = {k: SEEDS_24 for k in VARIANTS_24} | {"pgan, proposals": SEEDS_24[:3]}
+SEED_PLAN_24 = {k: SEEDS_24 for k in VARIANTS_24} | {k: SEEDS_24[:3] for k in list(VARIANTS_24)[3:]}
 PAIRS_24 = [("pgan, proposals, +global", "baseline"), ("nopam, proposals, +global", "baseline"),
             ("pgan, proposals", "baseline"), ("pgan, proposals, +global", "nopam, proposals, +global"),
-            ("pgan, proposals, +global", "pgan, proposals")]
+            ("pgan, proposals, +global", "pgan, proposals"),
+            ("pgan, proposals, +global, part dropout 0.25", "pgan, proposals, +global"),
+            ("pgan, proposals, +global, entropy floor 0.8", "pgan, proposals, +global"),
+            ("pgan, detector, +global", "pgan, proposals, +global"), ("pgan, detector, +global", "baseline")]
 DOC_HEAD_24 = """# Real photos at the held-out check's schedule (24 epochs)
 
 Written by `python benchmarks/real_dev.py --root ../shared/real-dev --study 24ep --workers 2` (raw
@@ -213,25 +231,32 @@ def write_csv(root: Path, out: Path) -> Path:
 
 
 def write_part_files(csv_path: Path, parts: Path, progress: bool,
-                     sources: tuple[str, ...] = ("proposals", "dff", "kmeans")) -> None:
-    """The annotation-free part files named in ``sources`` (resumable; fitted on train images only)."""
+                     sources: tuple[str, ...] = ("proposals", "dff", "kmeans"),
+                     detector: Path | None = None) -> None:
+    """The part files named in ``sources`` (resumable; DFF and k-means fitted on train images only; the
+    ``detector`` source runs the part detector checkpoint ``detector`` over every image)."""
     parts.mkdir(parents=True, exist_ok=True)
     (parts / "empty.jsonl").touch()  # the head-only control: every image has no part
     if "proposals" in sources:
         propose_parts("custom", str(csv_path), str(parts / "parts_proposals.jsonl"), progress=progress)
+    if "detector" in sources:
+        if detector is None or not detector.is_file():
+            raise SystemExit(f"the detector variants need --detector CHECKPOINT (got {detector}); train one with "
+                             "benchmarks/part_detector.py")
+        extract_parts(detector, "custom", csv_path, parts / "parts_detector.jsonl", progress=progress, workers=1)
     features = frozen_imagenet_backbone(RECIPE["model.backbone"])
     for method in [m for m in ("dff", "kmeans") if m in sources]:
         discover_parts("custom", csv_path, parts / f"parts_{method}.jsonl", features, method, progress=progress)
 
 
-FIGURE_SOURCES = ("proposals", "dff", "kmeans")
+FIGURE_SOURCES = ("proposals", "dff", "kmeans", "detector")  # those whose part file exists are drawn
 
 
 def part_figure(csv_path: Path, parts: Path, out_png: Path, per_type: int = 2) -> Path | None:
     """Real val photos (query side; the first ``per_type`` of each vehicle type by name) with each
     annotation-free source's top-8 boxes."""
-    files = {s: parts / f"parts_{s}.jsonl" for s in FIGURE_SOURCES}
-    if not all(f.is_file() for f in files.values()):
+    files = {s: parts / f"parts_{s}.jsonl" for s in FIGURE_SOURCES if (parts / f"parts_{s}.jsonl").is_file()}
+    if not files:
         return None
     with open(csv_path, newline="") as fh:
         query = sorted(r["path"] for r in csv.DictReader(fh) if r["split"] == "query")
@@ -239,7 +264,7 @@ def part_figure(csv_path: Path, parts: Path, out_png: Path, per_type: int = 2) -
     for kind in ("car", "motorcycle", "truck", "bus"):
         picked += [p for p in query if Path(p).name.startswith(kind + "_")][:per_type]
     items = {s: read_part_file(f) for s, f in files.items()}
-    boxes = {s: [items[s][p].boxes if p in items[s] else [] for p in picked] for s in FIGURE_SOURCES}
+    boxes = {s: [items[s][p].boxes if p in items[s] else [] for p in picked] for s in files}
     return draw_part_grid([Path(p) for p in picked], boxes, out_png,
                           title="real-dev val: top-8 parts per source (colour = rank, red first)")
 
@@ -453,7 +478,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--docs", default="docs", help="where real_dev.json / real_dev.md go")
     ap.add_argument("--study", choices=list(STUDIES), default="5ep",
                     help="5ep: the first design (all variants); 24ep: the held-out check's schedule")
-    ap.add_argument("--variants", nargs="+", default=None, choices=list(VARIANTS), metavar="LABEL",
+    ap.add_argument("--detector", type=Path, default=None,
+                    help="part detector checkpoint for the detector variants (benchmarks/part_detector.py)")
+    ap.add_argument("--variants", nargs="+", default=None, metavar="LABEL",
+                    choices=list(dict.fromkeys(v for st in STUDIES.values() for v in st.variants)),
                     help="default: every variant of the study")
     ap.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
     ap.add_argument("--epochs", type=int, default=None, help="override the recipe (a quick look, not the table)")
@@ -479,7 +507,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.summarise_only:
         write_csv(root, out)
         write_part_files(csv_path, out / "parts", args.progress,
-                         tuple({study.variants[v].get("data.part_source", "") for v in variants}))
+                         tuple({study.variants[v].get("data.part_source", "") for v in variants}), args.detector)
         cmd = [sys.executable, __file__, "--worker", "--root", str(root), "--out", str(out), "--study", study.name,
                "--variants", *variants, "--seeds", *map(str, args.seeds)]
         cmd += ["--epochs", str(args.epochs)] if args.epochs else []

@@ -53,13 +53,21 @@ HARD_SYNTH = {"num_train_ids": 160, "num_test_ids": 80, "images_per_id": (8, 12)
 PAIRED_SYNTH = {**HARD_SYNTH, "num_test_ids": 320}
 VARIANTS = {"pgan": {"model.variant": "pgan"}, "nopam": {"model.variant": "nopam"},
             "oracle": {"model.variant": "oracle"}, "baseline": {"model.variant": "baseline"},
-            "grid": {"model.variant": "grid"}}
+            "grid": {"model.variant": "grid"},
+            # Added 2026-12-02 21:57 (fourth session), before any of their runs: the anti-collapse switches of
+            # issue 20 (part dropout 0.25; entropy floor 0.8, the normalised entropy of 8 weights whose
+            # largest is about 0.5), on the pilot seeds, to be compared with pgan and nopam on those seeds.
+            "pgan-dropout": {"model.variant": "pgan", "model.part_dropout": 0.25},
+            "pgan-entfloor": {"model.variant": "pgan", "loss.entropy_floor": 0.8}}
+SWITCHES = ("pgan-dropout", "pgan-entfloor")  # never part of --full's plan: pilot seeds only
 FIRST = ("pgan", "nopam", "oracle")  # queued first on every seed: the comparisons the seed plan is about
 PILOT_SEEDS = (0, 1, 2)
 MAX_SEEDS = 60  # the plan is capped here (and says so)
 TARGET_HALF_WIDTH = 0.01  # 1 mAP
 PAIRS = [("pgan", "nopam"), ("oracle", "nopam"), ("pgan", "oracle"), ("pgan", "baseline"), ("nopam", "baseline"),
-         ("grid", "baseline"), ("nopam", "grid"), ("pgan", "grid"), ("oracle", "baseline")]
+         ("grid", "baseline"), ("nopam", "grid"), ("pgan", "grid"), ("oracle", "baseline"),
+         ("pgan-dropout", "pgan"), ("pgan-entfloor", "pgan"), ("pgan-dropout", "nopam"),
+         ("pgan-entfloor", "nopam")]
 DESIGN = {"fixed": "2026-12-02 17:21, before any run", "data": {k: list(v) if isinstance(v, tuple) else v
                                                                 for k, v in PAIRED_SYNTH.items()},
           "recipe": "SYNTH_ABLATION_CPU (84 steps), run.eval_every 0", "variants": VARIANTS,
@@ -91,11 +99,14 @@ def plan(rows: list[dict]) -> dict:
                    + (f" (more than {MAX_SEEDS}: capped)" if n > MAX_SEEDS else "")}
 
 
-def work(data: Path, out: Path, seeds: list[int], variants: list[str] | None = None) -> None:
+def work(data: Path, out: Path, seeds: list[int], variants: list[str] | None = None,
+         done: frozenset[tuple[str, int]] = frozenset()) -> None:
     """Train every unfinished (seed, variant) this worker can claim: pgan, nopam and oracle seed by seed,
-    then baseline and grid seed by seed."""
-    queue = [(s, v) for group in (FIRST, [v for v in VARIANTS if v not in FIRST]) for s in seeds for v in group
-             if variants is None or v in variants]
+    then baseline and grid seed by seed (the switches only when named in ``variants``). ``done`` holds the
+    (variant, seed) pairs whose rows the docs JSON already has (their run folders may be on another machine)."""
+    rest = [v for v in VARIANTS if v not in FIRST and (v not in SWITCHES or variants is not None)]
+    queue = [(s, v) for group in (FIRST, rest) for s in seeds for v in group
+             if (variants is None or v in variants) and (v, s) not in done]
     for seed, label in queue:
         rd = run_dir(out, label, seed)
         if (rd / "result.json").is_file() or not claim_run(rd):
@@ -175,11 +186,11 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     out, data = Path(args.out).resolve(), Path(args.data).resolve()
-    if args.worker:
-        work(data, out, args.seeds, args.variants)
-        return
     doc_json = Path(args.docs) / "synth_paired_hard.json"
     earlier = json.loads(doc_json.read_text())["rows"] if doc_json.is_file() else []
+    if args.worker:
+        work(data, out, args.seeds, args.variants, frozenset((r["variant"], r["seed"]) for r in earlier))
+        return
     t0 = time.perf_counter()
     if not args.summarise_only:
         generate_synth(str(data), synth_config_from_dict(dict(PAIRED_SYNTH)), progress=True)
@@ -190,8 +201,9 @@ def main(argv: list[str] | None = None) -> None:
                 raise SystemExit("the pilot is not finished: run without --full first")
             seeds = list(range(n))
         done = {(r["variant"], r["seed"]) for r in earlier}
-        seeds = [s for s in seeds if any((v, s) not in done for v in VARIANTS)]
-        cmd = [sys.executable, __file__, "--worker", "--out", str(out), "--data", str(data),
+        wanted = args.variants or [v for v in VARIANTS if v not in SWITCHES]
+        seeds = [s for s in seeds if any((v, s) not in done for v in wanted)]
+        cmd = [sys.executable, __file__, "--worker", "--out", str(out), "--data", str(data), "--docs", args.docs,
                "--seeds", *map(str, seeds)] + (["--variants", *args.variants] if args.variants else [])
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         procs = [subprocess.Popen(cmd, env=env) for _ in range(max(1, args.workers))] if seeds else []

@@ -129,6 +129,18 @@ def test_dataset_flip_moves_boxes(tmp_path):
     assert target["boxes"].tolist() == [[30.0, 3.0, 38.0, 12.0]]
 
 
+def test_dataset_names_classes_missing_from_the_class_list(tmp_path):
+    # the hard synthetic setting annotates fog lights, which are not among the paper's 16 part classes: the
+    # dataset must say so when built, not raise KeyError('foglight') in the middle of an epoch
+    Image.new("RGB", (40, 30)).save(tmp_path / "a.jpg")
+    _voc(tmp_path / "ann" / "a.xml", [("logo", (2, 3, 10, 12), 0), ("foglight", (20, 5, 30, 12), 0)], folder="")
+    samples, _ = read_voc([tmp_path / "ann"], images_root=tmp_path)
+    with pytest.raises(PganError, match=r"\['foglight'\] are not in the detector's class list \['logo'\]"):
+        DetectionDataset(samples, ["logo"], train=True)
+    _, target = DetectionDataset(samples, ["logo", "foglight"], train=False)[0]
+    assert target["labels"].tolist() == [1, 2]
+
+
 def test_detector_train_eval_extract_resume(tiny_synth, tmp_path):
     from pgan.detection.extract import extract_parts
     from pgan.detection.model import DetectorConfig, evaluate_detector, load_detector

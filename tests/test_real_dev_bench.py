@@ -59,7 +59,17 @@ def test_the_24_epoch_study_keeps_val_curves_and_draws_them(bench, tmp_path):
 
     study = bench.STUDIES["24ep"]
     assert study.recipe["optim.epochs"] == 24 and study.eval_every == 4
-    assert set(study.variants) <= set(bench.VARIANTS)  # the same variant definitions as the 5-epoch study
+    shared = set(study.variants) & set(bench.VARIANTS)  # the 5-epoch study's variants keep their definitions
+    assert len(shared) == 4 and all(study.variants[k] == bench.VARIANTS[k] for k in shared)
+    # the 24-epoch-only variants: one switch each on PGAN + global (proposals), and the detector's parts
+    recommended = bench.VARIANTS["pgan, proposals, +global"]
+    assert study.variants["pgan, proposals, +global, part dropout 0.25"] == {**recommended,
+                                                                              "model.part_dropout": 0.25}
+    assert study.variants["pgan, proposals, +global, entropy floor 0.8"] == {**recommended,
+                                                                              "loss.entropy_floor": 0.8}
+    assert study.variants["pgan, detector, +global"]["data.part_source"] == "detector"
+    assert study.seed_plan["pgan, detector, +global"] == (0, 1, 2)
+    assert study.seed_plan["baseline"] == bench.SEEDS_24
     for label, maps in (("baseline", (0.97, 0.98)), ("nopam, proposals, +global", (0.96, 0.97))):
         run = bench.run_dir(tmp_path, label, 0, study)
         run.mkdir(parents=True)

@@ -59,3 +59,24 @@ def test_the_design_enlarges_only_the_test_split_and_runs_the_oracle(bench, tmp_
     cfg = bench.config_for("oracle", 3, tmp_path / "data", tmp_path)
     assert cfg.model.variant == "oracle" and cfg.run.seed == 3 and cfg.run.eval_every == 0
     assert cfg.run.out_dir == str(bench.run_dir(tmp_path, "oracle", 3))
+
+
+def test_a_worker_skips_runs_the_docs_already_hold_and_switches_unless_named(bench, tmp_path, monkeypatch):
+    trained = []
+    monkeypatch.setattr(bench, "train", lambda cfg, resume: trained.append(cfg.run.seed) or
+                        {"metrics": {"mAP": 0.5}})
+    monkeypatch.setattr(bench, "config_for", lambda label, seed, data, out: _Cfg(label, seed))
+    done = frozenset({("pgan", 0), ("nopam", 0)})  # rows carried from another machine's runs
+    bench.work(tmp_path, tmp_path, [0, 1], ["pgan", "nopam"], done)
+    assert trained == [("pgan", 1), ("nopam", 1)]
+    trained.clear()
+    bench.work(tmp_path, tmp_path / "all", [0])  # the default plan: no switches
+    assert set(trained) == {(v, 0) for v in bench.VARIANTS if v not in bench.SWITCHES}
+    trained.clear()
+    bench.work(tmp_path, tmp_path / "sw", [0], ["pgan-dropout"])
+    assert trained == [("pgan-dropout", 0)]
+
+
+class _Cfg:
+    def __init__(self, label, seed):
+        self.run = type("Run", (), {"seed": (label, seed)})()

@@ -300,6 +300,11 @@ class DetectionDataset(Dataset):
                  flip_p: float = 0.5, cache: bool = False, seed: int = 0) -> None:
         self.samples = list(samples)
         self.index = {c: i + 1 for i, c in enumerate(classes)}
+        unknown = sorted({lab for smp in self.samples for lab in smp.labels} - set(self.index))
+        if unknown:  # found here, not as a KeyError in the middle of an epoch
+            raise PganError(f"annotation classes {unknown} are not in the detector's class list {list(classes)}: "
+                            "read the annotations with that class list (boxes of other classes are dropped) "
+                            "or train with every class in them (pgan parts train --classes auto)")
         self.train = train
         self.flip_p = flip_p
         self.gen = torch.Generator().manual_seed(seed)
