@@ -43,9 +43,9 @@ SYNTH_ROWS = (("baseline", "baseline"), ("grid", "grid (PAM over grid cells)"),
 
 
 def synth_table(docs: Path) -> str:
-    """The 3-seed variants table, standard and hard settings side by side."""
+    """The first 3-seed variants table, standard and hard (80 test identities) settings side by side."""
     std = json.loads((docs / "synth_variants.json").read_text())
-    hard = json.loads((docs / "synth_variants_hard.json").read_text())
+    hard = json.loads((docs / "synth_variants_hard_80ids.json").read_text())
     lines = ["| variant | standard: mAP | standard: ratio | hard: mAP | hard: mINP | hard: ratio |",
              "|---|---|---|---|---|---|"]
     for key, label in SYNTH_ROWS:
@@ -109,7 +109,7 @@ def real_dev_24ep_table(docs: Path) -> str:
 
 def synth_paired_table(docs: Path) -> str:
     """The paired hard benchmark (issue 18): per variant mean ± std, the ratios; every paired difference."""
-    result = json.loads((docs / "synth_paired_hard.json").read_text())
+    result = json.loads((docs / "synth_variants_hard.json").read_text())
     lines = ["| variant | mAP (%) | mINP (%) | ratio | ratio w/o wheels | seeds |", "|---|---|---|---|---|---|"]
     for label, s in result["summary"].items():
         parts = label not in ("baseline", "grid")
@@ -120,10 +120,10 @@ def synth_paired_table(docs: Path) -> str:
 
 
 TABLES: dict[str, tuple[str, Callable[[Path], str]]] = {
-    "synth": ("synth_variants_hard.json", synth_table),
+    "synth": ("synth_variants_hard_80ids.json", synth_table),
     "real_dev": ("real_dev.json", real_dev_table),
     "real_dev_24ep": ("real_dev_24ep.json", real_dev_24ep_table),
-    "synth_paired": ("synth_paired_hard.json", synth_paired_table),
+    "synth_paired": ("synth_variants_hard.json", synth_paired_table),
 }
 
 

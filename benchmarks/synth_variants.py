@@ -10,7 +10,9 @@ The settings (parameters fixed before any run; see ``docs/benchmarks.md``):
 * ``real-like``: the hard setting with ``realism: 1.0`` (texture, reflections, blur, JPEG, night,
   clutter; fixed on 2026-12-02, no results yet).
 
-Writes ``<out>/synth_variants[_hard].json`` (``{variant: {"seeds", "mAP_mean", "mAP_std", ...,
+Writes ``<out>/synth_variants[_<setting>].json`` (the hard setting's: ``synth_variants_hard_80ids.json``,
+since ``synth_paired.py``, the hard setting's paired benchmark of record, writes ``synth_variants_hard.json``;
+``{variant: {"seeds", "mAP_mean", "mAP_std", ...,
 "attention_ratio_mean", "attention_ratio_std", "attention_ratio_no_wheels_mean", ...,
 "attention_rel_<role>_mean", ...}}``, fractions; the ratios for the part-based variants, with and
 without wheels, and each role's relative weight with identity rims and plain wheels as their own
@@ -47,6 +49,15 @@ DEV_SYNTH = {**HARD_SYNTH, "seed": 11}
 REAL_LIKE_SYNTH = {**HARD_SYNTH, "realism": 1.0}
 SETTINGS = {"standard": BENCH_SYNTH, "hard": HARD_SYNTH, "dev": DEV_SYNTH, "real-like": REAL_LIKE_SYNTH}
 LABELS = {"baseline": "baseline", "grid": "grid", "nopam (PGAN w/o PAM)": "nopam", "pgan": "pgan"}
+
+
+def output_stem(grid: str, setting: str) -> str:
+    """The name of a grid's JSON / markdown: ``synth_<grid>[_<setting>]``, except the hard setting's variants
+    grid, ``synth_variants_hard_80ids`` (its 80-identity test split), since ``synth_paired.py``, the hard
+    setting's paired benchmark of record, writes ``synth_variants_hard``."""
+    stem = ("synth_variants" if grid == "variants" else f"synth_{grid}") + ("" if setting == "standard"
+                                                                           else f"_{setting}")
+    return stem + "_80ids" if stem == "synth_variants_hard" else stem
 
 
 def main() -> None:
@@ -89,14 +100,14 @@ def main() -> None:
                     for key in ("attention_ratio", "attention_ratio_no_wheels"):
                         row.setdefault(f"{key}_mean", None)
                         row.setdefault(f"{key}_std", None)
-        name = "synth_variants" if grid == "variants" else f"synth_{grid}"
-        atomic_write_json(Path(args.out) / f"{name}{suffix}.json", summaries)
+        stem = output_stem(grid, args.setting)
+        atomic_write_json(Path(args.out) / f"{stem}.json", summaries)
         shown = {k: {m: v for m, v in r.items() if v is not None} for k, r in summaries.items()}
         md = markdown_table(shown, f"{GRIDS[grid].title}: synthetic near-twin benchmark ({args.setting} "
                                    "setting), MobileNetV2 160 px, 84-step CPU budget")
         roles = role_table(shown, "Relative part weight by role (1.0 = uniform share; wheels on their own)")
         md += f"\n{roles}" if roles else ""
-        atomic_write_text(Path(args.out) / f"{name}{suffix}.md", md)
+        atomic_write_text(Path(args.out) / f"{stem}.md", md)
         print(md)
     print(f"total {time.perf_counter() - t0:.0f} s")
 

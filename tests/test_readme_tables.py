@@ -55,7 +55,7 @@ def test_the_paired_synthetic_table_shows_ratios_for_part_variants_and_every_pai
                "baseline": {"mAP_mean": 0.30, "mAP_std": 0.02, "mINP_mean": 0.1, "mINP_std": 0.0, "seeds": 3}}
     pairs = {"pgan - baseline": {"seeds": [0, 1, 2], "diffs": [0.04, 0.05, 0.06], "diff_mean": 0.05,
                                  "diff_ci95": [0.025, 0.075]}}
-    (tmp_path / "synth_paired_hard.json").write_text(json.dumps({"summary": summary, "paired_mAP": pairs}))
+    (tmp_path / "synth_variants_hard.json").write_text(json.dumps({"summary": summary, "paired_mAP": pairs}))
     text = tables.synth_paired_table(tmp_path)
     assert "| pgan | 35.0 ± 1.0 | 10.0 ± 0.0 | 2.30 ± 0.10 | 0.20 ± 0.05 | 3 |" in text
     assert "| baseline | 30.0 ± 2.0 | 10.0 ± 0.0 | – | – | 3 |" in text

@@ -80,3 +80,21 @@ def test_a_worker_skips_runs_the_docs_already_hold_and_switches_unless_named(ben
 class _Cfg:
     def __init__(self, label, seed):
         self.run = type("Run", (), {"seed": (label, seed)})()
+
+
+def test_the_paired_benchmark_owns_the_hard_settings_file_of_record(bench):
+    variants = load_benchmark("synth_variants")
+    assert bench.DOC_NAME == "synth_variants_hard.json"
+    assert variants.output_stem("variants", "hard") == "synth_variants_hard_80ids"  # the first 3-seed design
+    assert variants.output_stem("variants", "standard") == "synth_variants"
+    assert variants.output_stem("losses", "hard") == "synth_losses_hard"
+    assert variants.output_stem("variants", "real-like") == "synth_variants_real-like"
+
+
+def test_the_summary_reads_rows_under_the_benchmarks_old_name(bench, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    row = {"variant": "pgan", "seed": 0, "mAP": 0.61, "train_seconds": 9.0}
+    (tmp_path / bench.LEGACY_DOC_NAME).write_text(json.dumps({"rows": [row]}))
+    bench.main(["--summarise-only", "--docs", str(tmp_path), "--out", str(tmp_path / "runs")])
+    written = json.loads((tmp_path / bench.DOC_NAME).read_text())
+    assert written["rows"] == [{**row, "carried": True}] and "| pgan |" in capsys.readouterr().out
