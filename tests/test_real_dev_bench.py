@@ -91,3 +91,18 @@ def test_the_24_epoch_study_keeps_val_curves_and_draws_them(bench, tmp_path):
     png = bench.curve_figure(result, tmp_path / "curves.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert bench.curve_figure({"rows": [{"variant": "baseline"}]}, tmp_path / "none.png") is None
+
+
+def test_a_summary_restricted_to_some_seeds_keeps_the_other_seeds_carried_rows(bench, tmp_path):
+    # a session that trains only seeds 0-2 of new variants must not drop the table's seeds 3 and 4
+    study = bench.STUDIES["24ep"]
+    run = bench.run_dir(tmp_path, "baseline", 0, study)
+    run.mkdir(parents=True)
+    (run / "result.json").write_text(json.dumps({"metrics": {"mAP": 0.98, "rank1": 0.97, "rank5": 1.0},
+                                                 "train_seconds": 1.0}))
+    earlier = [{"variant": "baseline", "seed": s, "mAP": m, "rank1": 0.9, "rank5": 1.0, "train_seconds": 1.0}
+               for s, m in ((0, 0.90), (3, 0.93), (4, 0.94))]
+    result = bench.summarise(tmp_path, ["baseline"], [0], earlier, study)
+    seeds = [(r["seed"], r.get("carried", False), r["mAP"]) for r in result["rows"]]
+    assert seeds == [(0, False, 0.98), (3, True, 0.93), (4, True, 0.94)]  # seed 0 from its run folder
+    assert result["summary"]["baseline"]["mAP_mean"] == pytest.approx((0.98 + 0.93 + 0.94) / 3)
