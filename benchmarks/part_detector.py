@@ -65,8 +65,9 @@ def run(args: argparse.Namespace) -> dict:
                              seed=args.seed, device=args.device, progress=args.progress)
     ckpt = out / "last.pt"
     t0 = time.perf_counter()
-    # the paper's 16 part classes, then any other class the set's annotations hold (the hard synthetic
-    # setting adds shared distractor parts such as fog lights), as `pgan parts train --classes auto` would
+    # the paper's 16 part classes in their usual order, then any other class the set's annotations hold (the
+    # hard synthetic setting adds shared distractor parts such as fog lights); `pgan parts train --classes
+    # auto` holds the same classes, sorted by name
     classes = list(PART_CLASSES) + sorted(set(label_set(train_samples)) - set(PART_CLASSES))
     res = train_detector(train_samples, out, settings, DetectorConfig(classes=classes), resume=ckpt.is_file())
     logging.info("trained %d steps (%d epochs) in %.0f s", res["steps"], res["epochs_done"], res["train_seconds"])

@@ -10,11 +10,11 @@ The settings (parameters fixed before any run; see ``docs/benchmarks.md``):
 * ``real-like``: the hard setting with ``realism: 1.0`` (texture, reflections, blur, JPEG, night,
   clutter; fixed on 2026-12-02, no results yet).
 
-Writes ``<out>/synth_variants[_<setting>].json`` (the hard setting's: ``synth_variants_hard_80ids.json``,
-since ``synth_paired.py``, the hard setting's paired benchmark of record, writes ``synth_variants_hard.json``;
-``{variant: {"seeds", "mAP_mean", "mAP_std", ...,
+Writes ``<out>/synth_variants[_<setting>].json`` (the hard setting's is ``synth_variants_hard_80ids.json``,
+since ``synth_paired.py``, the hard setting's paired benchmark of record, writes ``synth_variants_hard.json``)
+holding ``{variant: {"seeds", "mAP_mean", "mAP_std", ...,
 "attention_ratio_mean", "attention_ratio_std", "attention_ratio_no_wheels_mean", ...,
-"attention_rel_<role>_mean", ...}}``, fractions; the ratios for the part-based variants, with and
+"attention_rel_<role>_mean", ...}}`` (fractions; the ratios for the part-based variants, with and
 without wheels, and each role's relative weight with identity rims and plain wheels as their own
 roles, see :func:`pgan.evaluation.attention_roles.attention_figures`) and the markdown tables, and
 prints them. Finished runs are reused, so an interrupted

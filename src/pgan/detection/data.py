@@ -300,7 +300,7 @@ class DetectionDataset(Dataset):
                  flip_p: float = 0.5, cache: bool = False, seed: int = 0) -> None:
         self.samples = list(samples)
         self.index = {c: i + 1 for i, c in enumerate(classes)}
-        unknown = sorted({lab for smp in self.samples for lab in smp.labels} - set(self.index))
+        unknown = sorted(set(label_set(self.samples)) - set(self.index))
         if unknown:  # found here, not as a KeyError in the middle of an epoch
             raise PganError(f"annotation classes {unknown} are not in the detector's class list {list(classes)}: "
                             "read the annotations with that class list (boxes of other classes are dropped) "
