@@ -183,8 +183,8 @@ def test_custom_csv_reader_and_errors(tmp_path):
         _write(root / "dataset.csv", "split,path,vehicle_id,camera_id,note\n" + row)
         with pytest.raises(PganError, match=msg):
             read_dataset("custom", root)
-    _write(root / "dataset.csv", "path,vehicle,camera_id,split\n")
-    with pytest.raises(PganError, match=r"dataset.csv:1: header lacks column\(s\) vehicle_id"):
+    _write(root / "dataset.csv", "path,vehicle_name,camera_id,split\n")  # `vehicle` would be read as vehicle_id
+    with pytest.raises(PganError, match=r"dataset.csv:1: header lacks column\(s\) vehicle_id or vehicle;"):
         read_dataset("custom", root)
     with pytest.raises(PganError, match="does not exist"):
         read_dataset("custom", tmp_path / "nothing")

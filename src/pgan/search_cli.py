@@ -25,7 +25,7 @@ def _cmd_index_build(args: argparse.Namespace) -> int:
     report = build_index(args.images, args.out, args.checkpoint, index_type=args.index_type,
                          batch_size=args.batch_size, parts=args.parts, device=args.device, runtime=args.runtime,
                          onnx_path=args.onnx, flip=args.flip, progress=not args.quiet, backend=args.backend,
-                         uri=args.uri, collection=args.collection)
+                         uri=args.uri, collection=args.collection, split=args.split)
     if env_dist_info().is_main:  # under torchrun rank 0 holds the merged report
         print(json.dumps(report.to_dict()))
     return 0
@@ -35,7 +35,8 @@ def _cmd_index_add(args: argparse.Namespace) -> int:
     from pgan.index import add_to_index
 
     report = add_to_index(args.index, args.images, args.checkpoint, batch_size=args.batch_size, parts=args.parts,
-                          device=args.device, runtime=args.runtime, onnx_path=args.onnx, progress=not args.quiet)
+                          device=args.device, runtime=args.runtime, onnx_path=args.onnx, progress=not args.quiet,
+                          split=args.split)
     print(json.dumps(report.to_dict()))
     return 0
 
@@ -88,9 +89,9 @@ def _cmd_export_onnx(args: argparse.Namespace) -> int:
     if args.int8:
         if not args.calibration:
             raise PganError("--int8 needs --calibration DIR|CSV (training images to calibrate on)")
-        from pgan.index.gallery import list_gallery
+        from pgan.index.gallery import csv_splits, list_gallery
 
-        entries = list_gallery(args.calibration)
+        entries = list_gallery(args.calibration, "train" if csv_splits(args.calibration) else None)
         entries = entries[:: max(1, len(entries) // args.calibration_size)][: args.calibration_size]
         q = Path(args.int8_out) if args.int8_out else out.with_name(f"{out.stem}-int8.onnx")
         written["int8"] = str(quantize_int8(out, q, [e.path for e in entries], parts=args.parts))
@@ -116,7 +117,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = index.add_parser("build", help="embed a folder or CSV of images into an index: SQLite metadata + faiss "
                                        "(default) or Milvus vectors (resumable; torchrun shards it)")
     _model_args(p, True)
-    p.add_argument("--images", required=True, help="folder of images or CSV (path[,camera,vehicle_id,timestamp])")
+    p.add_argument("--images", required=True,
+                   help="folder of images or CSV (path[,camera_id,vehicle_id,timestamp,split])")
+    p.add_argument("--split", metavar="NAME",
+                   help="only the rows of this split (train, query, gallery) of a CSV with a split column, which "
+                        "needs it (the CSV of pgan data csv: --split gallery)")
     p.add_argument("--out", required=True, help="index folder")
     p.add_argument("--index-type", default="auto",
                    help="faiss factory string: Flat (exact), HNSW32,Flat, IVF1024,PQ64, ...; auto: Flat up to "
@@ -138,6 +143,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     _model_args(p, False)
     p.add_argument("--index", required=True)
     p.add_argument("--images", required=True)
+    p.add_argument("--split", metavar="NAME",
+                   help="only the rows of this split (train, query, gallery) of a CSV with a split column, which "
+                        "needs it (the CSV of pgan data csv: --split gallery)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_index_add)

@@ -128,8 +128,11 @@ def build_index(images: str | Path, out: str | Path, checkpoint: str | Path | No
                 device: str = "auto", runtime: str = "torch", onnx_path: str | Path | None = None,
                 params: dict | None = None, progress: bool = True, flip: bool = False,
                 extractor: FeatureExtractor | None = None, backend: str | None = None, uri: str | None = None,
-                collection: str | None = None) -> BuildReport:
+                collection: str | None = None, split: str | None = None) -> BuildReport:
     """Build (or resume building) the index ``out`` of the gallery ``images`` (a folder or a CSV).
+
+    ``split``: a CSV with a ``split`` column (the custom-dataset CSV) is indexed only for that split's rows,
+    e.g. ``split="gallery"``; such a CSV needs it (:func:`pgan.index.gallery.list_gallery`).
 
     ``backend``: where the searchable vectors go, ``"faiss"`` (a new index's default; a resumed one
     keeps its own) or ``"milvus"`` with ``uri`` (a Milvus Lite ``.db`` path or ``http://host:19530``)
@@ -139,7 +142,7 @@ def build_index(images: str | Path, out: str | Path, checkpoint: str | Path | No
 
     if batch_size < 1:
         raise PganError(f"batch size must be >= 1, got {batch_size}")
-    entries = list_gallery(images)
+    entries = list_gallery(images, split)
     info = env_dist_info()
     if info.enabled:
         _, dev = init_distributed(resolve_device(device, "--device"))
@@ -256,8 +259,11 @@ def _merge_shards(main: GalleryIndex, out: Path, world: int, todo: list[GalleryE
 def add_to_index(index: str | Path, images: str | Path, checkpoint: str | Path | None = None,
                  batch_size: int = 32, parts: str | Path | None = None, device: str = "auto",
                  runtime: str = "torch", onnx_path: str | Path | None = None, progress: bool = True,
-                 extractor: FeatureExtractor | None = None) -> BuildReport:
+                 extractor: FeatureExtractor | None = None, split: str | None = None) -> BuildReport:
     """Add the images of a folder or CSV to an existing index (files it already holds are skipped).
+
+    ``split``: only that split's rows of a CSV with a ``split`` column (which needs it), as in
+    :func:`build_index`.
 
     The model defaults to the checkpoint recorded in the index; another model is refused
     (:class:`pgan.errors.IndexMismatchError`). The part setting is the index's: ``parts`` may repeat
@@ -274,7 +280,7 @@ def add_to_index(index: str | Path, images: str | Path, checkpoint: str | Path |
         if given != recorded:
             raise PganError(f"index {index} was built with parts {recorded!r}; 'index add' must use the same "
                             f"(omit --parts to use it), got {given!r}")
-        entries = list_gallery(images)
+        entries = list_gallery(images, split)
         done = store.paths()
         todo = [e for e in entries if str(e.path) not in done]
         t0 = time.perf_counter()

@@ -6,9 +6,13 @@
   (``0002_c003_00030640_1.jpg``: vehicle 2, camera 3, timestamp ``00030640``)
   give their vehicle id, camera and timestamp; other names give none.
 * A CSV (UTF-8, one header line): ``path`` (relative to the CSV's folder, or
-  absolute), and optionally ``camera`` (or ``camera_id``), ``vehicle_id`` and
-  ``timestamp``. The custom-dataset CSV of :mod:`pgan.data.datasets.custom_csv`
-  is accepted as is (its ``split`` column is ignored).
+  absolute), and optionally ``camera_id`` (or ``camera``), ``vehicle_id`` (or
+  ``vehicle``), ``timestamp`` and ``split``: the column names and meanings of the
+  custom-dataset CSV of :mod:`pgan.data.datasets.custom_csv`, which is accepted
+  as is (where both names of an id are present the ``_id`` one is read). A CSV
+  with a ``split`` column needs ``split=`` (``--split``): only that split's rows
+  are listed, so a training CSV never puts its train and query images into a
+  gallery by accident.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from pathlib import Path
 
 from pgan.errors import PganError
 
-__all__ = ["GalleryEntry", "VERI_NAME", "entry_from_name", "list_gallery"]
+__all__ = ["GalleryEntry", "VERI_NAME", "csv_splits", "entry_from_name", "list_gallery"]
 
 VERI_NAME = re.compile(r"^(\d+)_c(\d+)_(\d+)_\d+\.[A-Za-z]+$")
 
@@ -50,27 +54,58 @@ def _int_or_none(value: str | None, where: str) -> int | None:
         raise PganError(f"{where}: {value!r} is not an integer") from None
 
 
-def _from_csv(path: Path) -> list[GalleryEntry]:
-    with open(path, newline="", encoding="utf-8") as fh:
+def _from_csv(path: Path, split: str | None) -> list[GalleryEntry]:
+    with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         if reader.fieldnames is None or "path" not in reader.fieldnames:
             raise PganError(f"gallery CSV {path} needs a 'path' column (header: {reader.fieldnames})")
-        out = []
-        for line, row in enumerate(reader, start=2):
-            where = f"{path}:{line}"
-            p = Path(row["path"])
-            p = p if p.is_absolute() else path.parent / p
-            cam = row.get("camera") if row.get("camera") not in (None, "") else row.get("camera_id")
-            out.append(GalleryEntry(p.resolve(), _int_or_none(cam, where),
-                                    _int_or_none(row.get("vehicle_id"), where), row.get("timestamp") or None))
+        camera = next((c for c in ("camera_id", "camera") if c in reader.fieldnames), None)
+        vehicle = next((c for c in ("vehicle_id", "vehicle") if c in reader.fieldnames), None)
+        rows = list(enumerate(reader, start=2))
+    if "split" in reader.fieldnames:
+        split = split.lower() if split is not None else None
+        present = sorted({(row.get("split") or "").strip().lower() for _, row in rows})  # as the dataset reader
+        if split is None:
+            raise PganError(f"gallery CSV {path} has a 'split' column ({', '.join(present)}): choose the rows "
+                            f"to index with --split NAME")
+        if split not in present:
+            raise PganError(f"gallery CSV {path} has no rows of split {split!r} (splits: {', '.join(present)})")
+        rows = [(line, row) for line, row in rows if (row.get("split") or "").strip().lower() == split]
+    elif split is not None:
+        raise PganError(f"--split {split!r}: gallery CSV {path} has no 'split' column (drop --split)")
+    out = []
+    for line, row in rows:
+        where = f"{path}:{line}"
+        p = Path(row["path"])
+        p = p if p.is_absolute() else path.parent / p
+        out.append(GalleryEntry(p.resolve(), _int_or_none(row.get(camera) if camera else None, where),
+                                _int_or_none(row.get(vehicle) if vehicle else None, where),
+                                row.get("timestamp") or None))
     return out
 
 
-def list_gallery(source: str | Path) -> list[GalleryEntry]:
-    """The gallery of a folder or a CSV file (see the module docstring); PganError if it is empty."""
+def csv_splits(source: str | Path) -> list[str]:
+    """The values of ``source``'s ``split`` column, sorted: ``[]`` for a folder or a CSV without one."""
+    source = Path(source)
+    if not (source.is_file() and source.suffix.lower() == ".csv"):
+        return []
+    with open(source, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        if "split" not in (reader.fieldnames or []):
+            return []
+        return sorted({(row.get("split") or "").strip().lower() for row in reader})
+
+
+def list_gallery(source: str | Path, split: str | None = None) -> list[GalleryEntry]:
+    """The gallery of a folder or a CSV file (see the module docstring); PganError if it is empty.
+
+    ``split``: the rows of that split of a CSV with a ``split`` column (which needs it);
+    ``list_gallery("my.csv", split="gallery")``."""
     source = Path(source)
     if source.is_file() and source.suffix.lower() == ".csv":
-        entries = _from_csv(source)
+        entries = _from_csv(source, split)
+    elif split is not None and source.exists():
+        raise PganError(f"--split {split!r} applies to a CSV with a 'split' column; {source} is not a .csv file")
     elif source.is_dir():
         files = sorted(p for p in source.rglob("*") if p.is_file()
                        and not any(part.startswith(".") for part in p.relative_to(source).parts))

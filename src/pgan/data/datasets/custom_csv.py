@@ -10,7 +10,9 @@ Format (UTF-8, comma-separated, one header line, one row per image)::
 
 * ``path``: the image, relative to the CSV file's folder (the dataset root) or
   absolute. Every image must exist.
-* ``vehicle_id``, ``camera_id``: integers. Use distinct camera ids per camera:
+* ``vehicle_id``, ``camera_id``: integers (the columns may also be named ``vehicle`` and ``camera``, the
+  names the gallery CSV of :mod:`pgan.index.gallery` reads; when both are present the ``_id`` one is
+  read). Use distinct camera ids per camera:
   evaluation removes gallery images with the query's identity *and* camera
   (cross-camera protocol, as for VeRi-776). If your data has no cameras, give
   every query a camera id that no gallery image uses.
@@ -34,6 +36,8 @@ from pgan.data.records import ImageRecord, ReidDataset
 from pgan.errors import PganError
 
 COLUMNS = ("path", "vehicle_id", "camera_id", "split")
+ALIASES = {"vehicle_id": ("vehicle_id", "vehicle"), "camera_id": ("camera_id", "camera")}
+"""The names each id column may have, the first one present is read (the index's CSV reads the same)."""
 SPLITS = ("train", "query", "gallery")
 
 log = logging.getLogger(__name__)
@@ -70,18 +74,19 @@ def read_custom_csv(root_or_csv: str | Path) -> ReidDataset:
     with open(csv_path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         header = [h.strip() for h in (reader.fieldnames or [])]
-        missing = [c for c in COLUMNS if c not in header]
+        source = {c: next((a for a in ALIASES.get(c, (c,)) if a in header), None) for c in COLUMNS}
+        missing = [" or ".join(ALIASES.get(c, (c,))) for c, found in source.items() if found is None]
         if missing:
             raise PganError(f"{csv_path}:1: header lacks column(s) {', '.join(missing)}; "
                             f"expected {','.join(COLUMNS)}")
         reader.fieldnames = header
         for row in reader:
             where = f"{csv_path}:{reader.line_num}"
-            if None in row or any(row.get(c) is None for c in COLUMNS):
+            if None in row or any(row.get(c) is None for c in source.values()):
                 raise PganError(f"{where}: expected {len(header)} fields")
             rel, split = row["path"].strip(), row["split"].strip().lower()
             ids = []
-            for col in ("vehicle_id", "camera_id"):
+            for col in (source["vehicle_id"], source["camera_id"]):
                 try:
                     ids.append(int(row[col].strip()))
                 except ValueError:
