@@ -202,8 +202,8 @@ figures: [real_dev_24ep.json](real_dev_24ep.json)). The same split, model and st
 study ([real_dev.md](real_dev.md)), at 24 epochs (312 steps): warm-up 2 epochs, lr x0.1 at epochs 16
 and 21. Three variants, fixed before any run: the baseline, and PGAN and nopam with the global branch
 on proposals (the pair closest to the baseline at 5 epochs); plain PGAN on proposals (what the held-out
-check ran) was added before its runs, with three seeds. A fourth session added three more before their
-runs, seeds 0-2 each: PGAN + global with part dropout 0.25, with an entropy floor of 0.8, and with the
+check ran) was added before its runs, with three seeds. Three more variants were added later, each fixed
+before its runs, seeds 0-2 each: PGAN + global with part dropout 0.25, with an entropy floor of 0.8, and with the
 boxes of the part detector trained on synthetic images (`--detector runs/bench/part_detector_hard/last.pt`,
 from `benchmarks/part_detector.py --data data/bench-synth-hard-320 --minutes 15`). Seeds are run seed by
 seed; the table lists the seeds that finished. The `curve` in the JSON holds val mAP every 4 epochs (not
@@ -449,12 +449,12 @@ Written by `python benchmarks/real_dev.py --root ../shared/real-dev --workers 2`
 cam1, gallery = cam2, one true match per query (mINP = mAP). MobileNetV2 (ImageNet), 160 px, first
 two stages frozen, P x K = 32 x 2, Adam 3.5e-4, 5 epochs (65 steps); the design (variants, recipe)
 was fixed before any run on val and is stored in the JSON, except: the seed plan was cut after the
-first two runs to fit the session, and two controls (`baseline, 512-d`, `pgan, proposals, 2C'=1280`)
-were added after seeds 0-2 of the others (see `VARIANTS`); a second session added the `+global` rows
-(`model.global_branch`: the part head beside the baseline's unreduced global feature) before their
-runs, and, after their first two seeds, the post-hoc `[global half]` / `[fused half]` rows: the mAP of
-each half of their retrieval feature from the same checkpoints. Rows of runs from the first session are
-carried over from the earlier JSON (`carried`). Final-epoch figures, mean ± population
+first two runs to fit the CPU time available, and two controls (`baseline, 512-d`, `pgan, proposals, 2C'=1280`)
+were added after seeds 0-2 of the others (see `VARIANTS`); the `+global` rows (`model.global_branch`:
+the part head beside the baseline's unreduced global feature) were added later, each fixed before its
+runs, and, after their first two seeds, the `[global half]` / `[fused half]` rows: the mAP of each half
+of their retrieval feature, measured afterwards on the same checkpoints (a diagnostic, not chosen in
+advance). Rows of the earliest runs are carried over from the earlier JSON (`carried`). Final-epoch figures, mean ± population
 std over the seeds listed; paired differences are per seed (same seed: same data order and
 initialisation) with a 95% t-interval. *attention entropy* is the median over query images of the
 PAM's weight entropy over its valid parts (1 = uniform), *largest weight* the median of each image's
