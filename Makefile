@@ -44,9 +44,9 @@ docs-figures: install
 readme-tables: install
 	$(BIN)/python benchmarks/readme_tables.py
 
-# configs/synth_*.yaml are generated from pgan.recipes (the one source of truth of the CPU recipe).
+# configs/synth_*.yaml and configs/custom_*.yaml are generated from pgan.recipes (the one source of truth of the CPU recipe).
 configs: install
-	$(BIN)/python -c "from pgan.recipes import write_synth_configs; write_synth_configs('configs')"
+	$(BIN)/python -c "from pgan.recipes import write_configs; write_configs('configs')"
 
 clean:
 	rm -rf runs/demo data/demo

@@ -200,7 +200,7 @@ def test_cli_parts_commands(tiny_synth, tmp_path, capsys):
         return args.func(args)
 
     assert run("parts", "grid", "--dataset", "synth", "--root", str(tiny_synth), "--out",
-               str(tmp_path / "grid.jsonl"), "--d", "4", "--quiet") == 0
+               str(tmp_path / "grid.jsonl"), "--num-parts", "4", "--quiet") == 0
     grid = read_part_file(tmp_path / "grid.jsonl")
     assert all(len(p.boxes) == 4 for p in grid.values())
     with pytest.raises(PganError, match="does not exist"):

@@ -156,12 +156,13 @@ def test_a_dff_model_gets_boxes_for_a_new_photo_from_its_basis(tiny_synth, tmp_p
 
 
 def test_pgan_parts_discover_passes_every_option_through(tiny_synth, tmp_path, run_cli, capsys, monkeypatch):
-    import pgan.discovery_cli as cli
+    import pgan.models.backbones as backbones
 
-    monkeypatch.setattr(cli, "frozen_imagenet_backbone", lambda name: conv_features())  # no ImageNet file needed
+    # no ImageNet file needed (the command imports the backbone when it runs)
+    monkeypatch.setattr(backbones, "frozen_imagenet_backbone", lambda name: conv_features())
     out = tmp_path / "parts_kmeans.jsonl"
     assert run_cli("parts", "discover", "--method", "kmeans", "--dataset", "synth", "--root", tiny_synth,
-                   "--out", out, "--k", "3", "--input-size", "64", "--max-fit-images", "5", "--quiet") == 0
+                   "--out", out, "--num-parts", "3", "--input-size", "64", "--max-fit-images", "5", "--quiet") == 0
     report = json.loads(capsys.readouterr().out)
     basis = PartBasis.load(basis_path(out))
     assert basis.method == "kmeans" and basis.k == 3 and basis.input_size == 64

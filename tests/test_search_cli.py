@@ -23,15 +23,15 @@ def test_index_build_info_search_and_figure(run_cli, tiny_synth, tiny_checkpoint
     # Queries of the dataset: their ground-truth boxes come from the model's own part file.
     queries = sorted((tiny_synth / "image_query").iterdir())[:2]
     fig = tmp_path / "fig.png"
-    assert run_cli("search", "--index", idx, *queries, "--topk", "5", "--figure", fig, "--device", "cpu") == 0
+    assert run_cli("search", "--index", idx, *queries, "--top-k", "5", "--figure", fig, "--device", "cpu") == 0
     rows = _lines(capsys.readouterr().out)
     assert len(rows) == 10 and [r["rank"] for r in rows[:5]] == [1, 2, 3, 4, 5]
     assert {"query", "rank", "score", "path", "camera", "vehicle_id", "image_id", "boxes"} <= set(rows[0])
     assert rows[0]["query"] == str(queries[0]) and rows[0]["score"] >= rows[4]["score"]
     with Image.open(fig) as im:
         assert im.width > 5 * 112 and im.height > 2 * 112
-    # --topk beyond the gallery: everything, with a warning.
-    assert run_cli("search", "--index", idx, queries[0], "--topk", "100", "--device", "cpu") == 0
+    # --top-k beyond the gallery: everything, with a warning.
+    assert run_cli("search", "--index", idx, queries[0], "--top-k", "100", "--device", "cpu") == 0
     assert len(_lines(capsys.readouterr().out)) == 16
 
 
@@ -73,7 +73,7 @@ def test_export_onnx_int8_cli_and_index_with_onnx_runtime(run_cli, tiny_synth, t
     capsys.readouterr()
     # The fp32 export shares the checkpoint's fingerprint: PyTorch queries search an ONNX-built index.
     q = sorted((tiny_synth / "image_test").iterdir())[0]
-    assert run_cli("search", "--index", tmp_path / "idx", q, "--topk", "1", "--device", "cpu") == 0
+    assert run_cli("search", "--index", tmp_path / "idx", q, "--top-k", "1", "--device", "cpu") == 0
     top = _lines(capsys.readouterr().out)[0]
     assert top["path"] == str(q.resolve()) and top["score"] == pytest.approx(1.0, abs=1e-4)
     # The int8 model embeds differently: refused on the fp32 index.

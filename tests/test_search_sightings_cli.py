@@ -16,10 +16,10 @@ def test_search_sightings_groups_each_querys_hits_by_camera_in_time_order(run_cl
                    tiny_synth / "image_test", "--out", idx, "--quiet", "--device", "cpu") == 0
     capsys.readouterr()
     queries = sorted((tiny_synth / "image_query").iterdir())[:2]
-    assert run_cli("search", "--index", idx, *queries, "--topk", "16", "--device", "cpu") == 0
+    assert run_cli("search", "--index", idx, *queries, "--top-k", "16", "--device", "cpu") == 0
     ranked = _lines(capsys.readouterr().out)  # the flat form, to compare with
-    assert run_cli("search", "--index", idx, *queries, "--topk", "16", "--device", "cpu", "--sightings",
-                   "--min-score", "-1") == 0
+    assert run_cli("search", "--index", idx, *queries, "--top-k", "16", "--device", "cpu", "--sightings",
+                   "--min-similarity", "-1") == 0
     rows = _lines(capsys.readouterr().out)
     assert [r["query"] for r in rows] == [str(q) for q in queries]  # one line per query
     for row in rows:
@@ -37,14 +37,14 @@ def test_search_sightings_groups_each_querys_hits_by_camera_in_time_order(run_cl
             assert (cam["first_seen"], cam["last_seen"]) == (cam["hits"][0]["timestamp"],
                                                              cam["hits"][-1]["timestamp"])
     # The default threshold: what is left out is counted.
-    assert run_cli("search", "--index", idx, queries[0], "--topk", "16", "--device", "cpu", "--sightings") == 0
+    assert run_cli("search", "--index", idx, queries[0], "--top-k", "16", "--device", "cpu", "--sightings") == 0
     (row,) = _lines(capsys.readouterr().out)
     kept = [h for c in row["cameras"] for h in c["hits"]]
     assert row["min_score"] == 0.5 and all(h["score"] >= 0.5 for h in kept)
     assert len(kept) + row["below_min_score"] == 16
     # Bad flags are one-line errors.
-    for argv, message in [(("--min-score", "0.3"), "add --sightings"),
-                          (("--sightings", "--min-score", "3"), "between -1 and 1")]:
+    for argv, message in [(("--min-similarity", "0.3"), "add --sightings"),
+                          (("--sightings", "--min-similarity", "3"), "between -1 and 1")]:
         assert run_cli("search", "--index", idx, queries[0], "--device", "cpu", *argv) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("pgan: error:") and message in err and "\n" not in err

@@ -56,7 +56,7 @@ def _png(path, min_wh, max_wh):
 def test_rank_pages_side_by_side(ckpts, tmp_path, run_cli):
     out = tmp_path / "ranks"
     assert run_cli("viz", "ranks", "--checkpoint", ckpts["pgan"], "--compare", ckpts["baseline"],
-                   "--queries", 5, "--k", 3, "--out", out) == 0
+                   "--queries", 5, "--top-k", 3, "--out", out) == 0
     pages = sorted(p.name for p in out.glob("ranks_page*.png"))
     assert pages == ["ranks_page01.png", "ranks_page02.png"]  # 5 queries, 4 a page
     _png(out / pages[0], (700, 450), (1100, 700))  # query + 2 x 3 tiles, 4 rows
@@ -110,7 +110,7 @@ def test_attention_figures(ckpts, tiny_synth, tmp_path, run_cli, capsys):
     parts = read_part_file(tiny_synth / "parts_gt.jsonl")
     keys = sorted(k for k in parts if k.startswith("image_query/"))[:2]
     out = tmp_path / "att"
-    assert run_cli("viz", "attention", "--checkpoint", ckpts["pgan"], "--images", *keys, "--out", out) == 0
+    assert run_cli("viz", "attention", "--checkpoint", ckpts["pgan"], "--keys", *keys, "--out", out) == 0
     info = json.loads((out / "attention.json").read_text())
     assert [im["key"] for im in info["images"]] == keys
     for im in info["images"]:
@@ -123,7 +123,7 @@ def test_attention_figures(ckpts, tiny_synth, tmp_path, run_cli, capsys):
     capsys.readouterr()
     assert run_cli("viz", "attention", "--checkpoint", ckpts["baseline"], "--num", 1, "--out", out) == 2
     assert "no part attention" in capsys.readouterr().err
-    assert run_cli("viz", "attention", "--checkpoint", ckpts["pgan"], "--images", "nope.jpg", "--out", out) == 2
+    assert run_cli("viz", "attention", "--checkpoint", ckpts["pgan"], "--keys", "nope.jpg", "--out", out) == 2
     assert "'nope.jpg' is not in dataset" in capsys.readouterr().err
     # a part file without the image asked for
     lines = (tiny_synth / "parts_gt.jsonl").read_text().splitlines()
@@ -131,7 +131,7 @@ def test_attention_figures(ckpts, tiny_synth, tmp_path, run_cli, capsys):
     ck = load_checkpoint(ckpts["pgan"])
     ck["config"]["data"]["part_file"] = str(tmp_path / "parts.jsonl")
     atomic_torch_save(ck, tmp_path / "fewer_parts.pt")
-    assert run_cli("viz", "attention", "--checkpoint", tmp_path / "fewer_parts.pt", "--images", keys[0],
+    assert run_cli("viz", "attention", "--checkpoint", tmp_path / "fewer_parts.pt", "--keys", keys[0],
                    "--out", out) == 2
     err = capsys.readouterr().err
     assert "parts.jsonl" in err and keys[0] in err

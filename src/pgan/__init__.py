@@ -10,13 +10,13 @@ Importing the package has no side effects: nothing is registered, downloaded or
 initialised until a function is called.
 
 Public API: :func:`load_model` and :class:`FeatureExtractor` (:mod:`pgan.inference`),
-and :class:`GalleryIndex` (:mod:`pgan.index`). ``GalleryIndex`` is imported on first
-access (module ``__getattr__``) because it needs faiss, a heavy optional dependency
-(the ``search`` extra); ``import pgan`` works without it.
+:func:`create_model` and :func:`list_backbones` (:mod:`pgan.models.factory`), and
+:class:`GalleryIndex` (:mod:`pgan.index`). Each is imported on first access (module
+``__getattr__``, PEP 562): ``import pgan`` costs nothing (the ``pgan`` command's ``--help`` needs no
+torch), and ``GalleryIndex`` needs faiss, a heavy optional dependency (the ``search`` extra).
 """
 
-from pgan.inference import FeatureExtractor, load_model
-from pgan.models.factory import create_model, list_backbones
+import importlib
 
 __version__ = "0.1.0"
 
@@ -31,10 +31,19 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    # GalleryIndex needs faiss (the [search] extra): imported on first use, so `import pgan` works without it.
-    if name == "GalleryIndex":
-        from pgan.index import GalleryIndex
+# public name -> the module that defines it (imported on first access)
+_LAZY = {"FeatureExtractor": "pgan.inference", "load_model": "pgan.inference",
+         "create_model": "pgan.models.factory",
+         "list_backbones": "pgan.models.factory", "GalleryIndex": "pgan.index"}
 
-        return GalleryIndex
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # later accesses skip this function
+        return value
     raise AttributeError(f"module 'pgan' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from pgan.cli_options import HelpFormatter, add_command, add_out, add_quiet
 from pgan.errors import PganError
 from pgan.utils.safe_load import TRUST_ENV
 
@@ -77,46 +78,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pgan", description="Part-Guided Attention Network for vehicle re-ID")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser.add_argument("--trust-checkpoint", action="store_true",
-                        help="allow checkpoints that need the full unpickler (old pgan format): only for files "
-                             "from a source you trust, since loading them can run code")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser("synth", help="generate the synthetic near-twin vehicle benchmark (VeRi-776 layout)")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--realism", type=float, default=None, metavar="R",
-                   help="photo realism in [0, 1]: texture, reflections, blur, JPEG, night, clutter "
-                        "(default 0: the flat-colour images); same as --set realism=R")
-    p.add_argument("--set", nargs="*", metavar="KEY=VALUE",
-                   help="generator settings, e.g. num_train_ids=200 difficulty=0.7 image_size=160")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_synth)
-
-    p = sub.add_parser("train", help="train a model from a recipe and dotted overrides")
-    p.add_argument("--config", help="YAML recipe (see configs/)")
-    p.add_argument("--resume", action="store_true", help="continue from <run.out_dir>/last.pt")
-    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    p.add_argument("overrides", nargs="*", metavar="SECTION.KEY=VALUE")
-    p.set_defaults(func=_cmd_train)
-
-    p = sub.add_parser("eval", help="evaluate a checkpoint (CMC, mAP, mINP)")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--out", help="JSON file for the metrics (default: eval.json beside the checkpoint)")
-    p.add_argument("overrides", nargs="*", metavar="SECTION.KEY=VALUE",
-                   help="e.g. data.root=... run.flip_test=true")
-    p.set_defaults(func=_cmd_eval)
-
-    p = sub.add_parser("demo", help="synthetic set -> baseline and PGAN -> report (2-core CPU, < 5 minutes)")
-    p.add_argument("--out", default="runs/demo")
-    p.add_argument("--data", default="data/demo")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (quick look)")
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=_cmd_demo)
-
+    """The whole ``pgan`` parser. Building it imports no heavy module (see :mod:`pgan.cli_options`)."""
     from pgan.bench.cli import register as register_bench
     from pgan.data_cli import register as register_data
     from pgan.detection.cli import register as register_parts
@@ -125,12 +87,70 @@ def build_parser() -> argparse.ArgumentParser:
     from pgan.serve.cli import register as register_serve
     from pgan.viz.cli import register as register_viz
 
+    parser = argparse.ArgumentParser(
+        prog="pgan", formatter_class=HelpFormatter,
+        description="pgan: vehicle re-identification with the Part-Guided Attention Network (PGAN).\n"
+                    "Train on your photos or a public dataset, evaluate, and search galleries of camera crops.",
+        epilog="your own photos, end to end:\n"
+               "  pgan data csv --images photos/ --out my.csv\n"
+               "  pgan train --config configs/custom_baseline.yaml data.root=my.csv\n"
+               "  pgan eval --checkpoint runs/custom_baseline/last.pt\n"
+               "  pgan index build --checkpoint runs/custom_baseline/last.pt --images my.csv --split gallery "
+               "--out runs/index\n"
+               "  pgan search --index runs/index query.jpg\n"
+               "  pgan serve --index runs/index\n\n"
+               "'pgan COMMAND --help' shows each command's options, defaults and an example.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--trust-checkpoint", action="store_true",
+                        help="allow checkpoints that need the full unpickler (old pgan format): only for files "
+                             "from a source you trust, since loading them can run code")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = add_command(sub, "synth", help="generate the synthetic near-twin vehicle benchmark (VeRi-776 layout)",
+                    example="pgan synth --out data/synth --realism 0.5")
+    add_out(p, "folder", "where the dataset is written")
+    p.add_argument("--seed", type=int, default=None, help="generator seed (unset: the generator's default, 0)")
+    p.add_argument("--realism", type=float, default=None, metavar="R",
+                   help="photo realism in [0, 1]: texture, reflections, blur, JPEG, night, clutter "
+                        "(unset: 0, the flat-colour images); same as --set realism=R")
+    p.add_argument("--set", nargs="*", metavar="KEY=VALUE",
+                   help="generator settings, e.g. num_train_ids=200 difficulty=0.7 image_size=160")
+    add_quiet(p)
+    p.set_defaults(func=_cmd_synth)
+
+    p = add_command(sub, "train", help="train a model from a recipe and dotted overrides",
+                    example="pgan train --config configs/custom_pgan.yaml data.root=my.csv optim.epochs=24")
+    p.add_argument("--config", metavar="FILE", help="YAML recipe (configs/); unset: the paper's defaults")
+    p.add_argument("--resume", action="store_true", help="continue from <run.out_dir>/last.pt")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.add_argument("overrides", nargs="*", metavar="SECTION.KEY=VALUE",
+                   help="config changes, e.g. data.root=my.csv run.out_dir=runs/mine optim.epochs=5")
+    p.set_defaults(func=_cmd_train)
+
+    p = add_command(sub, "eval", help="evaluate a checkpoint on its dataset's query / gallery (CMC, mAP, mINP)",
+                    example="pgan eval --checkpoint runs/custom_pgan/last.pt run.flip_test=true")
+    p.add_argument("--checkpoint", required=True, metavar="FILE", help="a checkpoint of pgan train (last.pt)")
+    add_out(p, "file", "JSON metrics (unset: eval.json beside the checkpoint)", required=False)
+    p.add_argument("overrides", nargs="*", metavar="SECTION.KEY=VALUE",
+                   help="change the stored config, e.g. data.root=... run.flip_test=true")
+    p.set_defaults(func=_cmd_eval)
+
+    p = add_command(sub, "demo", help="synthetic set -> baseline and PGAN -> report (2-core CPU, < 5 minutes)",
+                    example="pgan demo --out runs/demo --data data/demo")
+    add_out(p, "folder", "runs and the report", required=False, default="runs/demo")
+    p.add_argument("--data", default="data/demo", metavar="DIR",
+                   help="where the synthetic set is generated (reused when present)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the data and of both runs")
+    p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (a quick look)")
+    add_quiet(p)
+    p.set_defaults(func=_cmd_demo)
+
+    register_data(sub)  # data {csv}
     register_parts(sub, register_discover)  # parts {train, eval, extract, convert, proposals, grid, discover}
     register_viz(sub)  # viz {ranks, attention}, analyze {attention}
     register_bench(sub)  # bench {runtime, ablation}
     register_serve(sub)  # serve (search service)
     register_search(sub)  # search, index {build, add, info}, export {onnx}
-    register_data(sub)  # data {csv}
     return parser
 
 

@@ -8,22 +8,15 @@ from __future__ import annotations
 
 import argparse
 
+from pgan.cli_options import add_command, add_group, add_out
 from pgan.data.folder_csv import DEFAULT_TEST_FRACTION
 
 __all__ = ["register"]
 
-CSV_EXAMPLE = """example (flat files such as car_0088_cam2.jpg):
-  pgan data csv --images photos --out my.csv \\
-      --pattern '(?P<vehicle>[a-z]+_[0-9]+)_cam(?P<camera>[0-9]+)'
-
-layouts read without --pattern: DIR/<vehicle>/<camera>_*.jpg and DIR/<vehicle>/<camera>/*.jpg.
+LAYOUTS = """layouts read without --pattern: DIR/<vehicle>/<camera>_*.jpg and DIR/<vehicle>/<camera>/*.jpg.
 Splits are by vehicle: with two cameras, held-out vehicles' lower camera id is the query and the
 other camera the gallery; with more, one seeded query per vehicle and camera (VeRi-776), every
 held-out image in the gallery. Vehicles seen by one camera train."""
-
-
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults shown after each option's help; the epilog's example keeps its line breaks."""
 
 
 def _cmd_csv(args: argparse.Namespace) -> int:
@@ -44,22 +37,23 @@ def _cmd_csv(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``data {csv}`` to ``pgan``'s subcommands."""
-    data = sub.add_parser("data", help="prepare your own photos: data csv",
-                          formatter_class=argparse.ArgumentDefaultsHelpFormatter).add_subparsers(
-        dest="data_command", required=True, metavar="ACTION")
-    p = data.add_parser("csv", help="write the custom-dataset CSV (path,vehicle_id,camera_id,split) from a "
-                                    "folder of photos, split by vehicle with a seed",
-                        description="Write the custom-dataset CSV from a folder of vehicle photos: ids from the\n"
-                                    "layout or --pattern, train/query/gallery split by vehicle with --seed.",
-                        epilog=CSV_EXAMPLE, formatter_class=_Formatter)
-    p.add_argument("--images", required=True, default=argparse.SUPPRESS,
+    data = add_group(sub, "data", help="prepare your own photos: data csv", dest="data_command", metavar="ACTION")
+    p = add_command(data, "csv", help="write the custom-dataset CSV (path,vehicle_id,camera_id,split) from a "
+                                      "folder of photos, split by vehicle with a seed",
+                    description="Write the custom-dataset CSV from a folder of vehicle photos: ids from the\n"
+                                "layout or --pattern, train/query/gallery split by vehicle with --seed.\n\n"
+                                + LAYOUTS,
+                    example=["pgan data csv --images photos --out my.csv  # photos/<vehicle>/<camera>_*.jpg",
+                             "pgan data csv --images photos --out my.csv \\",
+                             "    --pattern '(?P<vehicle>[a-z]+_[0-9]+)_cam(?P<camera>[0-9]+)'",
+                             "    # flat files such as car_0088_cam2.jpg"])
+    p.add_argument("--images", required=True, metavar="DIR",
                    help="the folder of photos (scanned recursively; non-image files are skipped and counted)")
-    p.add_argument("--out", required=True, default=argparse.SUPPRESS,
-                   help="the CSV file to write (paths in it are relative to its folder for images under that "
-                        "folder, absolute otherwise)")
-    p.add_argument("--pattern", default=argparse.SUPPRESS,
+    add_out(p, "file", "the CSV to write (paths in it are relative to its folder for images under that folder, "
+                       "absolute otherwise)")
+    p.add_argument("--pattern", metavar="REGEX",
                    help="regular expression with the named groups vehicle and camera, searched in each path "
-                        "relative to --images (default: none, the folder layouts)")
+                        "relative to --images (unset: the folder layouts)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split (same seed, same split)")
     p.add_argument("--test-fraction", type=float, default=DEFAULT_TEST_FRACTION,
                    help="share of the vehicles held out for evaluation (query + gallery), chosen among those "

@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 
+from pgan.cli_options import add_command, add_device, add_group, add_out, add_parts, add_quiet, add_top_k
 from pgan.errors import PganError
 
 __all__ = ["register"]
@@ -57,14 +58,14 @@ def _cmd_search(args: argparse.Namespace) -> int:
     from pgan.index.search import draw_results, extractor_for, search_images
     from pgan.index.sightings import DEFAULT_MIN_SCORE, group_sightings
 
-    if args.min_score is not None and not args.sightings:
-        raise PganError("--min-score applies to the sightings only: add --sightings")
-    min_score = DEFAULT_MIN_SCORE if args.min_score is None else args.min_score
+    if args.min_similarity is not None and not args.sightings:
+        raise PganError("--min-similarity applies to the sightings only: add --sightings")
+    min_score = DEFAULT_MIN_SCORE if args.min_similarity is None else args.min_similarity
     if not -1.0 <= min_score <= 1.0:
-        raise PganError(f"--min-score must be between -1 and 1 (a cosine similarity), got {args.min_score}")
+        raise PganError(f"--min-similarity must be between -1 and 1 (a cosine similarity), got {min_score}")
     with GalleryIndex.open(args.index) as idx:
         fx = extractor_for(idx, args.checkpoint, args.parts, args.device, args.runtime, args.onnx)
-        results = search_images(idx, args.photos, args.topk, camera=args.camera,
+        results = search_images(idx, args.photos, args.top_k, camera=args.camera,
                                 exclude_camera=args.exclude_camera, since=args.since, until=args.until,
                                 extractor=fx)
     for r in results:
@@ -100,88 +101,96 @@ def _cmd_export_onnx(args: argparse.Namespace) -> int:
 
 
 def _model_args(p: argparse.ArgumentParser, checkpoint_required: bool) -> None:
-    p.add_argument("--checkpoint", required=checkpoint_required,
-                   help="pgan train checkpoint" + ("" if checkpoint_required else " (default: the index's)"))
-    p.add_argument("--parts", help="part boxes for images the model's part file lacks: 'proposals', 'grid', "
-                                   "'dff' / 'kmeans' (the model's basis), a *.basis.npz file, a part-detector "
-                                   "checkpoint or a part-box file")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
-    p.add_argument("--runtime", default="torch", choices=["torch", "onnx"])
-    p.add_argument("--onnx", help="the ONNX export to run with --runtime onnx")
+    p.add_argument("--checkpoint", required=checkpoint_required, metavar="FILE",
+                   help="a checkpoint of pgan train" + ("" if checkpoint_required else " (unset: the index's)"))
+    add_parts(p)
+    add_device(p)
+    p.add_argument("--runtime", default="torch", choices=["torch", "onnx"],
+                   help="what runs the model: eager PyTorch, or onnxruntime on --onnx")
+    p.add_argument("--onnx", metavar="FILE", help="the ONNX export to run with --runtime onnx (pgan export onnx)")
+
+
+IMAGES_HELP = ("a folder of images, or a CSV with a path column and optional camera_id (or camera), vehicle_id "
+               "(or vehicle), timestamp and split columns")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``search``, ``index {build, add, info}`` and ``export {onnx}`` to ``pgan``'s subcommands."""
-    index = sub.add_parser("index", help="gallery index: build | add | info").add_subparsers(
-        dest="index_command", required=True, metavar="ACTION")
-    p = index.add_parser("build", help="embed a folder or CSV of images into an index: SQLite metadata + faiss "
-                                       "(default) or Milvus vectors (resumable; torchrun shards it)")
+    index = add_group(sub, "index", help="gallery index: build | add | info", dest="index_command",
+                      metavar="ACTION")
+    p = add_command(index, "build", help="embed a folder or CSV of images into an index: SQLite metadata + faiss "
+                                         "(default) or Milvus vectors (resumable; torchrun shards it)",
+                    example="pgan index build --checkpoint runs/custom_pgan/last.pt --images my.csv "
+                            "--split gallery --out runs/index")
     _model_args(p, True)
-    p.add_argument("--images", required=True,
-                   help="folder of images or CSV (path[,camera_id,vehicle_id,timestamp,split])")
+    p.add_argument("--images", required=True, metavar="PATH", help=IMAGES_HELP)
     p.add_argument("--split", metavar="NAME",
                    help="only the rows of this split (train, query, gallery) of a CSV with a split column, which "
                         "needs it (the CSV of pgan data csv: --split gallery)")
-    p.add_argument("--out", required=True, help="index folder")
+    add_out(p, "folder", "the index (index.sqlite, vectors, build report)")
     p.add_argument("--index-type", default="auto",
                    help="faiss factory string: Flat (exact), HNSW32,Flat, IVF1024,PQ64, ...; auto: Flat up to "
                         "100,000 images, HNSW32,Flat beyond. --backend milvus: HNSW<M> (auto: HNSW32) or Flat")
     p.add_argument("--backend", choices=["faiss", "milvus"],
-                   help="where the searchable vectors go: faiss (vectors.faiss in --out; the default for a new "
+                   help="where the searchable vectors go: faiss (vectors.faiss in --out; unset: faiss for a new "
                         "index) or milvus (a collection at --uri); a resumed build keeps the index's own. "
                         "The metadata stays in --out/index.sqlite either way")
     p.add_argument("--uri", help="--backend milvus: a Milvus Lite file (gallery.db: embedded, one process at "
                                  "a time) or a Milvus server (http://host:19530)")
-    p.add_argument("--collection", help="--backend milvus: the collection's name (default: pgan_<--out "
+    p.add_argument("--collection", help="--backend milvus: the collection's name (unset: pgan_<--out "
                                         "folder name>); one that exists already is refused")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
     p.add_argument("--flip", action="store_true", help="flip test-time augmentation (searches use it too)")
-    p.add_argument("--quiet", action="store_true")
+    add_quiet(p)
     p.set_defaults(func=_cmd_index_build)
 
-    p = index.add_parser("add", help="add the images of a folder or CSV to an index (same model only)")
+    p = add_command(index, "add", help="add the images of a folder or CSV to an index (same model only)",
+                    example="pgan index add --index runs/index --images new_photos/")
     _model_args(p, False)
-    p.add_argument("--index", required=True)
-    p.add_argument("--images", required=True)
+    p.add_argument("--index", required=True, metavar="DIR", help="an index folder (pgan index build)")
+    p.add_argument("--images", required=True, metavar="PATH", help=IMAGES_HELP)
     p.add_argument("--split", metavar="NAME",
                    help="only the rows of this split (train, query, gallery) of a CSV with a split column, which "
                         "needs it (the CSV of pgan data csv: --split gallery)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
+    add_quiet(p)
     p.set_defaults(func=_cmd_index_add)
 
-    p = index.add_parser("info", help="what an index holds (JSON)")
-    p.add_argument("--index", required=True)
+    p = add_command(index, "info", help="what an index holds (JSON)", example="pgan index info --index runs/index")
+    p.add_argument("--index", required=True, metavar="DIR", help="an index folder (pgan index build)")
     p.add_argument("--skipped", action="store_true", help="list the files the build skipped, with the reason")
     p.set_defaults(func=_cmd_index_info)
 
-    p = sub.add_parser("search", help="top-k gallery matches of query photos (JSON lines); --sightings: "
-                                      "grouped by camera in time order")
-    p.add_argument("--index", required=True)
-    p.add_argument("photos", nargs="+")
-    p.add_argument("--topk", type=int, default=20)
+    p = add_command(sub, "search", help="top-k gallery matches of query photos (JSON lines); --sightings: "
+                                        "grouped by camera in time order",
+                    example="pgan search --index runs/index --top-k 10 --exclude-camera 1 query.jpg")
+    p.add_argument("--index", required=True, metavar="DIR", help="an index folder (pgan index build)")
+    p.add_argument("photos", nargs="+", help="query photos (image files)")
+    add_top_k(p, 20)
     p.add_argument("--camera", type=int, help="only matches from this camera")
     p.add_argument("--exclude-camera", type=int, help="no matches from this camera (e.g. the query's)")
     p.add_argument("--since", help="only matches with a timestamp >= this (compared as text: give the "
                                    "gallery's own fixed-width form, e.g. 00030000 or 2024-05-01T08:00)")
     p.add_argument("--until", help="only matches with a timestamp <= this (see --since)")
-    p.add_argument("--figure", help="PNG: each query and its top-k with part boxes")
+    p.add_argument("--figure", metavar="FILE", help="PNG: each query and its top-k with part boxes")
     p.add_argument("--sightings", action="store_true",
-                   help="one JSON line per query: the top-k scoring at least --min-score, grouped by camera "
+                   help="one JSON line per query: the top-k at least --min-similarity alike, grouped by camera "
                         "(cameras by best score), each camera's in timestamp order, with first/last seen")
-    p.add_argument("--min-score", type=float, help="with --sightings: the least cosine score of a sighting "
-                                                   "(default 0.5, not calibrated: set it for your model)")
+    p.add_argument("--min-similarity", type=float, metavar="S",
+                   help="with --sightings: the least cosine similarity of a sighting (unset: 0.5, not "
+                        "calibrated: set it for your model)")
     _model_args(p, False)
     p.set_defaults(func=_cmd_search)
 
-    export = sub.add_parser("export", help="export a trained model").add_subparsers(
-        dest="export_command", required=True, metavar="FORMAT")
-    p = export.add_parser("onnx", help="the test-time network (images, masks -> F_fb), dynamic batch axis")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--out", required=True, help="the fp32 model (.onnx)")
+    export = add_group(sub, "export", help="export a trained model", dest="export_command", metavar="FORMAT")
+    p = add_command(export, "onnx", help="the test-time network (images, masks -> F_fb), dynamic batch axis",
+                    example="pgan export onnx --checkpoint runs/custom_pgan/last.pt --out model.onnx --int8 "
+                            "--calibration my.csv")
+    p.add_argument("--checkpoint", required=True, metavar="FILE", help="a checkpoint of pgan train")
+    add_out(p, "file", "the fp32 model (.onnx)")
     p.add_argument("--int8", action="store_true", help="also write a static int8 model (onnxruntime)")
-    p.add_argument("--int8-out", help="where the int8 model goes (default: <out stem>-int8.onnx)")
-    p.add_argument("--calibration", help="folder or CSV of training images to calibrate int8 on")
+    p.add_argument("--int8-out", metavar="FILE", help="where the int8 model goes (unset: <out stem>-int8.onnx)")
+    p.add_argument("--calibration", metavar="PATH", help="folder or CSV of training images to calibrate int8 on")
     p.add_argument("--calibration-size", type=int, default=64, help="images used for calibration")
-    p.add_argument("--parts", help="part boxes for calibration images the model's part file lacks")
+    add_parts(p)
     p.set_defaults(func=_cmd_export_onnx)

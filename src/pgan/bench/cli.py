@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 from pgan.bench.ablation import DEFAULT_GRIDS, GRIDS
+from pgan.cli_options import add_command, add_group, add_num_parts, add_out, add_threads
 from pgan.errors import PganError
 
 __all__ = ["register"]
@@ -54,38 +55,38 @@ def _cmd_ablation(args: argparse.Namespace) -> int:
     return 0
 
 
-def _out(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", required=True, help="run folder for the figures, tables and report.html")
-
-
 def register(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:
     """Add ``bench`` to ``pgan``; returns its subparsers (for benchmarks added elsewhere)."""
-    bench = subparsers.add_parser("bench", help="benchmarks")
-    bsub = bench.add_subparsers(dest="bench_command", required=True, metavar="BENCHMARK")
-    p = bsub.add_parser("runtime", help="ms per image: part detector, baseline and PGAN re-ID networks, total")
-    p.add_argument("--backbone", default="resnet50")
-    p.add_argument("--input", type=int, nargs="+", default=[224], metavar="SIZE", help="224 or H W")
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
+    bsub = add_group(subparsers, "bench", help="benchmarks: runtime (Table VII), ablation grids (Tables II-IV)",
+                     dest="bench_command", metavar="BENCHMARK")
+    p = add_command(bsub, "runtime", help="ms per image: part detector, baseline and PGAN re-ID networks, total",
+                    example="pgan bench runtime --backbone mobilenet_v2 --input 160 --out runs/runtime")
+    p.add_argument("--backbone", default="resnet50", help="re-ID backbone (pgan.list_backbones())")
+    p.add_argument("--input", type=int, nargs="+", default=[224], metavar="SIZE", help="input size: 224 or H W")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32], help="batch sizes timed")
     p.add_argument("--repeats", type=int, default=5, help="timed runs per module (median reported)")
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed runs before the timed ones")
+    add_threads(p)
     p.add_argument("--devices", nargs="+", default=["auto"], help="cpu, cuda or auto (cpu, and cuda if present)")
-    p.add_argument("--num-parts", type=int, default=8)
-    p.add_argument("--reduced-dim", type=int, default=256)
-    p.add_argument("--detector-checkpoint", help="time a trained part detector instead of random weights")
-    p.add_argument("--seed", type=int, default=0)
-    _out(p)
+    add_num_parts(p, 8, "parts per image (D)")
+    p.add_argument("--reduced-dim", type=int, default=256, help="C': the retrieval feature is 2C'")
+    p.add_argument("--detector-checkpoint", metavar="FILE",
+                   help="time a trained part detector instead of random weights")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights and inputs")
+    add_out(p, "folder", "the figures, tables and report.html")
     p.set_defaults(func=_cmd_bench_runtime)
 
-    p = bsub.add_parser("ablation", help="the paper's ablation tables: named grids x seeds, mean ± std")
+    p = add_command(bsub, "ablation", help="the paper's ablation tables: named grids x seeds, mean ± std",
+                    example="pgan bench ablation --dataset synth --grids variants --seeds 0 1 2")
     p.add_argument("--dataset", default="synth", help="'synth' (built-in CPU recipe) or a dataset name")
-    p.add_argument("--config", help="recipe for a real dataset, e.g. configs/veri776_pgan.yaml")
-    p.add_argument("--grids", nargs="+", default=list(DEFAULT_GRIDS), choices=sorted(GRIDS))
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--out", default="runs/ablation")
-    p.add_argument("--data", default="data/demo-synth", help="synthetic data folder (synth only)")
+    p.add_argument("--config", metavar="FILE", help="recipe for a real dataset, e.g. configs/veri776_pgan.yaml")
+    p.add_argument("--grids", nargs="+", default=list(DEFAULT_GRIDS), choices=sorted(GRIDS), metavar="GRID",
+                   help=f"grids to run: {', '.join(sorted(GRIDS))}")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds of every grid cell")
+    add_out(p, "folder", "run folders and tables", required=False, default="runs/ablation")
+    p.add_argument("--data", default="data/demo-synth", metavar="DIR", help="synthetic data folder (synth only)")
     p.add_argument("--summarise-only", action="store_true",
                    help="train nothing; tabulate the finished runs (unfinished ones are counted as pending)")
-    p.add_argument("overrides", nargs="*", metavar="SECTION.KEY=VALUE")
+    p.add_argument("overrides", nargs="*", metavar="SECTION.KEY=VALUE", help="config changes for every run")
     p.set_defaults(func=_cmd_ablation)
     return bsub

@@ -20,24 +20,29 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from pgan.cli_options import (
+    add_command,
+    add_device,
+    add_group,
+    add_num_parts,
+    add_out,
+    add_quiet,
+    add_threads,
+    set_torch_threads,
+)
 from pgan.errors import PganError
 
 __all__ = ["register"]
 
 
 def _threads(args: argparse.Namespace) -> None:
-    if getattr(args, "threads", None):
-        import torch
-
-        if args.threads < 1:
-            raise PganError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    set_torch_threads(getattr(args, "threads", None))
 
 
 def _samples(args: argparse.Namespace, classes: list[str] | None, keep_empty: bool):
     from pgan.detection.data import read_annotations
 
-    return read_annotations(args.voc, args.coco, args.images, classes, args.strict_labels, keep_empty)
+    return read_annotations(args.voc, args.coco, args.image_root, classes, args.strict_labels, keep_empty)
 
 
 def _class_list(args: argparse.Namespace) -> list[str] | None:
@@ -100,7 +105,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     if not Path(args.checkpoint).is_file():
         raise PganError(f"detector checkpoint {args.checkpoint} does not exist")
     out = args.out or detector_part_file(args.checkpoint, Path(args.checkpoint).parent)
-    report = extract_parts(args.checkpoint, args.dataset, args.root, out, args.d, args.nms, args.min_score,
+    report = extract_parts(args.checkpoint, args.dataset, args.root, out, args.num_parts, args.nms, args.min_score,
                            args.batch_size, args.device, not args.quiet, args.workers)
     print(json.dumps(report.to_dict(), indent=2))
     return 0
@@ -114,9 +119,9 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     records = dataset_images(args.dataset, args.root)
     classes = args.classes or None
     if getattr(args, "from") == "text":
-        items, report = text_dir_to_parts(args.input, records, classes, args.max_boxes)
+        items, report = text_dir_to_parts(args.input, records, classes, args.num_parts)
     else:
-        items, report = coco_results_to_parts(args.input, records, args.coco_ann, classes, args.max_boxes)
+        items, report = coco_results_to_parts(args.input, records, args.coco_ann, classes, args.num_parts)
     write_part_file(args.out, items)
     print(json.dumps({"out": args.out, "images": report.images, "boxes": report.boxes,
                       "images_without_boxes": len(report.missing), "clipped": report.clipped}, indent=2))
@@ -126,7 +131,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 def _cmd_proposals(args: argparse.Namespace) -> int:
     from pgan.parts.proposals import propose_parts
 
-    report = propose_parts(args.dataset, args.root, args.out, args.max_boxes, args.nms, progress=not args.quiet,
+    report = propose_parts(args.dataset, args.root, args.out, args.num_parts, args.nms, progress=not args.quiet,
                            workers=args.workers)
     print(json.dumps(report.to_dict(), indent=2))
     return 0
@@ -135,7 +140,7 @@ def _cmd_proposals(args: argparse.Namespace) -> int:
 def _cmd_grid(args: argparse.Namespace) -> int:
     from pgan.parts.extract import write_grid_file
 
-    report = write_grid_file(args.dataset, args.root, args.out, args.d, not args.quiet, args.workers)
+    report = write_grid_file(args.dataset, args.root, args.out, args.num_parts, not args.quiet, args.workers)
     print(json.dumps(report.to_dict(), indent=2))
     return 0
 
@@ -145,93 +150,111 @@ def _annotation_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--voc", nargs="+", metavar="DIR",
                    help="folders of Pascal-VOC *.xml files (searched recursively)")
     g.add_argument("--coco", metavar="FILE", help="a COCO instances JSON")
-    p.add_argument("--images", help="image root (VOC: <root>/<folder>/<filename>; COCO: <root>/<file_name>)")
+    p.add_argument("--image-root", metavar="DIR",
+                   help="where the annotated images are (VOC: <root>/<folder>/<filename>; COCO: "
+                        "<root>/<file_name>)")
     p.add_argument("--strict-labels", action="store_true", help="classes outside the label set are errors")
 
 
 def _dataset_args(p: argparse.ArgumentParser, out_help: str, out_required: bool = True) -> None:
-    p.add_argument("--dataset", required=True, help="dataset reader name (synth, veri776, vehicleid, ...)")
-    p.add_argument("--root", required=True, help="dataset root folder")
-    p.add_argument("--out", required=out_required, help=out_help)
+    p.add_argument("--dataset", required=True, help="dataset reader name (custom, synth, veri776, vehicleid, ...)")
+    p.add_argument("--root", required=True, help="dataset root folder (a custom dataset: its CSV)")
+    add_out(p, "file", out_help, required=out_required)
+
+
+def _workers(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, default=2, help="image-decoding threads")
 
 
 def _common(p: argparse.ArgumentParser, device: bool = True) -> None:
     if device:
-        p.add_argument("--device", default="cpu", help="cpu, cuda[:N] or auto")
-        p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+        add_device(p)
+        add_threads(p)
+    add_quiet(p)
 
 
 def register(subparsers: argparse._SubParsersAction,
-             more: Callable[[argparse._SubParsersAction], None] | None = None) -> argparse.ArgumentParser:
+             more: Callable[[argparse._SubParsersAction], None] | None = None) -> argparse._SubParsersAction:
     """Add the ``parts`` command group to the ``pgan`` parser; ``more`` adds commands that need more than
     the detector may import (``pgan parts discover`` needs the re-ID backbones: :mod:`pgan.discovery_cli`)."""
-    parts = subparsers.add_parser("parts", help="part regions: detector train/eval/extract, convert, proposals")
-    sub = parts.add_subparsers(dest="parts_command", required=True, metavar="PARTS_COMMAND")
+    sub = add_group(subparsers, "parts", help="part regions: detector train / eval / extract, convert, proposals, "
+                    "grid, discover", dest="parts_command", metavar="PARTS_COMMAND")
 
-    p = sub.add_parser("train", help="train the part detector (Faster R-CNN, MobileNetV2-FPN) on VOC/COCO boxes")
+    p = add_command(sub, "train", help="train the part detector (Faster R-CNN, MobileNetV2-FPN) on VOC/COCO boxes",
+                    example="pgan parts train --voc data/synth/annotations_voc/image_train --out runs/partdet "
+                            "--minutes 30")
     _annotation_args(p)
-    p.add_argument("--out", required=True, help="run folder (checkpoint: <out>/last.pt)")
+    add_out(p, "folder", "run folder (checkpoint: <out>/last.pt)")
     p.add_argument("--classes", nargs="+", metavar="NAME",
-                   help="label set (default: the paper's 16 part classes; 'auto': every class in the annotations)")
-    p.add_argument("--epochs", type=int, default=12)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=0.02)
+                   help="label set (unset: the paper's 16 part classes; 'auto': every class in the annotations)")
+    p.add_argument("--epochs", type=int, default=12, help="passes over the annotated images")
+    p.add_argument("--batch-size", type=int, default=8, help="images per step")
+    p.add_argument("--lr", type=float, default=0.02, help="SGD learning rate")
     p.add_argument("--minutes", type=float, default=None, help="wall-clock budget (the schedule fits it)")
     p.add_argument("--min-size", type=int, default=160, help="detector input: the short image side in pixels")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the data order and initialisation")
     p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
     p.add_argument("--no-pretrained", action="store_true", help="random initialisation (no ImageNet weights)")
     p.add_argument("--max-steps", type=int, default=None, help=argparse.SUPPRESS)
     _common(p)
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("eval", help="box AP@0.5 per class and mean on an annotated held-out split")
-    p.add_argument("--checkpoint", required=True)
+    p = add_command(sub, "eval", help="box AP@0.5 per class and mean on an annotated held-out split",
+                    example="pgan parts eval --checkpoint runs/partdet/last.pt --voc "
+                            "data/synth/annotations_voc/image_test")
+    p.add_argument("--checkpoint", required=True, metavar="FILE", help="a checkpoint of pgan parts train")
     _annotation_args(p)
-    p.add_argument("--iou", type=float, default=0.5)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--out", help="JSON file (default: eval_ap.json beside the checkpoint)")
+    p.add_argument("--iou", type=float, default=0.5, help="IoU a detection needs to match a ground-truth box")
+    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
+    add_out(p, "file", "JSON results (unset: eval_ap.json beside the checkpoint)", required=False)
     _common(p)
     p.set_defaults(func=_cmd_eval)
 
-    p = sub.add_parser("extract", help="run the detector over a whole dataset -> part-box file (resumable)")
-    p.add_argument("--checkpoint", required=True)
-    _dataset_args(p, "part-box file to write or continue (default: parts_detector-<fingerprint>.jsonl "
-                     "beside the checkpoint)", out_required=False)
-    p.add_argument("--d", type=int, default=8, help="boxes kept per image (top-D by score)")
+    p = add_command(sub, "extract", help="run the detector over a whole dataset -> part-box file (resumable)",
+                    example="pgan parts extract --checkpoint runs/partdet/last.pt --dataset synth "
+                            "--root data/synth")
+    p.add_argument("--checkpoint", required=True, metavar="FILE", help="a checkpoint of pgan parts train")
+    _dataset_args(p, "part-box file to write or continue (unset: parts_detector-<fingerprint>.jsonl beside the "
+                     "checkpoint)", out_required=False)
+    add_num_parts(p, 8, "boxes kept per image (the top N by score)")
     p.add_argument("--nms", type=float, default=0.45, help="per-class NMS IoU threshold")
-    p.add_argument("--min-score", type=float, default=0.05)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--workers", type=int, default=2, help="image-decoding threads")
+    p.add_argument("--min-score", type=float, default=0.05, help="least detector confidence of a kept box")
+    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
+    _workers(p)
     _common(p)
     p.set_defaults(func=_cmd_extract)
 
-    p = sub.add_parser("convert", help="external detector output (text lines or COCO results) -> part-box file")
+    p = add_command(sub, "convert", help="external detector output (text lines or COCO results) -> part-box file",
+                    example="pgan parts convert --from text --input my_boxes/ --dataset veri776 --root data/VeRi "
+                            "--out parts.jsonl")
     p.add_argument("--from", required=True, choices=("text", "coco"),
                    help="text: <input>/<split>/<image-stem>.txt with 'label score x1 y1 x2 y2' lines; "
                         "coco: a COCO detection-results JSON")
-    p.add_argument("--input", required=True, help="the text folder or the results JSON")
-    p.add_argument("--coco-ann", help="COCO annotation JSON mapping numeric image/category ids to names")
+    p.add_argument("--input", required=True, metavar="PATH", help="the text folder or the results JSON")
+    p.add_argument("--coco-ann", metavar="FILE",
+                   help="COCO annotation JSON mapping numeric image/category ids to names")
     _dataset_args(p, "part-box file to write")
     p.add_argument("--classes", nargs="+", metavar="NAME", help="keep only these classes")
-    p.add_argument("--max-boxes", type=int, default=0, help="keep the best N boxes per image (0: all)")
+    add_num_parts(p, 0, "boxes kept per image, the best N by score (0: all)")
     p.set_defaults(func=_cmd_convert)
 
-    p = sub.add_parser("proposals", help="training-free part proposals (no annotations) -> part-box file")
+    p = add_command(sub, "proposals", help="training-free part proposals (no annotations) -> part-box file",
+                    example="pgan parts proposals --dataset custom --root my.csv "
+                            "--out runs/parts/parts_proposals.jsonl")
     _dataset_args(p, "part-box file to write or continue")
-    p.add_argument("--max-boxes", type=int, default=16)
-    p.add_argument("--nms", type=float, default=0.45)
-    p.add_argument("--workers", type=int, default=2, help="image-decoding threads")
+    add_num_parts(p, 16, "boxes kept per image (the model uses the top data.num_parts of them)")
+    p.add_argument("--nms", type=float, default=0.45, help="IoU above which a lower-scored proposal is dropped")
+    _workers(p)
     _common(p, device=False)
     p.set_defaults(func=_cmd_proposals)
 
-    p = sub.add_parser("grid", help="uniform grid cells as a part-box file (the grid ablation via files)")
+    p = add_command(sub, "grid", help="uniform grid cells as a part-box file (the grid ablation via files)",
+                    example="pgan parts grid --dataset synth --root data/synth --out runs/parts/parts_grid.jsonl")
     _dataset_args(p, "part-box file to write or continue")
-    p.add_argument("--d", type=int, default=8, help="cells per image")
-    p.add_argument("--workers", type=int, default=2)
+    add_num_parts(p, 8, "grid cells per image")
+    _workers(p)
     _common(p, device=False)
     p.set_defaults(func=_cmd_grid)
     if more is not None:
         more(sub)
-    return parts
+    return sub

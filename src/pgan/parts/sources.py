@@ -140,9 +140,17 @@ def _need(name: str, **values: object) -> None:
             raise PganError(f"part source {name!r} needs {key}{_NEED_HINT.get(name, '')}")
 
 
+def _need_file(name: str, part_file: str | Path) -> None:
+    """A part file the source reads must exist; the error names the source that needs none."""
+    if not Path(part_file).is_file():
+        raise PganError(f"part file {part_file} does not exist (data.part_source={name}); photos without part "
+                        f"labels can use data.part_source=proposals (boxes computed from the images on first use)")
+
+
 def _file_source(part_file: str | Path | None = None, num_parts: int = 8, missing: str = "error",
                  mask_mode: str = "any", **_: object) -> PartSource:
     _need("file", part_file=part_file)
+    _need_file("file", part_file)  # type: ignore[arg-type]
     return BoxFileParts(part_file, num_parts, missing, mask_mode=mask_mode)  # type: ignore[arg-type]
 
 
@@ -150,6 +158,7 @@ def _detector_source(part_file: str | Path | None = None, num_parts: int = 8, mi
                      mask_mode: str = "any", **_: object) -> PartSource:
     _need("detector", part_file=part_file)
     check_part_file_owner(part_file, "detector")  # type: ignore[arg-type]
+    _need_file("detector", part_file)  # type: ignore[arg-type]
     return BoxFileParts(part_file, num_parts, missing, mask_mode=mask_mode)  # type: ignore[arg-type]
 
 

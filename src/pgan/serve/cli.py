@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from pgan.cli_options import add_command, add_device, add_parts, add_top_k, set_torch_threads
 from pgan.errors import PganError
 
 __all__ = ["register"]
@@ -22,17 +23,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from pgan.serve.server import serve
     from pgan.serve.settings import ServeSettings
 
-    if args.threads is not None:
-        import torch
-
-        if args.threads < 1:
-            raise PganError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    set_torch_threads(args.threads)
     if args.onnx is not None and args.runtime != "onnx":
         raise PganError("--onnx needs --runtime onnx")
     token = args.token if args.token is not None else os.environ.get("PGAN_SERVE_TOKEN") or None
     settings = ServeSettings(max_upload_bytes=args.max_upload_mb * 2**20, max_pixels=args.max_pixels,
-                             max_topk=args.max_topk, default_topk=min(args.topk, args.max_topk),
+                             max_topk=args.max_top_k, default_topk=min(args.top_k, args.max_top_k),
                              max_batch=args.max_batch, max_queue=args.max_queue, token=token,
                              prep_threads=args.prep_threads, decode_side=args.decode_side)
     serve(args.index, args.checkpoint, host=args.host, port=args.port, settings=settings, parts=args.parts,
@@ -41,37 +37,37 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("serve", help="search service: HTTP API + web page over a gallery index",
-                       description="Serve searches over a gallery index: uploads are decoded and boxed in a "
-                       "thread pool (--prep-threads), the model runs alone on one thread in batches "
-                       "(--max-batch), with PyTorch or onnxruntime (--runtime onnx --onnx MODEL.onnx; "
-                       "fp32 or the int8 export, whose index must be built with it).")
-    p.add_argument("--index", required=True, help="a gallery index folder (`pgan index build`)")
-    p.add_argument("--checkpoint", help="model checkpoint (default: the one the index was built with; with "
-                   "--runtime onnx, the checkpoint the export must come from, default: none needed)")
+    p = add_command(sub, "serve", help="search service: HTTP API + web page over a gallery index",
+                    description="Serve searches over a gallery index: uploads are decoded and boxed in a "
+                    "thread pool (--prep-threads), the model runs alone on one thread in batches "
+                    "(--max-batch), with PyTorch or onnxruntime (--runtime onnx --onnx MODEL.onnx; "
+                    "fp32 or the int8 export, whose index must be built with it).",
+                    example=["pgan serve --index runs/index                      # http://127.0.0.1:8000",
+                             "pgan serve --index runs/index --runtime onnx --onnx model.onnx"])
+    p.add_argument("--index", required=True, metavar="DIR", help="a gallery index folder (pgan index build)")
+    p.add_argument("--checkpoint", metavar="FILE", help="model checkpoint (unset: the one the index was built "
+                   "with; with --runtime onnx, the checkpoint the export must come from, unset: none needed)")
     p.add_argument("--runtime", default="torch", choices=["torch", "onnx"],
                    help="what runs the model: eager PyTorch, or onnxruntime on --onnx")
-    p.add_argument("--onnx", help="the model to run with --runtime onnx (`pgan export onnx [--int8]`); its "
-                   "fingerprint must match the index's: an int8 export needs an index built with it")
-    p.add_argument("--parts", help="part boxes of uploaded photos: 'proposals', 'grid' or a part-detector "
-                   "checkpoint (default: the index's setting; a model trained on a part file, which cannot box "
-                   "an upload, falls back to 'proposals' with a warning)")
+    p.add_argument("--onnx", metavar="FILE", help="the model to run with --runtime onnx (pgan export onnx "
+                   "[--int8]); its fingerprint must match the index's: an int8 export needs an index built "
+                   "with it")
+    add_parts(p)
     p.add_argument("--host", default="127.0.0.1", help="address to bind; anything but loopback warns "
                    "(on loopback, requests must name 127.0.0.1, localhost or [::1] in their Host header)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=int, default=8000, help="TCP port")
     p.add_argument("--token", help="bearer token every API call must carry (or env PGAN_SERVE_TOKEN)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, help="intra-op threads of the model (torch, or onnxruntime's "
-                   "session); default: the library's own")
-    p.add_argument("--prep-threads", type=int, default=2,
-                   help="threads decoding uploads and finding their part boxes, beside the model's thread "
-                   "(default 2)")
-    p.add_argument("--decode-side", type=int, default=512, help="JPEG uploads are decoded reduced (1/2, 1/4, "
-                   "1/8) while both sides stay at least this many pixels (default 512); 0: full size")
-    p.add_argument("--topk", type=int, default=10, help="default number of results")
-    p.add_argument("--max-topk", type=int, default=100)
-    p.add_argument("--max-upload-mb", type=int, default=10)
-    p.add_argument("--max-pixels", type=int, default=25_000_000)
+    add_device(p)
+    p.add_argument("--threads", type=int, metavar="N", help="intra-op threads of the model (torch, or "
+                   "onnxruntime's session); unset: the library's own")
+    p.add_argument("--prep-threads", type=int, default=2, metavar="N",
+                   help="threads decoding uploads and finding their part boxes, beside the model's thread")
+    p.add_argument("--decode-side", type=int, default=512, metavar="PX", help="JPEG uploads are decoded reduced "
+                   "(1/2, 1/4, 1/8) while both sides stay at least this many pixels; 0: full size")
+    add_top_k(p, 10, "results per query when a request does not say")
+    p.add_argument("--max-top-k", type=int, default=100, metavar="K", help="most results a request may ask for")
+    p.add_argument("--max-upload-mb", type=int, default=10, help="largest upload accepted")
+    p.add_argument("--max-pixels", type=int, default=25_000_000, help="largest decoded image accepted")
     p.add_argument("--max-batch", type=int, default=8, help="most prepared queries run as one batch")
     p.add_argument("--max-queue", type=int, default=64,
                    help="searches and image requests in progress at once; beyond, new ones get 503 at once")
