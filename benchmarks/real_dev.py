@@ -445,20 +445,20 @@ def markdown(result: dict) -> str:
 DOC_HEAD = """# Real photos: the real-dev set (train -> val)
 
 Written by `python benchmarks/real_dev.py --root ../shared/real-dev --workers 2` (raw figures:
-[real_dev.json](real_dev.json)). 810 training photos of 405 vehicles; val: 102 vehicles, query =
-cam1, gallery = cam2, one true match per query (mINP = mAP). MobileNetV2 (ImageNet), 160 px, first
-two stages frozen, P x K = 32 x 2, Adam 3.5e-4, 5 epochs (65 steps); the design (variants, recipe)
-was fixed before any run on val and is stored in the JSON, except: the seed plan was cut after the
-first two runs to fit the CPU time available, and two controls (`baseline, 512-d`, `pgan, proposals, 2C'=1280`)
-were added after seeds 0-2 of the others (see `VARIANTS`); the `+global` rows (`model.global_branch`:
-the part head beside the baseline's unreduced global feature) were added later, each fixed before its
-runs, and, after their first two seeds, the `[global half]` / `[fused half]` rows: the mAP of each half
-of their retrieval feature, measured afterwards on the same checkpoints (a diagnostic, not chosen in
-advance). Rows of the earliest runs are carried over from the earlier JSON (`carried`). Final-epoch figures, mean ± population
-std over the seeds listed; paired differences are per seed (same seed: same data order and
-initialisation) with a 95% t-interval. *attention entropy* is the median over query images of the
-PAM's weight entropy over its valid parts (1 = uniform), *largest weight* the median of each image's
-largest part weight (nopam: 1/valid parts by construction).
+[real_dev.json](real_dev.json)). 810 training photos of 405 vehicles; val: 102 vehicles, query = cam1,
+gallery = cam2, one true match per query (mINP = mAP). MobileNetV2 (ImageNet), 160 px, first two stages
+frozen, P x K = 32 x 2, Adam 3.5e-4, 5 epochs (65 steps); the design (variants, recipe) was fixed before
+any run on val and is stored in the JSON, except: the seed plan was cut after the first two runs to fit
+the CPU time available, and two controls (`baseline, 512-d`, `pgan, proposals, 2C'=1280`) were added
+after seeds 0-2 of the others (see `VARIANTS`); the `+global` rows (`model.global_branch`: the part head
+beside the baseline's unreduced global feature) were added later, each fixed before its runs, and, after
+their first two seeds, the `[global half]` / `[fused half]` rows: the mAP of each half of their
+retrieval feature, measured afterwards on the same checkpoints (a diagnostic, not chosen in advance).
+Rows of the earliest runs are carried over from the earlier JSON (`carried`). Final-epoch figures, mean
+± population std over the seeds listed; paired differences are per seed (same seed: same data order and
+initialisation) with a 95% t-interval. *attention entropy* is the median over query images of the PAM's
+weight entropy over its valid parts (1 = uniform), *largest weight* the median of each image's largest
+part weight (nopam: 1/valid parts by construction).
 
 """
 DOC_TAIL = """
