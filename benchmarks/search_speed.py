@@ -21,8 +21,8 @@ vehicle id, timestamp), made the way ``pgan index build`` makes one, minus the m
 at each ``--hnsw-ef``, ``--ivf`` at ``--nprobe``) the time phase reports, over ``--queries`` single
 queries (``--brute-queries`` for the linear-time exact methods): median, mean, p95 and p99 ms of
 
-* ``raw``: ``faiss_index().search`` on the very index the product searches, and
-* ``product``: ``GalleryIndex.search(q, k)``, which adds the snapshot check and the SQLite lookup of
+* ``raw``: ``search`` on the very faiss index the product searches (its one segment), and
+* ``product``: ``GalleryIndex.search(q, k)``, which adds the generation check and the SQLite lookup of
   the hits' metadata; ``product_same_ids`` is the share of queries whose product hits are the raw ids;
 
 plus ``recall_at_10`` (share of the exact top-k found; exact = faiss ``IndexFlatIP`` over the same
@@ -62,8 +62,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
 
+from pgan.index.segments import apply_search_params  # noqa: E402
 from pgan.index.store import GalleryIndex, GalleryItem  # noqa: E402
-from pgan.index.vectors import DEFAULT_PARAMS, FAISS_NAME, apply_search_params  # noqa: E402
+from pgan.index.vectors import DEFAULT_PARAMS, SEGMENTS_DIR  # noqa: E402
 from pgan.utils.atomic import atomic_open, atomic_write_json  # noqa: E402
 
 GOAL = {"n": 1_000_000, "median_ms": 1.0, "p95_ms": 2.0, "recall_at_10": 0.99}
@@ -302,7 +303,8 @@ def time_gallery_index(folder: Path, q: np.ndarray, exact: np.ndarray, k: int, s
     record = json.loads((folder / BUILD_RECORD).read_text())
     rows = []
     with GalleryIndex.open(folder) as idx:
-        raw = idx.faiss_index()  # the snapshot product searches use (auto_refresh finds nothing newer)
+        (segment,) = idx.vector_store.loaded()  # one segment after finalize: the index product searches use
+        raw = segment.index
 
         def raw_search(x: np.ndarray) -> np.ndarray:
             return raw.search(x, k)[1]
@@ -321,7 +323,7 @@ def time_gallery_index(folder: Path, q: np.ndarray, exact: np.ndarray, k: int, s
                    **_paired(raw_stats, raw_ids, product_stats, product_ids),
                    "batch_qps": batch_qps(raw_search, q),
                    "build_s": round(record["rows_s"] + record["faiss_build_s"], 1),
-                   "faiss_build_s": record["faiss_build_s"], "index_mb": _mb(folder / FAISS_NAME),
+                   "faiss_build_s": record["faiss_build_s"], "index_mb": _mb(folder / SEGMENTS_DIR),
                    "folder_mb": _mb(folder)}
             rows.append(row)
             print(json.dumps(row), flush=True)

@@ -1,7 +1,7 @@
-"""The index's two files cannot disagree: a stale or foreign faiss file is rebuilt or refused, readers follow
-a writer's snapshots, sharded resumes merge each file once, one part setting per index, odd folder names."""
+"""The index's record and its vectors cannot disagree: an old-format or damaged index is refused in one
+line, readers follow writers (adds, merges, removals), sharded resumes merge each file once, one part
+setting per index, odd folder names."""
 
-import json
 import shutil
 import sqlite3
 
@@ -9,11 +9,11 @@ import faiss
 import numpy as np
 import pytest
 
-from pgan.errors import PganError, StaleVectorsError
+from pgan.errors import PganError
 from pgan.index import GalleryIndex, GalleryItem, add_to_index, build_index
 from pgan.index.build import _held_by_shards, _merge_shards
 from pgan.index.gallery import GalleryEntry
-from pgan.index.store import DB_NAME, FAISS_NAME
+from pgan.index.store import DB_NAME, SEGMENTS_DIR
 from pgan.inference import FeatureExtractor
 
 DIM = 8
@@ -55,42 +55,42 @@ def test_rebuilding_into_a_folder_whose_database_was_removed_never_serves_the_ol
     assert found == len(queries) == 16
     info = idx.info()
     assert info["complete"] and info["searchable"] == info["size"] == 16
-    origin = json.loads((tmp_path / "idx" / "vectors.faiss.json").read_text())
-    assert origin["build_id"] == info["build_id"] and origin["rows"] == 16 and origin["max_id"] == 15
+    assert (info["segments"], info["log_segments"]) == (1, 0)
+    assert len(list((tmp_path / "idx" / SEGMENTS_DIR).glob("*.faiss"))) == 1  # the earlier index's are gone
 
 
-def test_a_foreign_faiss_file_is_refused_by_readers_and_rebuilt_by_writers(tmp_path):
-    a, va = _random_index(tmp_path / "a", 12, seed=1)
-    b, _ = _random_index(tmp_path / "b", 12, seed=2)
-    a.close(), b.close()
-    for name in (FAISS_NAME, "vectors.faiss.json"):  # same size and model, another database's vectors
-        shutil.copy(tmp_path / "b" / name, tmp_path / "a" / name)
+def test_an_index_of_the_old_format_or_with_a_missing_segment_is_one_line(tmp_path):
+    old = tmp_path / "old"
+    old.mkdir()
+    conn = sqlite3.connect(old / DB_NAME)
+    conn.executescript("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+                       "INSERT INTO meta VALUES ('schema_version', '1'), ('dim', '8'), ('index_type', 'Flat');")
+    conn.commit(), conn.close()
+    with pytest.raises(PganError, match="has index format 1; this pgan reads format 2.*pgan index build"):
+        GalleryIndex.open(old)
+    idx, vecs = _random_index(tmp_path / "a", 12, seed=1)
+    idx.close()
+    for f in (tmp_path / "a" / SEGMENTS_DIR).glob("*.faiss"):
+        f.unlink()
     reader = GalleryIndex.open(tmp_path / "a")
-    with pytest.raises(StaleVectorsError, match="another database.*rerun the same 'pgan index build'"):
-        reader.search(va[:1], 1)
-    assert not reader.info()["complete"] and "another database" in reader.info()["vectors_problem"]
-    (tmp_path / "a" / "vectors.faiss.json").unlink()  # a faiss file with no record at all (an older pgan)
-    with pytest.raises(StaleVectorsError, match="carries no record"):
-        GalleryIndex.open(tmp_path / "a").search(va[:1], 1)
-    writer = GalleryIndex.open(tmp_path / "a", readonly=False)
-    assert writer.finalize() == 12  # rebuilt from the stored vectors
-    hits = GalleryIndex.open(tmp_path / "a").search(va, 1)
-    assert [h[0].image_id for h in hits] == list(range(12)) and hits[5][0].score == pytest.approx(1.0, abs=1e-5)
+    assert not reader.info()["complete"] and "is missing" in reader.info()["vectors_problem"]
+    with pytest.raises(PganError, match="is missing from"):
+        reader.search(vecs[:1], 1)
 
 
-def test_a_reader_keeps_its_snapshot_while_a_writer_adds_and_then_picks_up_the_next(tmp_path):
+def test_a_reader_sees_each_committed_batch_at_once_and_follows_merges(tmp_path):
     writer, vecs = _random_index(tmp_path / "idx", 10)
     reader = GalleryIndex.open(tmp_path / "idx")
     assert reader.search(vecs[:1], 1)[0][0].image_id == 0
     new = _unit(5, seed=9)
-    writer.add_batch([GalleryItem(f"/g/new{i}.jpg") for i in range(5)], new)  # committed, not yet in faiss
-    hits = reader.search(new[:1], 3)[0]  # still answers, from the 10-row snapshot
-    assert len(hits) == 3 and all(h.image_id < 10 for h in hits) and reader.searchable() == 10
-    assert reader.info()["searchable"] == 10 and reader.info()["size"] == 15 and not reader.info()["complete"]
-    writer.finalize()
-    hit = reader.search(new[2:3], 1)[0][0]  # the next snapshot, without reopening
+    writer.add_batch([GalleryItem(f"/g/new{i}.jpg") for i in range(5)], new)  # committed: a log segment
+    hit = reader.search(new[2:3], 1)[0][0]  # without reopening
     assert hit.image_id == 12 and hit.path == "/g/new2.jpg" and hit.score == pytest.approx(1.0, abs=1e-5)
-    assert reader.searchable() == 15 and reader.info()["complete"]
+    assert reader.searchable() == 15 and reader.info()["log_segments"] == 1 and reader.info()["complete"]
+    assert writer.finalize() == 15
+    assert reader.info()["log_segments"] == 0
+    hits = reader.search(np.concatenate([vecs, new]), 1)
+    assert [h[0].image_id for h in hits] == list(range(15))
     assert reader.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
@@ -99,7 +99,8 @@ def test_a_reader_keeps_its_snapshot_while_a_writer_adds_and_then_picks_up_the_n
                                                       ("IVF2,Flat", {"nprobe": 2}, "nprobe", 2)])
 def test_search_parameters_apply_right_after_finalize(tmp_path, kind, params, attr, want):
     idx, _ = _random_index(tmp_path / "idx", 40, index_type=kind, params=params)  # the same process, no reopen
-    inner = faiss.downcast_index(idx.faiss_index().index)
+    (segment,) = idx.vector_store.loaded()
+    inner = faiss.downcast_index(segment.index)
     got = inner.hnsw.efSearch if attr == "efSearch" else faiss.extract_index_ivf(inner).nprobe
     assert got == want
 

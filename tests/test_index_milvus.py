@@ -18,7 +18,7 @@ from PIL import Image
 from pgan.errors import IndexMismatchError, PganError, StaleVectorsError
 from pgan.index import GalleryIndex, GalleryItem, add_to_index, build_index
 from pgan.index.milvus import filter_expression
-from pgan.index.store import DB_NAME, FAISS_NAME
+from pgan.index.store import DB_NAME, SEGMENTS_DIR
 from pgan.index.vector_store import SearchFilter
 from pgan.inference.images import decode
 
@@ -47,8 +47,9 @@ def _filled(path, vecs, index_type="Flat", **backend) -> GalleryIndex:
 
 
 FILTERS = [SearchFilter(), SearchFilter(camera=2), SearchFilter(exclude_camera=1),
-           SearchFilter(since="00001100", until="00001400"), SearchFilter(until="00001200"),
-           SearchFilter(camera=3, since="00001150"), SearchFilter(camera=9)]
+           SearchFilter.parse(since="00001100", until="00001400"), SearchFilter.parse(until="00001200"),
+           SearchFilter.parse(camera=3, since="00001150"), SearchFilter(camera=9), SearchFilter(vehicle_id=4),
+           SearchFilter.parse(vehicle_id=5, exclude_camera=3, until="00001200")]
 
 
 @pytest.mark.parametrize("kind", ["HNSW32", "Flat"])
@@ -56,17 +57,18 @@ def test_searches_and_filters_equal_the_faiss_backend(tmp_path, kind):
     vecs = _unit(60, seed=0)
     faiss_idx = _filled(tmp_path / "faiss", vecs)
     milvus_idx = _filled(tmp_path / "milvus", vecs, kind, backend="milvus", uri=str(tmp_path / "g.db"))
-    assert milvus_idx.finalize() == 60 and not (tmp_path / "milvus" / FAISS_NAME).exists()
+    assert milvus_idx.finalize() == 60 and not (tmp_path / "milvus" / SEGMENTS_DIR).exists()
     queries = _unit(5, seed=1)
     for where in FILTERS:
-        args = dict(camera=where.camera, exclude_camera=where.exclude_camera, since=where.since, until=where.until)
+        args = dict(camera=where.camera, exclude_camera=where.exclude_camera, since=where.since, until=where.until,
+                    vehicle_id=where.vehicle_id)
         want = faiss_idx.search(queries, 8, **args)
         got = milvus_idx.search(queries, 8, **args)
         assert [[h.image_id for h in r] for r in got] == [[h.image_id for h in r] for r in want], where
         for g, w in zip(got, want):
             assert [h.score for h in g] == pytest.approx([h.score for h in w], abs=1e-5)
             assert [h.rank for h in g] == list(range(1, len(g) + 1))
-            assert all(where.accepts(h.camera, h.timestamp) for h in g)
+            assert all(where.accepts(h.camera, h.timestamp, h.vehicle_id) for h in g)
             if g:
                 assert {**g[0].to_dict(), "score": 0} == {**w[0].to_dict(), "score": 0}
     # Exact hits of stored vectors, and the filters really cut: the window drops items without a timestamp.
@@ -75,14 +77,18 @@ def test_searches_and_filters_equal_the_faiss_backend(tmp_path, kind):
     window = milvus_idx.search(queries[:1], 60, since="00001000")[0]
     assert len(window) == sum(1 for it in _items(60) if it.timestamp is not None)
     assert milvus_idx.search(queries[:1], 60, camera=9) == [[]]
+    assert sorted(h.image_id for h in milvus_idx.search(queries[:1], 60, vehicle_id=4)[0]) == [12, 13, 14]
     with pytest.raises(PganError, match="time window is empty"):
         milvus_idx.search(queries, 3, since="2", until="1")
 
 
-def test_filter_expressions_quote_their_text():
+def test_filter_expressions_compare_numbers_and_malformed_times_are_refused():
     assert filter_expression(SearchFilter()) == ""
-    assert filter_expression(SearchFilter(camera=3, since='a"b')) == \
-        'camera == 3 and timestamp != "" and timestamp >= "a\\"b"'
+    assert filter_expression(SearchFilter.parse(camera=3, since="00030000", vehicle_id=7)) == \
+        f"camera == 3 and vehicle_id == 7 and ts != {-(2**63)} and ts >= 30000"
+    assert SearchFilter.parse(until="1970-01-02T00:00").until == 86400
+    with pytest.raises(PganError, match="since 'a\"b' is not a time"):
+        SearchFilter.parse(since='a"b')
 
 
 def test_info_reopen_add_and_a_reader_seeing_the_writers_rows(tmp_path):
@@ -96,44 +102,41 @@ def test_info_reopen_add_and_a_reader_seeing_the_writers_rows(tmp_path):
     assert reader.refresh() is False  # nothing new
     new = _unit(5, 7)
     writer.add_batch([GalleryItem(f"/g/new{i}.jpg", camera=1, timestamp="00009999") for i in range(5)], new)
-    assert reader.searchable() == 20  # committed to SQLite, not yet copied
     assert writer.finalize() == 25
     assert reader.refresh() is True and reader.searchable() == 25
     hit = reader.search(new[2], 1, camera=1, since="00009000")[0][0]
     assert hit.path == "/g/new2.jpg" and hit.score == pytest.approx(1.0, abs=1e-5)
-    with pytest.raises(PganError, match="not in a faiss file"):
-        reader.faiss_index()
+    with pytest.raises(PganError, match="keeps its vectors in milvus"):
+        reader.vectors()
     reader.close()
     writer.close()
 
 
-def test_an_interrupted_copy_resumes_and_a_diverged_collection_is_rebuilt(tmp_path, monkeypatch):
-    import pgan.index.milvus as backend
-
-    monkeypatch.setattr(backend, "CHUNK", 4)
+def test_a_failed_write_commits_nothing_and_removed_items_are_never_returned(tmp_path, monkeypatch):
     idx = GalleryIndex.create(tmp_path / "idx", DIM, "fp-test", "model.pt", "HNSW32", backend="milvus",
                               uri=str(tmp_path / "g.db"))
-    vecs = _unit(10, 0)
-    idx.add_batch(_items(10), vecs)
-    real_upsert, calls = idx.vector_store.client.upsert, []
+    vecs = _unit(12, 0)
+    idx.add_batch(_items(10), vecs[:10])
+    real_upsert = idx.vector_store.client.upsert
 
     def dying(*args, **kwargs):
-        if len(calls) == 2:
-            raise KeyboardInterrupt  # killed after two chunks
-        calls.append(1)
-        return real_upsert(*args, **kwargs)
+        raise KeyboardInterrupt  # killed while writing to Milvus
 
     monkeypatch.setattr(idx.vector_store.client, "upsert", dying)
     with pytest.raises(KeyboardInterrupt):
-        idx.finalize()
-    assert idx.meta["milvus_max_id"] == "7"
+        idx.add_batch([GalleryItem("/g/extra0.jpg"), GalleryItem("/g/extra1.jpg")], vecs[10:])
+    assert len(idx) == 10 and "/g/extra0.jpg" not in idx.paths()  # the rows rolled back with it
     monkeypatch.setattr(idx.vector_store.client, "upsert", real_upsert)
-    assert idx.finalize() == 10
-    assert [h[0].image_id for h in idx.search(vecs, 1)] == list(range(10))
-    # Rows the record does not hold (written there by hand): the derived collection is rebuilt.
-    real_upsert(idx.meta["milvus_collection"], [{"id": 99, "vector": vecs[0].tolist(), "camera": 0,
-                                                 "timestamp": ""}])
-    assert idx.finalize() == 10 and idx.info()["complete"]
+    assert idx.add_batch([GalleryItem("/g/extra0.jpg"), GalleryItem("/g/extra1.jpg")], vecs[10:]) == [10, 11]
+    assert idx.finalize() == 12
+    assert [h[0].image_id for h in idx.search(vecs, 1)] == list(range(12))
+    assert idx.remove(ids=[3], paths=["/g/img5.jpg"]) == [3, 5]
+    with pytest.raises(PganError, match="no item with id 3; nothing was removed"):
+        idx.remove(ids=[4, 3])
+    assert len(idx) == 10
+    found = {h.image_id for h in idx.search(vecs, 12)[0]}
+    assert found == set(range(12)) - {3, 5}
+    np.testing.assert_allclose(idx.vector(7), vecs[7], atol=1e-6)
     idx.close()
 
 
@@ -250,8 +253,7 @@ def test_build_resume_add_and_search_through_build_index(tmp_path):
                     backend="milvus", uri=uri)
     with GalleryIndex.open(tmp_path / "idx") as partial:
         assert len(partial) == 8
-        with pytest.raises(PganError, match="build was interrupted"):
-            partial.search(_unit(1, 0), 1)
+        assert len(partial.search(_unit(1, 0), 20)[0]) == 8  # every committed batch is searchable
     again = HashExtractor()
     report = build_index(tmp_path / "gallery", tmp_path / "idx", extractor=again, batch_size=4, progress=False)
     assert (report.already, report.added, again.embedded, report.index_type) == (8, 4, 4, "HNSW32")
@@ -298,7 +300,7 @@ def test_cli_build_search_and_serve_with_a_real_model(run_cli, tiny_synth, tiny_
     assert json.loads(capsys.readouterr().out)["index_type"] == "HNSW32"
     q = sorted(gallery.iterdir())[5]
     cam, ts = int(q.name[6:9]), q.name.split("_")[2]
-    assert run_cli("search", "--index", idx, q, "--topk", "16", "--camera", cam, "--since", ts, "--device",
+    assert run_cli("search", "--index", idx, q, "--top-k", "16", "--camera", cam, "--since", ts, "--device",
                    "cpu") == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert rows[0]["path"] == str(q.resolve()) and rows[0]["score"] == pytest.approx(1.0, abs=1e-4)
@@ -353,7 +355,8 @@ def test_a_server_over_http_serves_a_writer_and_a_reader(tmp_path, lite_server):
     assert reader.info()["uri"] == lite_server and reader.searchable() == 30
     q = _unit(4, 1)
     for where in FILTERS:
-        args = dict(camera=where.camera, exclude_camera=where.exclude_camera, since=where.since, until=where.until)
+        args = dict(camera=where.camera, exclude_camera=where.exclude_camera, since=where.since, until=where.until,
+                    vehicle_id=where.vehicle_id)
         assert [[h.image_id for h in r] for r in reader.search(q, 6, **args)] == \
             [[h.image_id for h in r] for r in faiss_idx.search(q, 6, **args)], where
     writer.add_batch([GalleryItem("/g/late.jpg", camera=0)], _unit(1, 99))

@@ -3,20 +3,23 @@
 One ``pymilvus.MilvusClient(uri=...)`` serves every deployment: a local path ending in ``.db`` is
 Milvus Lite (embedded, opened by one process at a time), ``http://host:19530`` a Milvus standalone or
 cluster (or ``milvus-lite server``, which many processes can share). The index folder keeps its SQLite
-record (rows, metadata, every vector) and names the collection in its meta (``milvus_uri``,
-``milvus_collection``); the collection is derived from the record like ``vectors.faiss``:
+metadata and names the collection in its meta (``milvus_uri``, ``milvus_collection``); the collection
+holds the only copy of every vector, beside the item's own fields:
 
 * schema: ``id`` (INT64, the record's item id, primary key), ``vector`` (FLOAT_VECTOR, L2-normalised),
-  ``camera`` (INT64, :data:`NO_CAMERA` when unknown) and ``timestamp`` (VARCHAR, ``""`` when unknown),
-  the two fields searches filter on (``camera == 3 and timestamp >= "00030000"``);
+  ``camera``, ``vehicle_id`` and ``ts`` (INT64, :data:`NO_VALUE` when unknown; ``ts`` is the timestamp as
+  :func:`pgan.index.records.time_value` reads it), ``path``, ``timestamp`` (the text) and ``boxes``
+  (JSON text); searches filter on the INT64 fields inside Milvus (``camera == 3 and ts >= 30000``);
 * index: HNSW (``HNSW32``, M=32, the default) or FLAT (exact), inner-product metric, so scores are the
-  cosine similarities the faiss backend gives;
+  cosine similarities the faiss backend gives; scalar indexes on the filter fields where the server has
+  them;
 * collection properties ``pgan.build_id``, ``pgan.model_fingerprint`` and ``pgan.dim`` tie it to one
   index database: a collection made by another index or another model is refused, never taken over.
 
-Rows are written with ``upsert`` (idempotent by id) in chunks after the record commits them, and the
-meta ``milvus_max_id`` advances chunk by chunk, so an interrupted build or add resumes where it stopped.
-pymilvus is imported only when a client is made: without it the backend names the extra to install.
+Rows are written with ``upsert`` (idempotent by id) inside the SQLite transaction that commits their
+metadata, so a failed write commits nothing, and removed with ``delete``. A search is one round trip (the
+hits carry their fields; counts are cached and refreshed by :meth:`MilvusStore.refresh`). pymilvus is
+imported only when a client is made: without it the backend names the extra to install.
 
 Example::
 
@@ -47,9 +50,11 @@ __all__ = ["MilvusStore", "claim", "connect", "filter_expression", "parse_index_
 
 SERVER_SCHEMES = ("http", "https", "tcp", "grpc", "unix")
 CONNECT_TIMEOUT_S = 10.0
-NO_CAMERA = -(2**31)  # the camera field of items without one (Milvus 2.4 has no nullable fields)
-TIMESTAMP_CHARS = 512
+NO_VALUE = -(2**63)  # an INT64 field of items without that value (Milvus 2.3 / 2.4 have no nullable fields)
+TEXT_CHARS = 4096
 CHUNK = 512  # rows per upsert
+FILTER_FIELDS = ("camera", "vehicle_id", "ts")
+TEXT_FIELDS = ("path", "timestamp", "boxes")
 MAX_TOPK = 16384  # Milvus's limit on one search's results
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 INSTALL = "pip install 'pgan[milvus]' (pymilvus, and milvus-lite for a local .db file)"
@@ -163,19 +168,25 @@ def claim(meta: dict[str, str], fingerprint: str, dim: int) -> None:
 
 
 def filter_expression(where: SearchFilter) -> str:
-    """The Milvus boolean expression of a :class:`SearchFilter` (``""``: no filter)."""
+    """The Milvus boolean expression of a :class:`SearchFilter` over the INT64 fields (``""``: no filter)."""
     parts = []
     if where.camera is not None:
         parts.append(f"camera == {int(where.camera)}")
     if where.exclude_camera is not None:
         parts.append(f"camera != {int(where.exclude_camera)}")
+    if where.vehicle_id is not None:
+        parts.append(f"vehicle_id == {int(where.vehicle_id)}")
     if where.timed:
-        parts.append('timestamp != ""')
+        parts.append(f"ts != {NO_VALUE}")
     if where.since is not None:
-        parts.append(f"timestamp >= {json.dumps(where.since, ensure_ascii=False)}")
+        parts.append(f"ts >= {int(where.since)}")
     if where.until is not None:
-        parts.append(f"timestamp <= {json.dumps(where.until, ensure_ascii=False)}")
+        parts.append(f"ts <= {int(where.until)}")
     return " and ".join(parts)
+
+
+def _int(value: int | None) -> int:
+    return NO_VALUE if value is None else int(value)
 
 
 class MilvusStore(VectorStore):
@@ -189,7 +200,7 @@ class MilvusStore(VectorStore):
         self.collection = record.meta["milvus_collection"]
         self._client: Any = None
         self._ready = False  # the collection was checked to be this index's, and loaded
-        self._seen = -1
+        self._seen = -1  # the cached count (-1: count on next use)
 
     @property
     def client(self) -> Any:
@@ -229,6 +240,7 @@ class MilvusStore(VectorStore):
         return int(rows[0]["count(*)"])
 
     def _ensure_ready(self) -> None:
+        """Check the collection is this index's and load it (a server does not load implicitly)."""
         if self._ready:
             return
         problem = self._problem()
@@ -241,11 +253,14 @@ class MilvusStore(VectorStore):
     def status(self) -> tuple[int, str | None]:
         try:
             problem = self._problem()
-            return (self._count(), None) if problem is None else (0, str(problem))
+            if problem is not None:
+                return 0, str(problem)
+            self._ensure_ready()
+            return self._count(), None
         except PganError as exc:
             return 0, str(exc)
 
-    # --- writing ------------------------------------------------------------------------------
+    # --- writing (inside the record's write transaction) -----------------------------------------
     def _create(self) -> None:
         from pymilvus import DataType, MilvusClient
 
@@ -254,8 +269,10 @@ class MilvusStore(VectorStore):
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("id", DataType.INT64, is_primary=True)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=rec.dim)
-        schema.add_field("camera", DataType.INT64)
-        schema.add_field("timestamp", DataType.VARCHAR, max_length=TIMESTAMP_CHARS)
+        for name in FILTER_FIELDS:
+            schema.add_field(name, DataType.INT64)
+        for name in TEXT_FIELDS:
+            schema.add_field(name, DataType.VARCHAR, max_length=TEXT_CHARS)
         index = self.client.prepare_index_params()
         if kind == "HNSW":
             build = {**build, "efConstruction": int(rec.params["efConstruction"])}
@@ -263,68 +280,78 @@ class MilvusStore(VectorStore):
         props = {"pgan.build_id": rec.build_id, "pgan.model_fingerprint": rec.model_fingerprint,
                  "pgan.dim": str(rec.dim)}
         with _errors(self.uri, f"creating collection {self.collection}"):
-            self.client.create_collection(self.collection, schema=schema, consistency_level="Strong",
+            self.client.create_collection(self.collection, schema=schema, consistency_level="Bounded",
                                           properties=props)
             # The collection is empty: nothing to wait for (Milvus Lite cannot answer the wait's clock call).
             self.client.create_index(self.collection, index, sync=False)
+        try:  # scalar indexes on the filter fields (servers that lack the type filter without one)
+            scalar = self.client.prepare_index_params()
+            for name in FILTER_FIELDS:
+                scalar.add_index(field_name=name, index_type="STL_SORT")
+            self.client.create_index(self.collection, scalar, sync=False)
+        except Exception as exc:  # noqa: BLE001 (an optimisation only)
+            log.info("Milvus at %s: no scalar indexes on %s (%s)", self.uri, self.collection, exc)
+        with _errors(self.uri, f"loading {self.collection}"):
+            self.client.load_collection(self.collection)
+        self._ready = True
 
-    def _upsert_after(self, after_id: int) -> None:
-        """Copy the record's rows with id > ``after_id`` into the collection, chunk by chunk."""
-        rec = self.record
-        while True:
-            rows = rec.conn.execute("SELECT id, camera, timestamp, vector FROM items WHERE id>? ORDER BY id "
-                                    "LIMIT ?", (after_id, CHUNK)).fetchall()
-            if not rows:
-                return
-            data = [{"id": int(i), "vector": np.frombuffer(v, dtype=np.float32).tolist(),
-                     "camera": NO_CAMERA if cam is None else int(cam), "timestamp": (ts or "")[:TIMESTAMP_CHARS]}
-                    for i, cam, ts, v in rows]
-            with _errors(self.uri, f"writing to {self.collection}"):
-                self.client.upsert(self.collection, data)
-            after_id = int(rows[-1][0])
-            rec.set_meta(milvus_max_id=str(after_id))
+    def add(self, ids: list[int], vectors: np.ndarray, items: list) -> None:
+        if not ids:
+            return
+        if not self._exists():
+            self._create()
+        else:
+            self._ensure_ready()  # never writes into another index's collection
+        data = [{"id": int(i), "vector": v.tolist(), "camera": _int(it.camera), "vehicle_id": _int(it.vehicle_id),
+                 "ts": _int(records.time_value(it.timestamp)), "path": it.path[:TEXT_CHARS],
+                 "timestamp": (it.timestamp or "")[:TEXT_CHARS], "boxes": json.dumps(it.boxes)[:TEXT_CHARS]}
+                for i, v, it in zip(ids, vectors, items)]
+        with _errors(self.uri, f"writing to {self.collection}"):
+            for j in range(0, len(data), CHUNK):
+                self.client.upsert(self.collection, data[j:j + CHUNK])
+        self._seen = -1
+
+    def remove(self, ids: list[int]) -> None:
+        self._ensure_ready()
+        with _errors(self.uri, f"deleting from {self.collection}"):
+            for j in range(0, len(ids), CHUNK):
+                self.client.delete(self.collection, ids=[int(i) for i in ids[j:j + CHUNK]])
+        self._seen = -1
+
+    def vector(self, image_id: int) -> np.ndarray:
+        self._ensure_ready()
+        with _errors(self.uri, f"reading {self.collection}"):
+            rows = self.client.get(self.collection, ids=[int(image_id)], output_fields=["vector"])
+        if not rows:
+            raise KeyError(image_id)
+        return np.asarray(rows[0]["vector"], dtype=np.float32)
 
     def finalize(self) -> int:
         rec = self.record
         if not self._exists():
             self._create()
-            rec.set_meta(milvus_max_id="-1")
-        else:
-            self.check()  # never writes into another index's collection
-        synced = int(rec.meta.get("milvus_max_id", "-1"))
-        if self._count() != records.rows_up_to(rec.conn, synced):
-            log.warning("Milvus collection %s at %s does not hold the %s rows it was given; copying every row "
-                        "again", self.collection, self.uri, rec.meta.get("milvus_rows", "?"))
-            synced = -1
-        self._upsert_after(synced)
+        self._ensure_ready()
+        with _errors(self.uri, f"flushing {self.collection}"):
+            self.client.flush(self.collection) if hasattr(self.client, "flush") else None
         n = self._count()
-        if n != len(rec):  # rows the record does not hold: the collection is derived, so rebuild it
-            log.warning("Milvus collection %s holds %d rows, the database %d; rebuilding it", self.collection,
-                        n, len(rec))
-            with _errors(self.uri, f"dropping {self.collection}"):
-                self.client.drop_collection(self.collection)
-            self._create()
-            self._upsert_after(-1)
-            n = self._count()
-        with _errors(self.uri, f"loading {self.collection}"):
-            self.client.load_collection(self.collection)
-        self._ready = True
         self._seen = n
         rec.set_meta(milvus_rows=str(n))
         return n
 
     # --- reading ------------------------------------------------------------------------------
     def refresh(self, wait: bool = True) -> bool:
-        """Searches see a writer's rows as soon as it writes them; True when the count grew since the last
-        look (the first look checks that the collection belongs to this index)."""
+        """Searches see a writer's rows as soon as Milvus makes them visible; True when the count changed
+        since the last look (the first look checks that the collection belongs to this index)."""
         self._ensure_ready()
         n = self._count()
-        grew, self._seen = n != self._seen, n
-        return grew
+        changed, self._seen = n != self._seen, n
+        return changed
 
     def searchable(self) -> int:
-        self._ensure_ready()
-        self._seen = self._count()
+        """The item count, cached: one ``count(*)`` on first use and after :meth:`refresh` or a write."""
+        if self._seen < 0:
+            self._ensure_ready()
+            self._seen = self._count()
         return self._seen
 
     def search(self, queries: np.ndarray, k: int, where: SearchFilter) -> list[list[tuple[float, int]]]:

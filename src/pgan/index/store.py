@@ -1,25 +1,23 @@
-"""``GalleryIndex``: a folder holding the gallery's metadata (SQLite) and its searchable vectors (faiss or Milvus).
+"""``GalleryIndex``: a folder holding the gallery's metadata (SQLite) and the one copy of its vectors
+(faiss segments, or a Milvus collection).
 
 Layout of an index folder::
 
     INDEX/index.sqlite        meta (key/value: dim, index_type, params, model fingerprint, checkpoint,
-                              parts, build_id, ...), items (id, path, camera, vehicle_id, timestamp,
-                              boxes JSON, vector float32 blob), log (files skipped, with the reason);
-                              WAL mode (:mod:`pgan.index.records`)
-    INDEX/vectors.faiss       backend 'faiss' (the default): the faiss index (an IndexIDMap2 over the
-    INDEX/vectors.faiss.json  factory string), derived from the rows, and what it was derived from
-                              (:mod:`pgan.index.vectors`)
+                              parts, build_id, generation, next_id, ...), items (id, path, camera,
+                              vehicle_id, timestamp, boxes: metadata only), segments, tombstones, log (files
+                              skipped, with the reason); WAL mode (:mod:`pgan.index.records`)
+    INDEX/segments/           backend 'faiss' (the default): the vectors, in immutable segment files
+                              (:mod:`pgan.index.segments`, :mod:`pgan.index.vectors`)
+    INDEX/writer.lock         held while segments are merged (one merger at a time)
 
 or, with backend 'milvus', a Milvus collection named in meta (``milvus_uri``, ``milvus_collection``;
 :mod:`pgan.index.milvus`). Either is a :class:`pgan.index.vector_store.VectorStore`.
 
-SQLite is the record: rows and their vectors are committed batch by batch, so a
-killed build keeps every finished batch. The vector store is derived from it and
-brought up to date (:meth:`GalleryIndex.finalize`) at the end of every build or
-add; vectors that do not match the database (another build, another model, removed
-rows) are rebuilt from the stored vectors by a writer and refused by a reader, never
-searched. A faiss reader searches the last complete snapshot and, with
-:meth:`GalleryIndex.refresh`, picks up the next one a writer publishes.
+Each batch's rows and vectors commit in one ``BEGIN IMMEDIATE`` transaction: any number of processes may
+add to one index at once (they queue for the write lock, briefly), and a killed writer leaves every
+committed batch searchable. :meth:`GalleryIndex.remove` deletes rows and makes their vectors
+unsearchable at once, for every reader: a reader checks the database's generation before each search.
 
 Scores are inner products of L2-normalised embeddings, i.e. cosine similarity.
 """
@@ -32,19 +30,18 @@ import sqlite3
 import uuid
 from pathlib import Path
 
-import faiss
 import numpy as np
 
 from pgan.errors import IndexMismatchError, PganError
 from pgan.index import records
-from pgan.index import vectors as faissfile
 from pgan.index.records import DB_NAME, ITEM_COLUMNS, GalleryItem, Hit, hit_from_row
+from pgan.index.segments import new_inner_index
 from pgan.index.vector_store import BACKENDS, SearchFilter, VectorStore
-from pgan.index.vectors import DEFAULT_PARAMS, FAISS_NAME, FaissStore, new_faiss_index
+from pgan.index.vectors import DEFAULT_PARAMS, SEGMENTS_DIR, FaissStore
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DB_NAME", "DEFAULT_PARAMS", "FAISS_NAME", "GalleryIndex", "GalleryItem", "Hit", "new_faiss_index"]
+__all__ = ["DB_NAME", "DEFAULT_PARAMS", "SEGMENTS_DIR", "GalleryIndex", "GalleryItem", "Hit"]
 
 
 class GalleryIndex:
@@ -66,6 +63,8 @@ class GalleryIndex:
         db = path / DB_NAME
         conn = records.connect(db, readonly)
         try:
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE name='meta'").fetchone():
+                records.check_schema(db, conn)
             idx = cls(path, conn, readonly)
         except sqlite3.DatabaseError as exc:
             conn.close()
@@ -108,24 +107,26 @@ class GalleryIndex:
         if backend == "faiss":
             if uri is not None or collection is not None:
                 raise PganError("--uri and --collection are settings of '--backend milvus'")
-            new_faiss_index(dim, index_type, params)  # validate the factory string before writing anything
+            new_inner_index(dim, index_type, params)  # validate the factory string before writing anything
         else:
             from pgan.index import milvus
 
             store_meta = milvus.settings(path, uri, collection, index_type)
             milvus.claim(store_meta, model_fingerprint, dim)  # refuse a collection that exists already
         path.mkdir(parents=True, exist_ok=True)
-        for stale in (FAISS_NAME, faissfile.SIDECAR_NAME):
-            if (path / stale).exists():
-                log.warning("%s: removing %s left by an earlier index (its database is gone)", path, stale)
-                (path / stale).unlink()
+        if (path / SEGMENTS_DIR).exists():
+            import shutil
+
+            log.warning("%s: removing %s left by an earlier index (its database is gone)", path, SEGMENTS_DIR)
+            shutil.rmtree(path / SEGMENTS_DIR)
         conn = records.connect(path / DB_NAME, readonly=False, create=True)
-        with conn:
-            conn.executescript(records.SCHEMA)
+        conn.executescript(records.SCHEMA)
+        with records.write(conn):
             meta = {"schema_version": records.SCHEMA_VERSION, "dim": str(dim), "index_type": index_type,
                     "params": json.dumps(params), "metric": "inner_product",
                     "model_fingerprint": model_fingerprint, "build_id": uuid.uuid4().hex,
-                    "checkpoint": str(Path(checkpoint).resolve()), "created": records.now(), "faiss_ntotal": "0",
+                    "checkpoint": str(Path(checkpoint).resolve()), "created": records.now(),
+                    "generation": "0", "next_id": "0",
                     "backend": backend, **store_meta, **{k: str(v) for k, v in extra.items()}}
             conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta.items())
         return cls(path, conn, readonly=False)
@@ -232,10 +233,9 @@ class GalleryIndex:
 
     def vector(self, image_id: int) -> np.ndarray:
         """The stored ``(d,)`` embedding of a gallery item (:class:`KeyError` when unknown)."""
-        row = self.conn.execute("SELECT vector FROM items WHERE id=?", (int(image_id),)).fetchone()
-        if row is None:
+        if self.conn.execute("SELECT 1 FROM items WHERE id=?", (int(image_id),)).fetchone() is None:
             raise KeyError(image_id)
-        return np.frombuffer(row[0], dtype=np.float32).copy()
+        return self.vector_store.vector(int(image_id))
 
     def image_path(self, image_id: int) -> Path:
         row = self.conn.execute("SELECT path FROM items WHERE id=?", (int(image_id),)).fetchone()
@@ -250,12 +250,12 @@ class GalleryIndex:
         """``(path, reason)`` of every file a build skipped (unreadable, not an image)."""
         return [(r[0], r[1]) for r in self.conn.execute("SELECT path, reason FROM log ORDER BY path")]
 
-    def vectors(self, after_id: int = -1) -> tuple[np.ndarray, np.ndarray]:
-        """``(ids, vectors)`` of the items with id > ``after_id``, in id order."""
-        rows = self.conn.execute("SELECT id, vector FROM items WHERE id>? ORDER BY id", (after_id,)).fetchall()
-        ids = np.array([r[0] for r in rows], dtype=np.int64)
-        vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.dim)
-        return ids, vecs
+    def vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids, vectors)`` of every item, in id order (faiss backend)."""
+        store = self.vector_store
+        if not isinstance(store, FaissStore):
+            raise PganError(f"index {self.path} keeps its vectors in {self.backend}; read them there")
+        return store.all_vectors()
 
     # --- writing ------------------------------------------------------------------------------
     def _writable(self) -> None:
@@ -264,36 +264,78 @@ class GalleryIndex:
 
     def add_batch(self, items: list[GalleryItem], vectors: np.ndarray,
                   skipped: list[tuple[str, str]] = ()) -> list[int]:
-        """Store one batch (rows, vectors, skipped files) in one transaction; returns the new ids."""
+        """Store one batch (rows, vectors, skipped files) in one transaction; returns the new ids.
+
+        Paths the index holds already (another writer added them meanwhile) are left as they are."""
         self._writable()
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.shape != (len(items), self.dim):
             raise IndexMismatchError(f"expected {len(items)} x {self.dim} vectors, got {vectors.shape}")
-        if self._store is not None:
-            self._store.forget()
-        with self.conn:
-            start = int(self.conn.execute("SELECT COALESCE(MAX(id), -1) FROM items").fetchone()[0]) + 1
+        store = self.vector_store
+        with records.write(self.conn):
+            held = {r[0] for r in self.conn.execute(
+                f"SELECT path FROM items WHERE path IN ({','.join('?' * len(items))})", [it.path for it in items])}
+            fresh = []
+            for j, it in enumerate(items):
+                if it.path not in held:
+                    held.add(it.path)
+                    fresh.append(j)
+            items, vectors = [items[j] for j in fresh], vectors[fresh]
+            start = records.allocate_ids(self.conn, len(items))
             ids = list(range(start, start + len(items)))
             self.conn.executemany(
                 "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(i, it.path, it.camera, it.vehicle_id, it.timestamp, json.dumps(it.boxes), v.tobytes())
-                 for i, it, v in zip(ids, items, vectors)])
+                [(i, it.path, it.camera, it.vehicle_id, it.timestamp, records.time_value(it.timestamp),
+                  json.dumps(it.boxes)) for i, it in zip(ids, items)])
+            store.add(ids, vectors, items)
             self.conn.executemany("DELETE FROM log WHERE path=?", [(it.path,) for it in items])
             self.conn.executemany("INSERT OR REPLACE INTO log VALUES (?, ?, ?)",
                                   [(p, r, records.now()) for p, r in skipped])
+            records.bump(self.conn)
         return ids
+
+    def remove(self, paths: list[str] = (), ids: list[int] = (), before: str | None = None) -> list[int]:
+        """Remove items from the gallery: by ``paths`` (as given to build / add), by ``ids``, and every item
+        whose timestamp lies before ``before``; returns the ids removed. Searches never return them again
+        (in any process). An unknown path or id raises (one line) and removes nothing."""
+        self._writable()
+        wanted: set[int] = set()
+        for i in ids:
+            if self.conn.execute("SELECT 1 FROM items WHERE id=?", (int(i),)).fetchone() is None:
+                raise PganError(f"index {self.path} holds no item with id {i}; nothing was removed")
+            wanted.add(int(i))
+        for p in paths:
+            row = self.conn.execute("SELECT id FROM items WHERE path=?", (str(p),)).fetchone() or \
+                self.conn.execute("SELECT id FROM items WHERE path=?", (str(Path(p).resolve()),)).fetchone()
+            if row is None:
+                raise PganError(f"index {self.path} holds no image {p}; nothing was removed")
+            wanted.add(int(row[0]))
+        if before is not None:
+            cut = records.parse_time(before, "--before")
+            wanted |= {r[0] for r in self.conn.execute("SELECT id FROM items WHERE ts IS NOT NULL AND ts<?",
+                                                       (cut,))}
+        gone = sorted(wanted)
+        if not gone:
+            return []
+        store = self.vector_store
+        with records.write(self.conn):
+            for i in range(0, len(gone), 900):
+                chunk = gone[i:i + 900]
+                self.conn.execute(f"DELETE FROM items WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+            store.remove(gone)
+            records.bump(self.conn)
+        return gone
 
     def set_meta(self, **values: str) -> None:
         self._writable()
-        with self.conn:
+        with records.write(self.conn):
             self.conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
                                   [(k, str(v)) for k, v in values.items()])
         self.meta.update({k: str(v) for k, v in values.items()})
 
     def finalize(self) -> int:
-        """Bring the vector store up to date with the rows (adding only what it lacks, or rebuilding it from
-        the stored vectors when it was derived from something else); returns its size. The search
-        parameters apply at once, in this process."""
+        """Reorganise what was added for fast search (faiss: log segments into an index, small segments
+        merged; Milvus: index and load the collection); returns how many items are searchable."""
         self._writable()
         n = self.vector_store.finalize()
         self.set_meta(finalized=records.now())
@@ -301,33 +343,32 @@ class GalleryIndex:
 
     # --- the searchable vectors -----------------------------------------------------------------
     def refresh(self, wait: bool = True) -> bool:
-        """Pick up what a writer published since the last look (faiss: load the newer snapshot; a
-        snapshot that does not match the database is never searched); True when searches see more.
-        ``wait=False`` returns at once when another thread is already loading."""
+        """Pick up what writers committed since the last look (new segments, merges, removals); True when
+        the searchable set changed. ``wait=False`` returns at once when another thread is already loading."""
         return self.vector_store.refresh(wait)
 
-    def faiss_index(self) -> faiss.Index:
-        """The faiss index searches use now (backend 'faiss' only)."""
-        store = self.vector_store
-        if not isinstance(store, FaissStore):
-            raise PganError(f"index {self.path} keeps its vectors in {self.backend}, not in a faiss file")
-        return store.snapshot().index
-
     def searchable(self) -> int:
-        """How many items searches can return now (faiss: the rows of the loaded snapshot)."""
+        """How many items searches can return now."""
         return self.vector_store.searchable()
 
     # --- search -------------------------------------------------------------------------------
+    def compact(self) -> int:
+        """faiss: merge every segment into one and drop removed items' vectors; returns the searchable count
+        (Milvus compacts by itself)."""
+        self._writable()
+        store = self.vector_store
+        return store.compact() if isinstance(store, FaissStore) else store.searchable()
+
     def search(self, embeddings: np.ndarray, topk: int, camera: int | None = None,
-               exclude_camera: int | None = None, since: str | None = None,
-               until: str | None = None) -> list[list[Hit]]:
+               exclude_camera: int | None = None, since: str | int | None = None,
+               until: str | int | None = None, vehicle_id: int | None = None) -> list[list[Hit]]:
         """The ``topk`` nearest gallery items of each row of ``embeddings`` (cosine, best first).
 
-        ``camera``: keep only gallery items from that camera. ``exclude_camera``: drop those
-        from that camera (the query's own, as in cross-camera evaluation). ``since`` / ``until``:
-        keep only items whose timestamp lies in that window (both ends included; compared as text,
-        see :class:`pgan.index.vector_store.SearchFilter`). ``topk`` beyond what the gallery holds
-        returns every item, with a warning.
+        Filters run inside the engine (see :class:`pgan.index.vector_store.SearchFilter`): ``camera``
+        keeps only that camera's items, ``exclude_camera`` drops that camera's (the query's own, as in
+        cross-camera evaluation), ``vehicle_id`` keeps one vehicle, ``since`` / ``until`` keep items whose
+        timestamp lies in that window (both ends included; digits or ISO 8601, one line when malformed).
+        ``topk`` beyond what the gallery holds returns every item, with a warning.
         """
         emb = np.ascontiguousarray(np.atleast_2d(embeddings), dtype=np.float32)
         if emb.ndim != 2 or emb.shape[1] != self.dim:
@@ -335,21 +376,26 @@ class GalleryIndex:
                                      f"the queries are {emb.shape[-1]}-d")
         if topk < 1:
             raise PganError(f"topk must be >= 1, got {topk}")
-        if since is not None and until is not None and since > until:
-            raise PganError(f"the time window is empty: since {since!r} is after until {until!r}")
+        where = SearchFilter.parse(camera, exclude_camera, since, until, vehicle_id)
         store = self.vector_store
         n = store.searchable()
         if n == 0:
             raise PganError(f"index {self.path} is empty")
         if topk > n:
             log.warning("topk=%d exceeds the gallery's %d items; returning all of them", topk, n)
-        where = SearchFilter(camera, exclude_camera, since, until)
-        return [self._hits(r) for r in store.search(emb, min(topk, n), where)]
+        k = min(topk, n)
+        out = [self._hits(r) for r in store.search(emb, k, where)]
+        if any(len(h) < k for h in out) and store.stale():
+            store.refresh()  # rows removed since the loaded generation: search what is there now
+            out = [self._hits(r) for r in store.search(emb, k, where)]
+        return out
 
     def _hits(self, pairs: list[tuple[float, int]]) -> list[Hit]:
+        """Hits of ``(score, id)`` pairs; ids whose rows are gone (removed meanwhile) are dropped."""
         if not pairs:
             return []
         marks = ",".join("?" * len(pairs))
         rows = {r[0]: r for r in self.conn.execute(f"SELECT {ITEM_COLUMNS} FROM items WHERE id IN ({marks})",
                                                    [i for _, i in pairs])}
-        return [hit_from_row(rows[i], rank, s) for rank, (s, i) in enumerate(pairs, 1)]
+        kept = [(s, i) for s, i in pairs if i in rows]
+        return [hit_from_row(rows[i], rank, s) for rank, (s, i) in enumerate(kept, 1)]

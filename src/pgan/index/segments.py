@@ -1,0 +1,231 @@
+"""The vector files of a faiss gallery index: immutable segments, listed in ``index.sqlite``.
+
+Every vector is kept once, in one segment file under ``INDEX/segments/``::
+
+    <name>.f32     a log segment: the float32 vectors of one committed batch (n x d, raw), memory-mapped and
+                   searched exactly; what ``add_batch`` writes, so a committed batch is searchable at once
+    <name>.faiss   a faiss segment: a ``faiss.index_factory`` index over some rows (no id map), memory-mapped
+                   (``IO_FLAG_MMAP_IFC``) where faiss allows; what finalize and compaction write
+    <name>.npz     beside either: the segment's columns, one value per row: ``ids`` (ascending), ``camera``,
+                   ``vehicle_id``, ``ts`` (int64, :data:`NO_VALUE` when unknown)
+
+A segment file is written atomically before the transaction that lists it commits, and deleted only after
+the transaction that unlists it; a file no transaction lists is a crashed writer's and is removed by the
+next finalize. Filters become row masks over the columns and run inside the search (faiss
+``IDSelectorBitmap``), or, for small selections, an exact search over just the selected rows.
+
+Example::
+
+    seg = load(Path("runs/gallery/segments"), "f-0-1a2b3c4d", "faiss", 512, {"efSearch": 64})
+    scores, ids = seg.search(queries, 10, mask=seg.columns.camera == 3)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from pgan.errors import PganError
+from pgan.index.records import NO_TIME
+from pgan.utils.atomic import atomic_open
+
+__all__ = ["Columns", "NO_VALUE", "Segment", "load", "new_inner_index", "write_faiss", "write_log"]
+
+NO_VALUE = NO_TIME  # a camera / vehicle id / time the gallery does not know
+EXACT_MAX = 20_000  # selections up to this many rows are searched exactly over just those rows
+
+
+@dataclass
+class Columns:
+    """One value per row of a segment (aligned with its vectors)."""
+
+    ids: np.ndarray
+    camera: np.ndarray
+    vehicle_id: np.ndarray
+    ts: np.ndarray
+
+    @classmethod
+    def of(cls, ids, camera, vehicle_id, ts) -> Columns:
+        def col(values) -> np.ndarray:
+            return np.array([NO_VALUE if v is None else int(v) for v in values], dtype=np.int64)
+
+        return cls(np.asarray(ids, dtype=np.int64), col(camera), col(vehicle_id), col(ts))
+
+    @classmethod
+    def concat(cls, parts: list[Columns]) -> Columns:
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) if parts else np.zeros(0, np.int64)
+                     for f in ("ids", "camera", "vehicle_id", "ts")))
+
+    def take(self, rows: np.ndarray) -> Columns:
+        return Columns(self.ids[rows], self.camera[rows], self.vehicle_id[rows], self.ts[rows])
+
+    def save(self, path: Path) -> None:
+        with atomic_open(path, "wb") as fh:
+            np.savez(fh, ids=self.ids, camera=self.camera, vehicle_id=self.vehicle_id, ts=self.ts)
+
+    @classmethod
+    def read(cls, path: Path) -> Columns:
+        with np.load(path) as z:
+            return cls(z["ids"], z["camera"], z["vehicle_id"], z["ts"])
+
+
+def new_inner_index(dim: int, index_type: str, params: dict) -> faiss.Index:
+    """An empty inner-product ``faiss.index_factory(dim, index_type)`` (one line for a bad factory string)."""
+    try:
+        index = faiss.index_factory(dim, index_type, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as exc:
+        raise PganError(f"invalid faiss index type {index_type!r}: {str(exc).splitlines()[-1]}") from None
+    hnsw = getattr(faiss.downcast_index(index), "hnsw", None)
+    if hnsw is not None:
+        hnsw.efConstruction = int(params.get("efConstruction", 80))
+    return index
+
+
+def training_need(index: faiss.Index, index_type: str) -> int:
+    """How many vectors ``index`` must be trained on (0: none)."""
+    if index.is_trained:
+        return 0
+    need = 1
+    try:
+        need = max(need, faiss.extract_index_ivf(index).nlist)
+    except RuntimeError:
+        pass
+    if "PQ" in index_type.upper():
+        need = max(need, 256)
+    return need
+
+
+def apply_search_params(index: faiss.Index, params: dict) -> None:
+    """Set HNSW ``efSearch`` and IVF ``nprobe`` (faiss does not serialise them)."""
+    inner = faiss.downcast_index(index)
+    if hasattr(inner, "hnsw") and "efSearch" in params:
+        inner.hnsw.efSearch = int(params["efSearch"])
+    try:
+        faiss.extract_index_ivf(inner).nprobe = int(params.get("nprobe", 32))
+    except RuntimeError:
+        pass  # not an IVF index
+
+
+def write_log(folder: Path, name: str, vectors: np.ndarray, columns: Columns) -> None:
+    """A log segment: the raw vectors, then their columns (each file atomically)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_open(folder / f"{name}.f32", "wb") as fh:
+        fh.write(np.ascontiguousarray(vectors, dtype=np.float32).tobytes())
+    columns.save(folder / f"{name}.npz")
+
+
+def write_faiss(folder: Path, name: str, index: faiss.Index, columns: Columns) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_open(folder / f"{name}.faiss", "wb") as fh:
+        fh.write(faiss.serialize_index(index).tobytes())
+    columns.save(folder / f"{name}.npz")
+
+
+def files(folder: Path, name: str, kind: str) -> list[Path]:
+    return [folder / f"{name}.{'f32' if kind == 'log' else 'faiss'}", folder / f"{name}.npz"]
+
+
+class Segment:
+    """One loaded segment: its columns, its vectors (memory-mapped) and how to search them."""
+
+    def __init__(self, name: str, kind: str, columns: Columns, dim: int, vecs: np.ndarray | None = None,
+                 index: faiss.Index | None = None, owner: faiss.Index | None = None) -> None:
+        self.name, self.kind, self.columns, self.dim = name, kind, columns, dim
+        self.index, self._owner = index, owner  # owner: the object faiss returned (keeps `index` alive)
+        self.flat = vecs  # the exact vectors as an (n, d) array when the segment has them (log, *Flat)
+        if vecs is None and index is not None:
+            storage = faiss.downcast_index(index.storage) if hasattr(index, "storage") else index
+            if isinstance(storage, faiss.IndexFlat) and storage.ntotal == len(columns.ids):
+                self.flat = faiss.rev_swig_ptr(storage.get_xb(), storage.ntotal * dim).reshape(-1, dim)
+        self.alive: np.ndarray | None = None  # rows not removed; None: all
+
+    def __len__(self) -> int:
+        return len(self.columns.ids)
+
+    @property
+    def live(self) -> int:
+        return len(self) if self.alive is None else int(self.alive.sum())
+
+    def set_tombstones(self, removed: np.ndarray) -> None:
+        dead = np.isin(self.columns.ids, removed) if len(removed) else None
+        self.alive = None if dead is None or not dead.any() else ~dead
+
+    def row_of(self, image_id: int) -> int | None:
+        row = int(np.searchsorted(self.columns.ids, image_id))
+        return row if row < len(self) and self.columns.ids[row] == image_id else None
+
+    def vectors(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """The vectors of ``rows`` (all: None), exact where the segment stores them exactly."""
+        if self.flat is not None:
+            return np.array(self.flat if rows is None else self.flat[rows], dtype=np.float32)
+        rows = np.arange(len(self)) if rows is None else np.asarray(rows)
+        try:
+            faiss.extract_index_ivf(self.index).make_direct_map()
+        except RuntimeError:
+            pass
+        return np.stack([self.index.reconstruct(int(r)) for r in rows]) if len(rows) else np.zeros((0, self.dim),
+                                                                                                  np.float32)
+
+    def search(self, queries: np.ndarray, k: int, mask: np.ndarray | None,
+               params: dict) -> tuple[np.ndarray, np.ndarray]:
+        """``(scores, ids)``, ``(nq, <=k)`` each, best first; ids -1 where fewer rows pass ``mask``."""
+        if self.alive is not None:
+            mask = self.alive if mask is None else mask & self.alive
+        n = len(self)
+        chosen = n if mask is None else int(mask.sum())
+        k = min(k, chosen)
+        if k == 0:
+            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+        if self.index is None or (mask is not None and self.flat is not None and chosen <= EXACT_MAX):
+            rows = None if mask is None else np.flatnonzero(mask)
+            scores = (self.flat if rows is None else self.flat[rows]) @ queries.T  # (chosen, nq)
+            top = np.argpartition(-scores, k - 1, axis=0)[:k] if k < chosen else np.arange(chosen)[:, None]
+            top = np.broadcast_to(top, (k, len(queries))) if top.shape[1] == 1 else top
+            best = np.take_along_axis(scores, top, axis=0).T  # (nq, k)
+            order = np.argsort(-best, axis=1, kind="stable")
+            rows_top = np.take_along_axis(top.T, order, axis=1)
+            picked = rows_top if rows is None else rows[rows_top]
+            return np.take_along_axis(best, order, axis=1), self.columns.ids[picked]
+        if mask is None:
+            scores, rows = self.index.search(queries, k)
+        else:
+            bits = np.packbits(mask, bitorder="little")
+            sel = faiss.IDSelectorBitmap(n, faiss.swig_ptr(bits))
+            inner = faiss.downcast_index(self.index)
+            share = chosen / n
+            if hasattr(inner, "hnsw"):  # a thinner selection needs a wider beam for the same recall
+                ef = int(min(4096, max(k, params.get("efSearch", 128)) / max(share, 1e-3) ** 0.5))
+                sp = faiss.SearchParametersHNSW(sel=sel, efSearch=ef)
+            else:
+                try:
+                    nprobe = faiss.extract_index_ivf(inner).nprobe
+                    sp = faiss.SearchParametersIVF(sel=sel, nprobe=nprobe)
+                except RuntimeError:
+                    sp = faiss.SearchParameters(sel=sel)
+            scores, rows = self.index.search(queries, k, params=sp)
+            del bits
+        ids = np.where(rows >= 0, self.columns.ids[np.clip(rows, 0, n - 1)], -1)
+        return scores, ids
+
+
+def load(folder: Path, name: str, kind: str, dim: int, params: dict) -> Segment:
+    """A listed segment, memory-mapped (:class:`FileNotFoundError` when a compaction removed it meanwhile)."""
+    columns = Columns.read(folder / f"{name}.npz")
+    if kind == "log":
+        path = folder / f"{name}.f32"
+        vecs = np.memmap(path, dtype=np.float32, mode="r", shape=(len(columns.ids), dim)) if len(columns.ids) \
+            else np.zeros((0, dim), np.float32)
+        return Segment(name, kind, columns, dim, vecs=vecs)
+    path = folder / f"{name}.faiss"
+    if not path.is_file():
+        raise FileNotFoundError(path)
+    try:
+        owner = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)
+    except RuntimeError as exc:
+        raise PganError(f"{path} is not a readable faiss index ({str(exc).splitlines()[-1][:120]})") from None
+    index = faiss.downcast_index(owner)
+    apply_search_params(index, params)
+    return Segment(name, kind, columns, dim, index=index, owner=owner)
