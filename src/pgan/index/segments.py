@@ -36,6 +36,7 @@ __all__ = ["Columns", "NO_VALUE", "Segment", "load", "new_inner_index", "write_f
 
 NO_VALUE = NO_TIME  # a camera / vehicle id / time the gallery does not know
 EXACT_MAX = 20_000  # selections up to this many rows are searched exactly over just those rows
+EXACT_SHARE = 0.02  # ... and so are those under this share of the segment (a graph search would miss)
 
 
 @dataclass
@@ -179,7 +180,8 @@ class Segment:
         k = min(k, chosen)
         if k == 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-        if self.index is None or (mask is not None and self.flat is not None and chosen <= EXACT_MAX):
+        thin = mask is not None and (chosen <= EXACT_MAX or chosen < EXACT_SHARE * n)
+        if self.index is None or (thin and self.flat is not None):
             rows = None if mask is None else np.flatnonzero(mask)
             scores = (self.flat if rows is None else self.flat[rows]) @ queries.T  # (chosen, nq)
             top = np.argpartition(-scores, k - 1, axis=0)[:k] if k < chosen else np.arange(chosen)[:, None]
@@ -197,7 +199,7 @@ class Segment:
             inner = faiss.downcast_index(self.index)
             share = chosen / n
             if hasattr(inner, "hnsw"):  # a thinner selection needs a wider beam for the same recall
-                ef = int(min(4096, max(k, params.get("efSearch", 128)) / max(share, 1e-3) ** 0.5))
+                ef = int(min(4096, max(k, params.get("efSearch", 128)) / max(share, EXACT_SHARE)))
                 sp = faiss.SearchParametersHNSW(sel=sel, efSearch=ef)
             else:
                 try:

@@ -3,11 +3,14 @@
 Routes (``/docs`` shows them with their schemas):
 
 * ``POST /api/search``: multipart form, the photo in ``image`` (or a gallery ``image_id``),
-  ``topk`` and an optional ``camera`` filter -> ``{"query": ..., "results": [...]}``; with
+  ``topk`` and optional filters (``camera``, ``exclude_camera``, ``vehicle_id``, ``since``, ``until``,
+  applied inside the index) -> ``{"query": ..., "results": [...]}``; with
   ``group=camera`` (and ``min_score``) also ``"sightings"``: the likely matches by camera in time order;
 * ``GET /api/images/{id}[?size=N]``: a gallery image, or a JPEG thumbnail whose longer side is the
   fixed size N snaps to (``settings.thumbnail_sizes``), kept in a bounded LRU;
 * ``GET /api/health``, ``GET /api/info``;
+* ``POST /api/search/batch`` (JSON: raw ``vectors`` and / or ``image_ids``) and ``POST /api/search/images``
+  (several photos): many queries per request (:mod:`pgan.serve.queries`);
 * ``GET /``: the search page (plain HTML/CSS/JS from ``pgan/serve/static``).
 
 Every error has a one-line JSON body ``{"error": "..."}``: a 4xx for bad input, a 503 for the
@@ -54,7 +57,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from pgan import __version__
 from pgan.errors import PganError
-from pgan.serve import uploads
+from pgan.serve import queries, uploads
 from pgan.serve.middleware import BodyLimit, SecurityHeaders
 from pgan.serve.pipeline import Pipeline
 from pgan.serve.schemas import Box, Error, Health, Info, Query, Result, SearchResponse, box_json
@@ -94,8 +97,12 @@ class _State:
         """Items searches can return now (the loaded snapshot's; runs on the index thread)."""
         return int(self.index.searchable()) if hasattr(self.index, "searchable") else len(self.index)
 
-    def search(self, embedding: Any, topk: int, camera: int | None) -> list:
-        return self.index.search(embedding[None, :], min(topk, self.gallery_size()), camera)[0]
+    def search(self, embedding: Any, topk: int, where: dict) -> list:
+        """One query's hits; ``where``: filter keyword arguments of ``GalleryIndex.search`` (only those set)."""
+        return self.search_many(embedding[None, :], topk, where)[0]
+
+    def search_many(self, embeddings: Any, topk: int, where: dict) -> list[list]:
+        return self.index.search(embeddings, min(topk, self.gallery_size()), **where)
 
     def watch_index(self) -> None:
         """Swap in the snapshot a writer publishes (``pgan index add`` while serving), off the worker thread."""
@@ -309,6 +316,11 @@ def create_app(index: Any, extractor: Any, settings: ServeSettings | None = None
                      image_id: str | None = Form(None, description="or: search with this gallery image"),
                      topk: str | None = Form(None, description="number of results"),
                      camera: str | None = Form(None, description="only results from this camera id"),
+                     exclude_camera: str | None = Form(None, description="no results from this camera id"),
+                     vehicle_id: str | None = Form(None, description="only results of this vehicle id"),
+                     since: str | None = Form(None, description="only results at or after this time (the "
+                                              "gallery's digits, e.g. 00030000, or ISO 8601)"),
+                     until: str | None = Form(None, description="only results at or before this time"),
                      group: str | None = Form(None, description="'camera': also answer 'sightings', the "
                                               "results above min_score grouped by camera in time order"),
                      min_score: str | None = Form(None, description="with group=camera: the least score of a "
@@ -316,7 +328,7 @@ def create_app(index: Any, extractor: Any, settings: ServeSettings | None = None
                      ) -> SearchResponse:
         start = time.perf_counter()
         k = _parse_int(topk, "topk", 1, settings.max_topk, settings.default_topk)
-        cam = _parse_int(camera, "camera", 0, 2**31 - 1, None)
+        where = queries.parse_filters(camera, exclude_camera, vehicle_id, since, until)
         least = parse_group(group, min_score)
         if image is not None and image_id not in (None, ""):
             raise HTTPException(422, "give either an upload in 'image' or a gallery 'image_id', not both")
@@ -336,7 +348,7 @@ def create_app(index: Any, extractor: Any, settings: ServeSettings | None = None
                 raise HTTPException(404, f"image id {query_id}: its file is not a readable image") from None
         else:
             raise HTTPException(422, "missing field 'image' (the query photo) or 'image_id' (a gallery image)")
-        hits = await state.lookup(state.search, vector, k, cam)
+        hits = await state.lookup(state.search, vector, k, where)
         paths = [Path(str(h.path)) if getattr(h, "path", None) else None for h in hits]
         sizes = await state.decode(lambda: [state.size_of(h.image_id, p) if p else None
                                             for h, p in zip(hits, paths)])
@@ -345,6 +357,8 @@ def create_app(index: Any, extractor: Any, settings: ServeSettings | None = None
                                           boxes=[Box(**box_json(b)) for b in boxes]),
                               results=results, took_ms=round(1000 * (time.perf_counter() - start), 2),
                               sightings=None if least is None else sightings_view(results, least))
+
+    queries.register(api, state, settings, admit, _hit_json)
 
     @api.get("/images/{image_id}", response_class=Response, dependencies=[Depends(admit)],
              responses={200: {"content": {"image/jpeg": {}, "image/png": {}}}})
