@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.pgan-installed
 
-.PHONY: install demo test test-fast test-slow lint bench clean configs docs-figures readme-tables
+.PHONY: install demo test test-fast test-slow lint bench clean configs docs-figures results-tables
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,9 +40,9 @@ bench: install
 docs-figures: install
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/serve_page.py
 
-# The README's results tables, from the JSON the benchmarks wrote in docs/ (the tests check they agree).
-readme-tables: install
-	$(BIN)/python benchmarks/readme_tables.py
+# The results tables of docs/results.md, from the JSON the benchmarks wrote in docs/ (the tests check they agree).
+results-tables: install
+	$(BIN)/python benchmarks/results_tables.py
 
 # configs/synth_*.yaml and configs/custom_*.yaml are generated from pgan.recipes (the one source of truth of the CPU recipe).
 configs: install

@@ -106,3 +106,13 @@ def test_a_summary_restricted_to_some_seeds_keeps_the_other_seeds_carried_rows(b
     seeds = [(r["seed"], r.get("carried", False), r["mAP"]) for r in result["rows"]]
     assert seeds == [(0, False, 0.98), (3, True, 0.93), (4, True, 0.94)]  # seed 0 from its run folder
     assert result["summary"]["baseline"]["mAP_mean"] == pytest.approx((0.98 + 0.93 + 0.94) / 3)
+
+
+def test_the_own_photo_recipe_is_the_24_epoch_study_s(bench):
+    # configs/custom_*.yaml claim to be the measured real-photo recipe: the study's dict and pgan.recipes'
+    # must not drift apart, and the configs' variants must be the study's rows they are named after.
+    from pgan.recipes import CUSTOM_CPU, GENERATED
+
+    assert bench.RECIPE_24 == CUSTOM_CPU
+    assert GENERATED["custom_pgan"].changes == bench.VARIANTS_24["pgan, proposals, +global"]
+    assert GENERATED["custom_baseline"].changes == bench.VARIANTS_24["baseline"]

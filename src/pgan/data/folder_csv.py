@@ -42,8 +42,8 @@ from pathlib import Path
 
 from pgan.errors import PganError
 
-__all__ = ["CSV_COLUMNS", "IMAGE_SUFFIXES", "FolderImage", "FolderScan", "SplitRow", "SplitSummary",
-           "assign_splits", "name_ids", "scan_folder", "summarize", "write_custom_csv"]
+__all__ = ["CSV_COLUMNS", "DEFAULT_TEST_FRACTION", "IMAGE_SUFFIXES", "FolderImage", "FolderScan", "SplitRow",
+           "SplitSummary", "assign_splits", "name_ids", "scan_folder", "summarize", "write_custom_csv"]
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 CSV_COLUMNS = ("path", "vehicle_id", "camera_id", "split", "vehicle_name", "camera_name")

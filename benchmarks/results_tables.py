@@ -1,11 +1,11 @@
-"""The README's results tables, generated from the raw JSON in ``docs/`` (never typed by hand).
+"""The results page's tables (docs/results.md), generated from the raw JSON in ``docs/`` (never typed by hand).
 
-Each table sits between ``<!-- generated: NAME -->`` and ``<!-- end: NAME -->`` in README.md; this script
-rewrites what lies between them from the JSON the benchmark wrote, and ``--check`` only compares (exit 1
-and the names of stale tables when the README differs; the test suite runs the same comparison).
+Each table sits between ``<!-- generated: NAME -->`` and ``<!-- end: NAME -->`` in docs/results.md; this
+script rewrites what lies between them from the JSON the benchmark wrote, and ``--check`` only compares
+(exit 1 and the names of stale tables when the page differs; the test suite runs the same comparison).
 
-    python benchmarks/readme_tables.py            # rewrite README.md's generated tables
-    python benchmarks/readme_tables.py --check    # is README.md in step with docs/*.json?
+    python benchmarks/results_tables.py            # rewrite docs/results.md's generated tables
+    python benchmarks/results_tables.py --check    # is docs/results.md in step with docs/*.json?
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def _diff_rows(pairs: dict, shown: list[str], bold: tuple[str, ...] = ()) -> lis
             continue
         p = pairs[name]
         lo, hi = p["diff_ci95"]
-        cells = [name + (" (post hoc)" if p.get("post_hoc") else ""), f"{100 * p['diff_mean']:+.1f}",
+        cells = [name + (" (diagnostic)" if p.get("post_hoc") else ""), f"{100 * p['diff_mean']:+.1f}",
                  "–" if lo is None or math.isnan(lo) else f"[{100 * lo:+.1f}, {100 * hi:+.1f}]"]
         if name in bold:
             cells = [f"**{c}**" for c in cells]
@@ -108,7 +108,7 @@ def real_dev_24ep_table(docs: Path) -> str:
 
 
 def synth_paired_table(docs: Path) -> str:
-    """The paired hard benchmark (issue 18): per variant mean ± std, the ratios; every paired difference."""
+    """The paired hard benchmark: per variant mean ± std, the ratios; every paired difference."""
     result = json.loads((docs / "synth_variants_hard.json").read_text())
     lines = ["| variant | mAP (%) | mINP (%) | ratio | ratio w/o wheels | seeds |", "|---|---|---|---|---|---|"]
     for label, s in result["summary"].items():
@@ -119,11 +119,25 @@ def synth_paired_table(docs: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def custom_recipes_table(docs: Path) -> str:
+    """The own-photo configs trained through the CLI on real-dev, beside the rows they are named after."""
+    rows = json.loads((docs / "custom_recipes.json").read_text())["rows"]
+    lines = ["| config | val mAP (%) | Rank-1 (%) | seed | named after (24-epoch study) "
+             "| its 5 seeds: mean ± std (range) | inside the range |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| `{r['config']}` | {100 * r['mAP']:.1f} | {100 * r['rank1']:.1f} | {r['seed']} | "
+                     f"{r['named_after']} | {100 * r['table_mean']:.1f} ± {100 * r['table_std']:.1f} "
+                     f"({100 * r['table_min']:.1f}-{100 * r['table_max']:.1f}) | "
+                     f"{'yes' if r['within_range'] else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
 TABLES: dict[str, tuple[str, Callable[[Path], str]]] = {
     "synth": ("synth_variants_hard_80ids.json", synth_table),
     "real_dev": ("real_dev.json", real_dev_table),
     "real_dev_24ep": ("real_dev_24ep.json", real_dev_24ep_table),
     "synth_paired": ("synth_variants_hard.json", synth_paired_table),
+    "custom_recipes": ("custom_recipes.json", custom_recipes_table),
 }
 
 
@@ -131,33 +145,33 @@ def _block(name: str) -> re.Pattern:
     return re.compile(rf"(<!-- generated: {name} -->\n)(.*?)(<!-- end: {name} -->)", re.S)
 
 
-def regenerate(readme: str, docs: Path) -> tuple[str, list[str]]:
-    """``readme`` with every generated table rewritten from ``docs``, and the names of the tables that
+def regenerate(page: str, docs: Path) -> tuple[str, list[str]]:
+    """``page`` with every generated table rewritten from ``docs``, and the names of the tables that
     changed. A table whose markers are absent, or whose JSON is missing, is left alone."""
     changed = []
     for name, (needs, make) in TABLES.items():
         pattern = _block(name)
-        m = pattern.search(readme)
+        m = pattern.search(page)
         if m is None or not (docs / needs).is_file():
             continue
         text = make(docs)
         if m.group(2) != text:
             changed.append(name)
-            readme = readme[:m.start(2)] + text + readme[m.end(2):]
-    return readme, changed
+            page = page[:m.start(2)] + text + page[m.end(2):]
+    return page, changed
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--readme", default=str(ROOT / "README.md"))
+    ap.add_argument("--page", default=str(ROOT / "docs" / "results.md"))
     ap.add_argument("--docs", default=str(ROOT / "docs"))
     ap.add_argument("--check", action="store_true", help="compare only; exit 1 when a table is stale")
     args = ap.parse_args(argv)
-    path = Path(args.readme)
+    path = Path(args.page)
     text, changed = regenerate(path.read_text(), Path(args.docs))
     if args.check:
         if changed:
-            print("stale README tables (run benchmarks/readme_tables.py): " + ", ".join(changed))
+            print("stale results tables (run benchmarks/results_tables.py): " + ", ".join(changed))
             return 1
         return 0
     if changed:

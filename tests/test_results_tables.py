@@ -1,4 +1,4 @@
-"""The README's results tables are generated from docs/*.json (benchmarks/readme_tables.py)."""
+"""The results page's tables (docs/results.md) are generated from docs/*.json (benchmarks/results_tables.py)."""
 
 import json
 from pathlib import Path
@@ -12,15 +12,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def tables():
-    return load_benchmark("readme_tables")
+    return load_benchmark("results_tables")
 
 
-def test_the_readme_is_in_step_with_the_json_in_docs(tables):
-    readme = (ROOT / "README.md").read_text()
-    for name in ("synth", "real_dev", "real_dev_24ep", "synth_paired"):
-        assert f"<!-- generated: {name} -->" in readme and f"<!-- end: {name} -->" in readme
-    _, changed = tables.regenerate(readme, ROOT / "docs")
-    assert changed == [], f"README tables {changed} differ from docs/*.json: run benchmarks/readme_tables.py"
+def test_the_results_page_is_in_step_with_the_json_in_docs(tables):
+    page = (ROOT / "docs" / "results.md").read_text()
+    for name in ("synth", "real_dev", "real_dev_24ep", "synth_paired", "custom_recipes"):
+        assert f"<!-- generated: {name} -->" in page and f"<!-- end: {name} -->" in page
+    _, changed = tables.regenerate(page, ROOT / "docs")
+    assert changed == [], f"results tables {changed} differ from docs/*.json: run benchmarks/results_tables.py"
 
 
 def test_a_stale_table_is_found_and_rewritten_from_the_json(tables, tmp_path):
@@ -36,11 +36,11 @@ def test_a_stale_table_is_found_and_rewritten_from_the_json(tables, tmp_path):
     assert "| baseline | 50.0 ± 0.4 |" in text and text.endswith("<!-- end: real_dev -->\ntail\n")
     readme_file = tmp_path / "README.md"
     readme_file.write_text(readme)
-    assert tables.main(["--readme", str(readme_file), "--docs", str(docs), "--check"]) == 1
+    assert tables.main(["--page", str(readme_file), "--docs", str(docs), "--check"]) == 1
     assert readme_file.read_text() == readme  # --check writes nothing
-    assert tables.main(["--readme", str(readme_file), "--docs", str(docs)]) == 0
+    assert tables.main(["--page", str(readme_file), "--docs", str(docs)]) == 0
     assert readme_file.read_text() == text
-    assert tables.main(["--readme", str(readme_file), "--docs", str(docs), "--check"]) == 0
+    assert tables.main(["--page", str(readme_file), "--docs", str(docs), "--check"]) == 0
 
 
 def test_tables_without_markers_or_json_are_left_alone(tables, tmp_path):
