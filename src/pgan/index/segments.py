@@ -110,6 +110,30 @@ def apply_search_params(index: faiss.Index, params: dict) -> None:
         pass  # not an IVF index
 
 
+TUNE_MIN = 10_000  # HNSW segments from this many rows get an efSearch measured against a recall target
+TUNE_QUERIES = 200  # the held-out rows it is measured with
+EF_CHOICES = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
+
+
+def tune_ef(index: faiss.Index, base: np.ndarray, queries: np.ndarray, target: float,
+            k: int = 10) -> tuple[int, float]:
+    """The least HNSW ``efSearch`` whose recall@``k`` reaches ``target`` for ``queries`` that are not in the
+    graph yet (held-out rows of the gallery, so the measure is not flattered by a query finding itself)
+    against exact search over ``base`` (the rows in ``index``); returns ``(efSearch, recall)``, the
+    largest choice when none reaches the target."""
+    scores = np.concatenate([base[j:j + 65536] @ queries.T for j in range(0, len(base), 65536)])
+    truth = [set(col.tolist()) for col in np.argpartition(-scores, k, axis=0)[:k].T]
+    inner = faiss.downcast_index(index)
+    found = 0.0
+    for ef in EF_CHOICES:
+        inner.hnsw.efSearch = ef
+        _, got = index.search(queries, k)
+        found = float(np.mean([len(t & set(g.tolist())) / k for t, g in zip(truth, got)]))
+        if found >= target:
+            return ef, round(found, 4)
+    return EF_CHOICES[-1], round(found, 4)
+
+
 def write_log(folder: Path, name: str, vectors: np.ndarray, columns: Columns) -> None:
     """A log segment: the raw vectors, then their columns (each file atomically)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -142,6 +166,7 @@ class Segment:
             if isinstance(storage, faiss.IndexFlat) and storage.ntotal == len(columns.ids):
                 self.flat = faiss.rev_swig_ptr(storage.get_xb(), storage.ntotal * dim).reshape(-1, dim)
         self.alive: np.ndarray | None = None  # rows not removed; None: all
+        self.params: dict = {}  # the search parameters in effect (the index's, or tuned for this segment)
 
     def __len__(self) -> int:
         return len(self.columns.ids)
@@ -170,8 +195,7 @@ class Segment:
         return np.stack([self.index.reconstruct(int(r)) for r in rows]) if len(rows) else np.zeros((0, self.dim),
                                                                                                   np.float32)
 
-    def search(self, queries: np.ndarray, k: int, mask: np.ndarray | None,
-               params: dict) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: np.ndarray, k: int, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """``(scores, ids)``, ``(nq, <=k)`` each, best first; ids -1 where fewer rows pass ``mask``."""
         if self.alive is not None:
             mask = self.alive if mask is None else mask & self.alive
@@ -199,7 +223,7 @@ class Segment:
             inner = faiss.downcast_index(self.index)
             share = chosen / n
             if hasattr(inner, "hnsw"):  # a thinner selection needs a wider beam for the same recall
-                ef = int(min(4096, max(k, params.get("efSearch", 128)) / max(share, EXACT_SHARE)))
+                ef = int(min(4096, max(k, self.params.get("efSearch", 128)) / max(share, EXACT_SHARE)))
                 sp = faiss.SearchParametersHNSW(sel=sel, efSearch=ef)
             else:
                 try:
@@ -230,4 +254,6 @@ def load(folder: Path, name: str, kind: str, dim: int, params: dict) -> Segment:
         raise PganError(f"{path} is not a readable faiss index ({str(exc).splitlines()[-1][:120]})") from None
     index = faiss.downcast_index(owner)
     apply_search_params(index, params)
-    return Segment(name, kind, columns, dim, index=index, owner=owner)
+    segment = Segment(name, kind, columns, dim, index=index, owner=owner)
+    segment.params = dict(params)
+    return segment

@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import faiss
 import numpy as np
 
 from pgan.errors import PganError
@@ -42,7 +43,9 @@ log = logging.getLogger(__name__)
 __all__ = ["DEFAULT_PARAMS", "FaissStore", "SEGMENTS_DIR"]
 
 SEGMENTS_DIR, LOCK_NAME = "segments", "writer.lock"
-DEFAULT_PARAMS = {"efConstruction": 80, "efSearch": 128, "nprobe": 32}
+DEFAULT_PARAMS = {"efConstruction": 80, "efSearch": 128, "nprobe": 32, "recall_target": 0.99}
+"""``recall_target``: HNSW segments of :data:`pgan.index.segments.TUNE_MIN` rows or more get the least
+efSearch measured to reach it (``efSearch`` then applies to smaller ones); None keeps ``efSearch``."""
 MAX_SEGMENTS = 8  # faiss segments kept before finalize merges the smallest
 ORPHAN_AGE_S = 600  # an unlisted segment file older than this is a crashed writer's
 
@@ -178,7 +181,7 @@ class FaissStore(VectorStore):
         for s in self._current():
             mask = where.mask(s.columns.camera, s.columns.vehicle_id, s.columns.ts, seg.NO_VALUE) \
                 if where.active else None
-            scores, ids = s.search(queries, k, mask, self.record.params)
+            scores, ids = s.search(queries, k, mask)
             found_s.append(scores)
             found_i.append(ids)
         if not found_s:
@@ -246,11 +249,21 @@ class FaissStore(VectorStore):
                 kind, index = "Flat", seg.new_inner_index(rec.dim, "Flat", rec.params)
             if not index.is_trained:
                 index.train(vectors)
-            index.add(vectors)
-            seg.apply_search_params(index, rec.params)
+            params = {k: v for k, v in rec.params.items() if k in ("efSearch", "nprobe")}
+            target = rec.params.get("recall_target")
+            if target and hasattr(faiss.downcast_index(index), "hnsw") and len(vectors) >= seg.TUNE_MIN:
+                held = len(vectors) - seg.TUNE_QUERIES  # the last rows are queries first, then added
+                index.add(vectors[:held])
+                params["efSearch"], params["tuned_recall"] = seg.tune_ef(index, vectors[:held], vectors[held:],
+                                                                         float(target))
+                index.add(vectors[held:])
+                log.info("%s: efSearch %d reaches recall@10 %.4f (target %s) on %d rows", rec.path,
+                         params["efSearch"], params["tuned_recall"], target, len(vectors))
+            else:
+                index.add(vectors)
+            seg.apply_search_params(index, params)
             name = f"seg-{int(columns.ids[0])}-{uuid.uuid4().hex[:8]}"
             seg.write_faiss(self.folder, name, index, columns)
-            params = {k: v for k, v in rec.params.items() if k in ("efSearch", "nprobe")}
         with records.write(rec.conn):
             rec.conn.executemany("DELETE FROM segments WHERE name=?", [(n,) for n in names])
             if name is not None:
