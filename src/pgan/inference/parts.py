@@ -95,6 +95,7 @@ class TestTimeParts:
         self.lookup: dict[str, ImageParts] = {}
         self.part_file: Path | None = None
         self.compute = None  # a pgan.parts.extract.BoxesFn for images the part file lacks
+        self.compute_rgb = None  # or, for proposals, boxes straight from the decoded (H, W, 3) arrays
         self.compute_name: str | None = None
         if self.kind != "boxes":
             return
@@ -112,9 +113,11 @@ class TestTimeParts:
         name = str(parts) if parts is not None else (
             self.source if self.source in ("proposals", "grid", "dff", "kmeans") else None)
         if name == "proposals":
-            from pgan.parts.proposals import proposal_boxes_fn
+            from pgan.parts.proposals import proposal_boxes_fn, propose_boxes
 
             self.compute, self.compute_name = proposal_boxes_fn(), "proposals"
+            # The same function as `pgan parts proposals` runs (so the same boxes), without a (3, H, W) copy.
+            self.compute_rgb = lambda arrays: [propose_boxes(a) for a in arrays]
         elif name == "grid":
             self.compute = lambda ims: [grid_boxes(int(im.shape[-1]), int(im.shape[-2]), self.d) for im in ims]
             self.compute_name = "grid"
@@ -166,7 +169,10 @@ class TestTimeParts:
                     f"no part boxes for {where}: the model was trained on part source {self.source!r} "
                     f"({self.part_file or 'no part file'}), which does not list it; give parts (--parts): "
                     f"'proposals', a part-detector checkpoint or a part-box file")
-            found = self.compute([images[i].chw_uint8() for i in todo])
+            if self.compute_rgb is not None:
+                found = self.compute_rgb([images[i].rgb for i in todo])
+            else:
+                found = self.compute([images[i].chw_uint8() for i in todo])
             for i, boxes in zip(todo, found):
                 out[i] = ImageParts("", images[i].width, images[i].height, select_top_d(list(boxes), self.d))
         return out  # type: ignore[return-value]
