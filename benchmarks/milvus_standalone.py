@@ -33,11 +33,17 @@ def missing() -> str | None:
 
 
 @contextmanager
-def standalone(base_dir: Path, port: int = 19530) -> Iterator[str]:
+def standalone(base_dir: Path, port: int | None = None) -> Iterator[str]:
     """A running Milvus standalone server with its data under ``base_dir``; yields ``http://127.0.0.1:PORT``
-    and stops the server on exit."""
+    (``port``: a free one when None) and stops the server on exit."""
+    import socket
+
     from milvus import MilvusServer, MilvusServerConfig
 
+    if port is None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
     base_dir = Path(base_dir)
     base_dir.mkdir(parents=True, exist_ok=True)
     default = MilvusServerConfig()

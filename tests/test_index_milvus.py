@@ -85,7 +85,7 @@ def test_searches_and_filters_equal_the_faiss_backend(tmp_path, kind):
 def test_filter_expressions_compare_numbers_and_malformed_times_are_refused():
     assert filter_expression(SearchFilter()) == ""
     assert filter_expression(SearchFilter.parse(camera=3, since="00030000", vehicle_id=7)) == \
-        f"camera == 3 and vehicle_id == 7 and ts != {-(2**63)} and ts >= 30000"
+        f"camera == 3 and vehicle_id == 7 and ts != {-(2**62)} and ts >= 30000"
     assert SearchFilter.parse(until="1970-01-02T00:00").until == 86400
     with pytest.raises(PganError, match="since 'a\"b' is not a time"):
         SearchFilter.parse(since='a"b')

@@ -50,7 +50,7 @@ __all__ = ["MilvusStore", "claim", "connect", "filter_expression", "parse_index_
 
 SERVER_SCHEMES = ("http", "https", "tcp", "grpc", "unix")
 CONNECT_TIMEOUT_S = 10.0
-NO_VALUE = -(2**63)  # an INT64 field of items without that value (Milvus 2.3 / 2.4 have no nullable fields)
+NO_VALUE = -(2**62)  # an INT64 field without a value (no nullable fields in Milvus 2.3; -2**63 will not parse)
 TEXT_CHARS = 4096
 CHUNK = 512  # rows per upsert
 FILTER_FIELDS = ("camera", "vehicle_id", "ts")

@@ -384,10 +384,13 @@ class GalleryIndex:
         if topk > n:
             log.warning("topk=%d exceeds the gallery's %d items; returning all of them", topk, n)
         k = min(topk, n)
-        out = [self._hits(r) for r in store.search(emb, k, where)]
-        if any(len(h) < k for h in out) and store.stale():
-            store.refresh()  # rows removed since the loaded generation: search what is there now
-            out = [self._hits(r) for r in store.search(emb, k, where)]
+        found = store.search(emb, k, where)
+        out = [self._hits(r) for r in found]
+        lost = max(len(r) - len(h) for r, h in zip(found, out))
+        if lost:  # rows removed since the engine last looked (a reader's older generation, Bounded consistency)
+            if store.stale():
+                store.refresh()
+            out = [self._hits(r)[:k] for r in store.search(emb, min(k + lost, n), where)]
         return out
 
     def _hits(self, pairs: list[tuple[float, int]]) -> list[Hit]:
