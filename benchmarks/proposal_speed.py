@@ -1,7 +1,8 @@
 """CPU time of the saliency part proposals per photo: the array implementation against the loop reference.
 
-On ``--n`` real-dev val photos (``<root>/val.txt``, then ``train.txt`` if val has fewer), decoded once
-up front, one thread (``torch.set_num_threads(1)``; run it with ``OMP_NUM_THREADS=1``):
+On ``--n`` real-dev val photos (``<root>/val.txt``, then ``train.txt`` if val has fewer; or the first
+``--n`` ``*.jpg`` of ``--folder``, e.g. the load test's 160 px query uploads), decoded once up front,
+one thread (``torch.set_num_threads(1)``; run it with ``OMP_NUM_THREADS=1``):
 
 * ``reference``: :func:`pgan.parts.proposals_reference.propose_boxes_reference` (the loop version that
   wrote the part files made before the array version), fed as search time fed it then: a ``(3, H, W)``
@@ -14,9 +15,11 @@ a load change on a shared machine hits both alike); the row reports each round's
 median, and the ratio. The stages of the array version (resize to the working scale, box filter, local
 median, saliency, components and scores, NMS) are timed in one more pass. Box agreement: how many photos
 have exactly the same boxes, and the mean IoU of each new box with its best-matching reference box.
-Writes ``docs/proposal_speed.json`` with the 1-minute load average at the start.
+Writes ``docs/proposal_speed.json`` (``--out``) with the 1-minute load average at the start.
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/proposal_speed.py --root ../shared/real-dev
+    OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/proposal_speed.py \
+        --folder data/serve-bench/synth/image_query --out docs/proposal_speed_serve_bench.json
 """
 
 from __future__ import annotations
@@ -91,13 +94,15 @@ def stage_ms(arrays: list[np.ndarray]) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--root", type=Path, default=ROOT.parent / "shared" / "real-dev")
+    ap.add_argument("--folder", type=Path, default=None, help="photos (*.jpg) of this folder instead of real-dev")
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "proposal_speed.json")
     args = ap.parse_args()
     torch.set_num_threads(1)
     load = os.getloadavg()[0]
-    decoded = [decode(p) for p in photo_paths(args.root, args.n)]
+    paths = sorted(args.folder.glob("*.jpg"))[:args.n] if args.folder else photo_paths(args.root, args.n)
+    decoded = [decode(p) for p in paths]
     arrays = [d.rgb for d in decoded]
     P.propose_boxes(arrays[0])  # imports (torchvision's NMS) and first-call costs out of the timing
     propose_boxes_reference(decoded[0].chw_uint8().permute(1, 2, 0).numpy())
@@ -108,6 +113,11 @@ def main() -> None:
     def array() -> list[list[PartBox]]:
         return [P.propose_boxes(a) for a in arrays]
 
+    if args.folder:
+        where = args.folder.resolve()
+        source = f"{where.relative_to(ROOT) if where.is_relative_to(ROOT) else where}: the first *.jpg by name"
+    else:
+        source = f"{args.root.name}: val.txt first (then train.txt)"
     rounds: dict[str, list[float]] = {"reference": [], "array": []}
     out: dict[str, list[list[PartBox]]] = {}
     for _ in range(args.repeats):
@@ -119,7 +129,7 @@ def main() -> None:
     same = sum(a == b for a, b in zip(out["array"], out["reference"]))
     sizes = np.array([a.shape[:2] for a in arrays])
     row = {
-        "photos": len(arrays), "photo_source": f"{args.root.name}: val.txt first (then train.txt)",
+        "photos": len(arrays), "photo_source": source,
         "median_side_px": [int(np.median(sizes[:, 0])), int(np.median(sizes[:, 1]))],
         "reference_ms_per_photo": med["reference"], "array_ms_per_photo": med["array"],
         "reference_over_array": round(med["reference"] / med["array"], 2),
