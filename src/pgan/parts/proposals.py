@@ -161,9 +161,14 @@ def _score_candidates(sal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     sat = np.pad(sal.astype(np.float64), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
     # One percentile per call, as the reference computes them (a float32 map gives a float32 threshold; the
     # three-at-once call interpolates in float64 and moves pixels at the boundary).
-    found = [component_boxes(sal > np.percentile(sal, q)) for q in THRESHOLDS]
-    c = np.concatenate(found) if found else np.zeros((0, 5), np.int64)
-    x1, y1, x2, y2, px = c.T
+    # The three binary maps stacked, each followed by an empty row (so no component crosses from one to the
+    # next), labelled in one call: components come threshold by threshold, as three calls would give them.
+    stacked = np.zeros((len(THRESHOLDS), h + 1, w), dtype=bool)
+    for i, q in enumerate(THRESHOLDS):
+        stacked[i, :h] = sal > np.percentile(sal, q)
+    c = component_boxes(stacked.reshape(-1, w))
+    offset = (c[:, 1] // (h + 1)) * (h + 1)
+    x1, y1, x2, y2, px = c[:, 0], c[:, 1] - offset, c[:, 2], c[:, 3] - offset, c[:, 4]
     bw, bh = x2 - x1, y2 - y1
     area = h * w
     ratio = bw / np.maximum(bh, 1)
