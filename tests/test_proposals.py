@@ -129,3 +129,17 @@ def test_training_and_search_time_give_the_same_boxes_on_synthetic_images(tmp_pa
         Image.fromarray(img).save(paths[-1])
     written, served = _training_and_serving_boxes(paths, tmp_path)
     _assert_same(paths, written, served)
+
+
+def test_large_photos_are_boxed_at_the_working_scale_and_mapped_back():
+    small = np.full((96, 128, 3), 120, dtype=np.uint8)  # already at the working scale (128 px)
+    small[40:52, 60:80] = (250, 30, 30)  # a red light on a grey body
+    big = np.full((480, 640, 3), 120, dtype=np.uint8)  # the same scene, 5x larger
+    big[200:260, 300:400] = (250, 30, 30)
+    want, got = propose_boxes(small, max_boxes=4)[0], propose_boxes(big, max_boxes=4)[0]
+    assert abs(want.x1 - 60) <= 3 and abs(want.x2 - 80) <= 3 and abs(want.y1 - 40) <= 3 and abs(want.y2 - 52) <= 3
+    # The big photo is worked on at 128 px too; its box comes back in its own pixels, within one working pixel.
+    for a, b in zip((got.x1, got.y1, got.x2, got.y2), (want.x1, want.y1, want.x2, want.y2)):
+        assert abs(a - 5 * b) <= 5
+    assert all(0 <= b.x1 <= b.x2 <= 640 and 0 <= b.y1 <= b.y2 <= 480 for b in propose_boxes(big))
+    assert propose_boxes(big) == propose_boxes_reference(big)
