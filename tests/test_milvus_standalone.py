@@ -126,3 +126,62 @@ def test_a_build_with_a_real_model_is_searchable_at_once(server, tiny_synth, tin
         assert idx.info()["complete"] and idx.searchable() == 16
         hits = idx.search(fx(files), 1)
         assert [h[0].path for h in hits] == [str(f.resolve()) for f in files]
+
+
+def _handle_writer(handle: str, prefix: str, seed: int) -> None:
+    idx = GalleryIndex.open(handle, readonly=False)
+    vecs = _unit(10, seed)
+    for b in range(2):
+        idx.add_batch(_items(prefix, 10)[b * 5:(b + 1) * 5], vecs[b * 5:(b + 1) * 5])
+    idx.finalize()
+    idx.close()
+
+
+def test_a_handle_keeps_the_whole_gallery_in_milvus(server, tmp_path, monkeypatch, tiny_synth, tiny_checkpoint):
+    from fastapi.testclient import TestClient
+
+    from pgan.index import build_index
+    from pgan.inference import FeatureExtractor
+    from pgan.serve import ServeSettings, create_app
+    from serve_helpers import FakeExtractor
+
+    monkeypatch.chdir(tmp_path)  # nothing may be written here
+    handle = server.replace("http://", "milvus://") + "/handle_gallery"
+    idx = GalleryIndex.create(handle, DIM, "f" * 16, "model.pt", "HNSW32")
+    base = _unit(6, 0)
+    assert len(idx.add_batch(_items("base", 6), base)) == 6 and idx.finalize() == 6
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_handle_writer, args=(handle, p, s)) for p, s in (("a", 1), ("b", 2))]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(180)
+    assert [p.exitcode for p in procs] == [0, 0]
+    reader = GalleryIndex.open(handle)
+    assert reader.refresh() is not None and reader.searchable() == 26 and reader.info()["local_bytes"] == 0
+    hits = reader.search(_unit(10, 1), 1)
+    assert [h[0].path for h in hits] == [f"/g/a{i}.jpg" for i in range(10)]
+    assert hits[0][0].camera == 0 and hits[0][0].timestamp == "00001000" and hits[0][0].vehicle_id == 0
+    cam = reader.search(base[:1], 26, camera=1, since="00001003")[0]
+    assert sorted(h.path for h in cam) == sorted(f"/g/{p}{i}.jpg" for p, n in (("base", 6), ("a", 10), ("b", 10))
+                                                 for i in range(n) if i % 4 == 1 and i >= 3)
+    gone = idx.remove(paths=["/g/base2.jpg"])
+    with pytest.raises(PganError, match="holds no item with id"):
+        idx.remove(ids=gone)
+    assert all(h.path != "/g/base2.jpg" for h in reader.search(base[2], 26)[0])
+    apps = [create_app(GalleryIndex.open(handle), FakeExtractor(), ServeSettings(reload_seconds=0.2))
+            for _ in range(2)]
+    with TestClient(apps[0]) as one, TestClient(apps[1]) as two:
+        for client in (one, two):
+            r = client.post("/api/search/batch", json={"vectors": [base[4].tolist()], "topk": 3})
+            assert r.status_code == 200, r.text
+            assert r.json()["queries"][0]["results"][0]["name"] == "base4.jpg"
+    assert list(tmp_path.iterdir()) == []  # no local folder, no per-item data
+    # build_index writes into a handle too, embedding with a real model
+    fx = FeatureExtractor(tiny_checkpoint("pgan"), parts="proposals", device="cpu", batch_size=8)
+    report = build_index(tiny_synth / "image_test", handle.replace("handle_gallery", "handle_built"), extractor=fx,
+                         progress=False)
+    assert report.added == 16
+    files = sorted((tiny_synth / "image_test").iterdir())
+    built = GalleryIndex.open(handle.replace("handle_gallery", "handle_built"))
+    assert [h[0].path for h in built.search(fx(files[:4]), 1)] == [str(f.resolve()) for f in files[:4]]

@@ -32,6 +32,8 @@ from tqdm import tqdm
 
 from pgan.errors import NotAnImageError, PganError
 from pgan.index.gallery import GalleryEntry, list_gallery
+from pgan.index.milvus_gallery import is_handle
+from pgan.index.milvus_gallery import parse as parse_handle
 from pgan.index.records import ITEM_COLUMNS, hit_from_row
 from pgan.index.store import DB_NAME, GalleryIndex, GalleryItem
 from pgan.inference.extractor import FeatureExtractor
@@ -148,11 +150,18 @@ def build_index(images: str | Path, out: str | Path, checkpoint: str | Path | No
         _, dev = init_distributed(resolve_device(device, "--device"))
         device = str(dev)
     try:
-        out = Path(out)
-        if backend is None and (out / DB_NAME).is_file():  # a resumed build keeps its backend
+        handle = is_handle(out)  # milvus://host:port/collection: the whole gallery in Milvus, no folder
+        if handle:
+            parse_handle(out)  # one line when malformed, before the model loads
+            if info.enabled:
+                raise PganError("a sharded build writes an index folder; build a milvus:// handle in one process")
+            backend = backend or "milvus"
+        else:
+            out = Path(out)
+        if not handle and backend is None and (out / DB_NAME).is_file():  # a resumed build keeps its backend
             with GalleryIndex.open(out) as existing:
                 backend = existing.backend
-        if backend == "milvus" and not (out / DB_NAME).is_file():  # check the settings before the model loads
+        if not handle and backend == "milvus" and not (out / DB_NAME).is_file():  # settings before the model
             from pgan.index import milvus
 
             milvus.settings(out, uri, collection, choose_index_type(0, backend) if index_type == "auto"
@@ -162,7 +171,7 @@ def build_index(images: str | Path, out: str | Path, checkpoint: str | Path | No
         t0 = time.perf_counter()
         if info.is_main:
             store = GalleryIndex.create(out, fx.embedding_dim, fx.model_fingerprint, fx.checkpoint, kind, params,
-                                        backend=backend, uri=uri, collection=collection,
+                                        backend=None if handle else backend, uri=uri, collection=collection,
                                         source=str(Path(images).resolve()), parts=_parts_setting(fx.parts_arg),
                                         runtime=fx.runtime, flip=str(bool(fx.flip)))
             store.close()
@@ -195,7 +204,7 @@ def build_index(images: str | Path, out: str | Path, checkpoint: str | Path | No
         report.seconds = time.perf_counter() - t0
         if report.skipped:
             log.warning("%d unreadable files were skipped (first: %s); they are listed in %s",
-                        len(report.skipped), report.skipped[0], out / DB_NAME)
+                        len(report.skipped), report.skipped[0], out if handle else out / DB_NAME)
         return report
     finally:
         if info.enabled:

@@ -59,6 +59,12 @@ class GalleryIndex:
     # --- opening -----------------------------------------------------------------------------
     @classmethod
     def open(cls, path: str | Path, readonly: bool = True) -> GalleryIndex:
+        """The index folder ``path``, or the gallery a ``milvus://host:port/collection`` handle names
+        (:class:`pgan.index.milvus_gallery.MilvusGallery`, same methods)."""
+        from pgan.index.milvus_gallery import MilvusGallery, is_handle
+
+        if is_handle(path):
+            return MilvusGallery.open(str(path), readonly)
         path = Path(path)
         db = path / DB_NAME
         conn = records.connect(db, readonly)
@@ -87,6 +93,14 @@ class GalleryIndex:
         the folder's name). A new database never inherits a faiss file left in the folder (a removed
         ``index.sqlite`` rebuilt there): it is deleted, and the new database gets a new ``build_id``; a
         Milvus collection that exists already is never taken over (one line, nothing changed)."""
+        from pgan.index.milvus_gallery import MilvusGallery, is_handle
+
+        if is_handle(path):
+            if backend not in (None, "milvus") or uri is not None or collection is not None:
+                raise PganError(f"{path} is a Milvus gallery handle: --backend, --uri, --collection do not apply")
+            return MilvusGallery.create(str(path), dim, model_fingerprint, checkpoint,
+                                        "HNSW32" if index_type in ("auto", "HNSW32,Flat") else index_type,
+                                        params, **extra)
         path = Path(path)
         params = {**DEFAULT_PARAMS, **(params or {})}
         if backend is not None and backend not in BACKENDS:

@@ -110,7 +110,7 @@ def register(api: APIRouter, state: Any, settings: Any, admit: Any, result_json:
         if count > MAX_BATCH:
             raise HTTPException(422, f"at most {MAX_BATCH} queries per request, got {count}")
         where = parse_filters(body.camera, body.exclude_camera, body.vehicle_id, body.since, body.until)
-        dim = int(getattr(state.extractor, "embedding_dim", 0) or index.dim)
+        dim = int(getattr(index, "dim", 0) or state.extractor.embedding_dim)
         rows, labels = [], []
         for j, v in enumerate(body.vectors):
             vec = np.asarray(v, dtype=np.float32)

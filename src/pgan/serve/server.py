@@ -45,8 +45,10 @@ def load_service(index_path: str | Path, checkpoint: str | Path | None = None, p
     build, a faiss file derived from another database), a missing checkpoint, another model.
     An index that a writer is growing starts with its last complete snapshot.
     """
-    index_path = Path(index_path)
-    if not index_path.exists():
+    from pgan.index.milvus_gallery import is_handle
+
+    index_path = index_path if is_handle(index_path) else Path(index_path)
+    if not is_handle(index_path) and not index_path.exists():
         raise PganError(f"index {index_path} does not exist (build one with `pgan index build`)")
     index = GalleryIndex.open(index_path)
     searchable = index.searchable()  # one line when there is no snapshot that matches the database
