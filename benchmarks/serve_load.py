@@ -35,7 +35,9 @@ calls: decoding (PIL), part boxes (``TestTimeParts.boxes``, i.e. the proposals),
 normalising with the masks, the model (batches of 1 and of ``--max-batch``, per image) and the index
 search (``GalleryIndex.search``, top 10). What the service spends beyond those stages (HTTP,
 multipart parsing, JSON, threads handing work over) is ``other_cpu_ms_per_request``: the server's
-figure minus the stages' sum (model at batch 1), a difference, so noisy on a busy machine.
+figure minus the stages' sum, with the model counted at the service's mean batch (``a + b / batch``
+through the batch-1 and batched figures: ``model_cpu_ms_at_mean_batch``); a difference, so noisy on
+a busy machine.
 
 Writes ``docs/serve_load.json`` (the raw figures, per service, and the ratios int8/eager and
 fp32/eager; ``--out`` to write elsewhere) with the 1-minute load average at the start and at the
@@ -438,12 +440,28 @@ def service_row(name: str, info0: dict, info1: dict, load: dict, server_cpu_s: f
     return service_row_with_stages(row, stages) if stages else row
 
 
+def model_at_batch(stages: dict[str, float], batch: float | None) -> float:
+    """The model's CPU ms per image at a mean batch ``batch``: ``a + b / batch`` through the measured batch-1
+    and batched (``model_batch<N>_per_image``) figures; the batch-1 figure when either is missing."""
+    one = stages["model_batch1"]
+    batched = [(int(k[len("model_batch"):-len("_per_image")]), v) for k, v in stages.items()
+               if k.startswith("model_batch") and k.endswith("_per_image")]
+    if not batched or batch is None or batch <= 1 or batched[0][0] <= 1:
+        return one
+    n, per_image = batched[0]
+    b = (one - per_image) * n / (n - 1)  # fixed cost per call, shared by the images of a batch
+    return one - b + b / batch
+
+
 def service_row_with_stages(row: dict, stages: dict[str, float]) -> dict:
-    """``row`` with the stage timings and the remainder of the server's CPU per request they leave."""
+    """``row`` with the stage timings and the remainder of the server's CPU per request they leave (the
+    model counted at the service's mean batch, :func:`model_at_batch`)."""
     row = {**row, "stages_cpu_ms_per_request": stages}
     per_request = row.get("server_cpu_ms_per_request")
+    model = model_at_batch(stages, row.get("mean_batch"))
+    row["model_cpu_ms_at_mean_batch"] = round(model, 3)
     if per_request is not None:
-        staged = sum(v for k, v in stages.items() if k in STAGES)
+        staged = sum(v for k, v in stages.items() if k in STAGES and k != "model_batch1") + model
         row["other_cpu_ms_per_request"] = round(per_request - staged, 2)
     return row
 
@@ -483,15 +501,14 @@ def table(results: dict[str, dict]) -> str:
 
 def stage_table(results: dict[str, dict]) -> str:
     """CPU ms per request of each stage (one thread, in-process), beside the server's measured figure."""
-    keys = STAGES
-    lines = ["| service | " + " | ".join(keys) + " | model per image, batched | server total | other |",
-             "|---" * (len(keys) + 4) + "|"]
+    head = [*STAGES, "model per image, batched", "model at mean batch", "server total", "other"]
+    lines = ["| service | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
     for name, r in results.items():
         st = r.get("stages_cpu_ms_per_request") or {}
         batched = next((v for k, v in st.items() if k.endswith("_per_image")), None)
-        lines.append(f"| {name} | " + " | ".join(str(st.get(k)) for k in keys)
-                     + f" | {batched} | {r.get('server_cpu_ms_per_request')} "
-                       f"| {r.get('other_cpu_ms_per_request')} |")
+        cells = [st.get(k) for k in STAGES] + [batched] + [r.get(k) for k in (
+            "model_cpu_ms_at_mean_batch", "server_cpu_ms_per_request", "other_cpu_ms_per_request")]
+        lines.append(f"| {name} | " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
 
 
@@ -553,7 +570,8 @@ def main() -> None:
            "stages": None if args.no_stages else
            "in this process after each service's load, one thread (torch and onnxruntime), time.process_time, "
            "over the query uploads; other = server CPU per request - (decode + part boxes + resize/normalise + "
-           "model at batch 1 + index search)",
+           "model at the service's mean batch + index search); model at mean batch m = a + b / m through the "
+           "batch-1 and batched figures",
            "load_average_1min_at_start": round(load_start, 2),
            "load_average_1min": round(os.getloadavg()[0], 2), "prepare_s": round(prepared_s, 1),
            "total_s": round(time.perf_counter() - t0, 1),

@@ -38,8 +38,20 @@ def test_row_figures_from_a_fake_measurement():
     assert row["mean_batch"] == 2.0  # 40 images in 20 batches during the load
     assert row["mean_batch_source"].startswith("/api/info")
     assert row["stages_cpu_ms_per_request"] == STAGES
-    assert row["other_cpu_ms_per_request"] == 8.0  # 20 - (1 + 4 + 0.5 + 6 + 0.5); the batched model is not summed
     assert row["top1_same_vehicle"] == 0.75 and row["startup_s"] == 3.0 and row["runtime"] == "onnx"
+    # The model at the mean batch of 2: a + b / 2 through 6 ms at batch 1 and 2 ms per image at batch 8.
+    b = (6.0 - 2.0) * 8 / 7
+    assert row["model_cpu_ms_at_mean_batch"] == round(6.0 - b + b / 2, 3) == 3.714
+    assert row["other_cpu_ms_per_request"] == round(20 - (1 + 4 + 0.5 + 0.5) - (6.0 - b + b / 2), 2) == 10.29
+
+
+def test_model_cost_at_a_mean_batch():
+    stages = {"model_batch1": 6.0, "model_batch8_per_image": 2.0}
+    assert serve_load.model_at_batch(stages, 1.0) == 6.0
+    assert serve_load.model_at_batch(stages, 8.0) == pytest.approx(2.0)
+    assert 2.0 < serve_load.model_at_batch(stages, 3.0) < 6.0
+    assert serve_load.model_at_batch(stages, None) == 6.0  # no batch figure from /api/info
+    assert serve_load.model_at_batch({"model_batch1": 6.0}, 4.0) == 6.0  # no batched measurement
 
 
 def test_row_without_batches_stages_or_answers():
