@@ -2,7 +2,7 @@
 
 For datasets without any part labels: small regions that stand out from their
 surroundings on the vehicle (lights, logos, plates, stickers, mirrors, wheels)
-are what PGAN's detector finds. The method, per image (numpy array operations, about 4 ms of CPU
+are what PGAN's detector finds. The method, per image (numpy array operations, about 3 ms of CPU
 for a real-dev photo on one thread: ``docs/proposal_speed.json``):
 
 1. **Working scale**: the image is resized so its long side is 128 px and
