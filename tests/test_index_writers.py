@@ -138,3 +138,31 @@ def test_a_crashed_writers_files_are_ignored_then_removed_and_segments_stay_few(
     assert idx.info()["segments"] <= faiss_store.MAX_SEGMENTS and idx.info()["log_segments"] == 0
     hits = reader.search(vecs[:60], 1)
     assert [h[0].image_id for h in hits] == list(range(60))
+
+
+def test_remove_from_index_resolves_paths_and_compacts(tmp_path):
+    from pgan.index import remove_from_index
+
+    photo = tmp_path / "gallery" / "a.jpg"
+    photo.parent.mkdir()
+    photo.write_bytes(b"x")
+    idx = GalleryIndex.create(tmp_path / "idx", DIM, "fp-test", "model.pt", "Flat")
+    vecs = _unit(3, 8)
+    idx.add_batch([GalleryItem(str(photo.resolve()))] + _items(1, 2), vecs)
+    idx.finalize()
+    idx.close()
+    with pytest.raises(PganError, match="say what to remove"):
+        remove_from_index(tmp_path / "idx")
+    relative = photo.relative_to(tmp_path)
+    import os
+
+    here = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        report = remove_from_index(tmp_path / "idx", paths=[relative], compact=True)
+    finally:
+        os.chdir(here)
+    assert report == {"removed": 1, "ids": [0], "size": 2}
+    with GalleryIndex.open(tmp_path / "idx") as after:
+        assert after.info()["tombstones"] == 0 and after.searchable() == 2
+        assert {h.image_id for h in after.search(vecs[0], 3)[0]} == {1, 2}

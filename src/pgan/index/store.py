@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from pgan.errors import IndexMismatchError, PganError
-from pgan.index import records
+from pgan.index import records, writes
 from pgan.index.records import DB_NAME, ITEM_COLUMNS, GalleryItem, Hit, hit_from_row
 from pgan.index.segments import new_inner_index
 from pgan.index.vector_store import BACKENDS, SearchFilter, VectorStore
@@ -278,67 +278,16 @@ class GalleryIndex:
 
     def add_batch(self, items: list[GalleryItem], vectors: np.ndarray,
                   skipped: list[tuple[str, str]] = ()) -> list[int]:
-        """Store one batch (rows, vectors, skipped files) in one transaction; returns the new ids.
-
-        Paths the index holds already (another writer added them meanwhile) are left as they are."""
+        """Store one batch (rows, vectors, skipped files) in one transaction; returns the new ids
+        (:func:`pgan.index.writes.add_batch`)."""
         self._writable()
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        if vectors.shape != (len(items), self.dim):
-            raise IndexMismatchError(f"expected {len(items)} x {self.dim} vectors, got {vectors.shape}")
-        store = self.vector_store
-        with records.write(self.conn):
-            held = {r[0] for r in self.conn.execute(
-                f"SELECT path FROM items WHERE path IN ({','.join('?' * len(items))})", [it.path for it in items])}
-            fresh = []
-            for j, it in enumerate(items):
-                if it.path not in held:
-                    held.add(it.path)
-                    fresh.append(j)
-            items, vectors = [items[j] for j in fresh], vectors[fresh]
-            start = records.allocate_ids(self.conn, len(items))
-            ids = list(range(start, start + len(items)))
-            self.conn.executemany(
-                "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(i, it.path, it.camera, it.vehicle_id, it.timestamp, records.time_value(it.timestamp),
-                  json.dumps(it.boxes)) for i, it in zip(ids, items)])
-            store.add(ids, vectors, items)
-            self.conn.executemany("DELETE FROM log WHERE path=?", [(it.path,) for it in items])
-            self.conn.executemany("INSERT OR REPLACE INTO log VALUES (?, ?, ?)",
-                                  [(p, r, records.now()) for p, r in skipped])
-            records.bump(self.conn)
-        return ids
+        return writes.add_batch(self, items, vectors, skipped)
 
     def remove(self, paths: list[str] = (), ids: list[int] = (), before: str | None = None) -> list[int]:
-        """Remove items from the gallery: by ``paths`` (as given to build / add), by ``ids``, and every item
-        whose timestamp lies before ``before``; returns the ids removed. Searches never return them again
-        (in any process). An unknown path or id raises (one line) and removes nothing."""
+        """Remove items by ``paths``, ``ids`` and timestamp ``before`` a time; returns the ids removed
+        (:func:`pgan.index.writes.remove`)."""
         self._writable()
-        wanted: set[int] = set()
-        for i in ids:
-            if self.conn.execute("SELECT 1 FROM items WHERE id=?", (int(i),)).fetchone() is None:
-                raise PganError(f"index {self.path} holds no item with id {i}; nothing was removed")
-            wanted.add(int(i))
-        for p in paths:
-            row = self.conn.execute("SELECT id FROM items WHERE path=?", (str(p),)).fetchone() or \
-                self.conn.execute("SELECT id FROM items WHERE path=?", (str(Path(p).resolve()),)).fetchone()
-            if row is None:
-                raise PganError(f"index {self.path} holds no image {p}; nothing was removed")
-            wanted.add(int(row[0]))
-        if before is not None:
-            cut = records.parse_time(before, "--before")
-            wanted |= {r[0] for r in self.conn.execute("SELECT id FROM items WHERE ts IS NOT NULL AND ts<?",
-                                                       (cut,))}
-        gone = sorted(wanted)
-        if not gone:
-            return []
-        store = self.vector_store
-        with records.write(self.conn):
-            for i in range(0, len(gone), 900):
-                chunk = gone[i:i + 900]
-                self.conn.execute(f"DELETE FROM items WHERE id IN ({','.join('?' * len(chunk))})", chunk)
-            store.remove(gone)
-            records.bump(self.conn)
-        return gone
+        return writes.remove(self, paths, ids, before)
 
     def set_meta(self, **values: str) -> None:
         self._writable()
