@@ -39,19 +39,25 @@ complete), skipping what is there already; ``--phase time`` loads them and times
 (run it alone on a quiet machine); ``both`` (default) does one then the other. The time phase writes
 ``--json`` (default ``docs/search_speed.json``) and prints a markdown table.
 
+``--phase scale`` runs ``benchmarks/search_scale.py`` with the other arguments (bytes per item, adds to
+a large gallery, filtered search, a Milvus standalone server; ``scale_rows`` in the same JSON).
+
 Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/search_speed.py --phase build --out runs/search_speed
     OMP_NUM_THREADS=1 python benchmarks/search_speed.py --phase time --out runs/search_speed
+    OMP_NUM_THREADS=1 python benchmarks/search_speed.py --phase scale --n 1000000
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -467,7 +473,8 @@ def markdown(rows: list[dict]) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--phase", choices=["build", "time", "both"], default="both")
+    ap.add_argument("--phase", choices=["build", "time", "both", "scale"], default="both",
+                    help="scale: benchmarks/search_scale.py with the other arguments")
     ap.add_argument("--sizes", type=int, nargs="+", default=[200_000, 1_000_000])
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--vectors", choices=["clustered", "random"], default="clustered")
@@ -490,7 +497,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> dict | None:
+def main(argv: list[str] | None = None) -> dict | list | None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--phase" in argv and argv[argv.index("--phase") + 1:][:1] == ["scale"]:  # benchmarks/search_scale.py
+        at = argv.index("--phase")
+        spec = importlib.util.spec_from_file_location("search_scale", Path(__file__).with_name("search_scale.py"))
+        scale = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(scale)
+        return scale.main(argv[:at] + argv[at + 2:])
     args = parse_args(argv)
     with threadpool_limits(limits=1):
         faiss.omp_set_num_threads(1)
@@ -509,6 +523,8 @@ def main(argv: list[str] | None = None) -> dict | None:
               "rows": rows, "summary": summarise(rows)}
     print(markdown(rows))
     print(json.dumps(report["summary"]))
+    if args.json.is_file():  # the scale phase's rows stay
+        report.update({k: v for k, v in json.loads(args.json.read_text()).items() if k.startswith("scale_")})
     atomic_write_json(args.json, report)
     return report
 

@@ -63,3 +63,26 @@ def test_an_interrupted_build_is_started_again(bench, tmp_path):
         hits = idx.search(vecs[7], 3)[0]
         assert hits[0].image_id == 7 and hits[0].vehicle_id == 0 and hits[0].path.endswith("00000007.jpg")
         assert np.allclose(idx.vector(7), vecs[7])
+
+
+def test_the_scale_phase_writes_rows_beside_the_others_and_resumes(bench, tmp_path):
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"rows": [{"method": "kept"}]}))
+    argv = ["--phase", "scale", "--n", "12000", "--dim", "16", "--queries", "20", "--milvus-n", "0",
+            "--out", str(tmp_path / "scale"), "--json", str(report)]
+    rows = bench.main(argv)
+    saved = json.loads(report.read_text())
+    assert saved["rows"] == [{"method": "kept"}] and saved["scale_rows"] == rows
+    assert {r["key"] for r in rows} == {f"faiss {g} 12000 {f}" for g in ("clustered", "random")
+                                        for f in ("none", "camera", "time", "add_1000")}
+    for r in rows:
+        if "add_1000_s" in r:
+            assert 0 < r["add_1000_s"] < 10
+            continue
+        assert r["recall_at_10"] >= 0.95 and r["queries_timed"] == 20
+        assert r["search_params"][0]["tuned_recall"] >= 0.99  # efSearch chosen for the recall target
+        b = r["bytes_per_item"]
+        assert b["vector"] == 64 and 64 <= b["engine"] < b["local_disk"] and b["metadata"] > 0
+        assert (r["filter"] or {}).get("selectivity") in (None, 0.01, 0.1)
+    assert set(saved["scale_summary"]) == {"clustered 12000", "random 12000"}
+    assert bench.main(argv) == rows  # every stage done: nothing is run again
