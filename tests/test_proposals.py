@@ -13,7 +13,7 @@ from pgan.parts.proposals import component_boxes, components, propose_boxes
 from pgan.parts.proposals_reference import components_reference, propose_boxes_reference
 from pgan.parts.selection import select_top_d
 
-REAL_DEV = Path("/work/shared/real-dev")
+REAL_DEV = Path(__file__).resolve().parents[2] / "shared" / "real-dev"  # beside the checkout, as test_data_csv
 D = 8
 
 
