@@ -232,14 +232,15 @@ class FaissStore(VectorStore):
         _, listed, dead = self._manifest()
         kinds = {n: (k, json.loads(p)) for n, k, _, p in listed}
         parts = [seg.load(self.folder, n, kinds[n][0], rec.dim, rec.params) for n in names]
-        cols, vecs = [], []
-        for s in parts:
-            keep = ~np.isin(s.columns.ids, dead) if len(dead) else np.ones(len(s), bool)
-            rows = np.flatnonzero(keep)
-            cols.append(s.columns.take(rows))
-            vecs.append(s.vectors(rows))
-        columns = seg.Columns.concat(cols)
-        vectors = np.concatenate(vecs) if vecs else np.zeros((0, rec.dim), np.float32)
+        kept = [np.flatnonzero(~np.isin(s.columns.ids, dead)) if len(dead) else np.arange(len(s)) for s in parts]
+        columns = seg.Columns.concat([s.columns.take(rows) for s, rows in zip(parts, kept)])
+        vectors = np.empty((len(columns.ids), rec.dim), np.float32)  # filled in place: one copy in memory
+        at = 0
+        for s, rows in zip(parts, kept):
+            for j in range(0, len(rows), 65536):
+                chunk = rows[j:j + 65536]
+                vectors[at:at + len(chunk)] = s.flat[chunk] if s.flat is not None else s.vectors(chunk)
+                at += len(chunk)
         dropped = np.setdiff1d(np.concatenate([s.columns.ids for s in parts]), columns.ids)
         name = None
         if len(columns.ids):
