@@ -86,8 +86,7 @@ def _local_median(img: np.ndarray) -> np.ndarray:
     flat = windows.reshape(*small.shape, k)  # a copy (the windows overlap), so partitioned in place
     flat.partition(k // 2, axis=-1)
     med = flat[..., k // 2].astype(np.uint8)
-    return np.asarray(Image.fromarray(med).resize((w, h), Image.BILINEAR),
-                      dtype=np.float32)
+    return np.asarray(Image.fromarray(med).resize((w, h), Image.BILINEAR), dtype=np.float32)
 
 
 def component_boxes(mask: np.ndarray) -> np.ndarray:
@@ -159,10 +158,10 @@ def _score_candidates(sal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Steps 3-5 of the module docstring for a saliency map: ``(N, 4)`` boxes (working pixels) and scores."""
     h, w = sal.shape
     sat = np.pad(sal.astype(np.float64), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
-    # One percentile per call, as the reference computes them (a float32 map gives a float32 threshold; the
-    # three-at-once call interpolates in float64 and moves pixels at the boundary).
     # The three binary maps stacked, each followed by an empty row (so no component crosses from one to the
     # next), labelled in one call: components come threshold by threshold, as three calls would give them.
+    # One percentile per call, as the reference computes them (a float32 map gives a float32 threshold; the
+    # three-at-once call interpolates in float64 and moves pixels at the boundary).
     stacked = np.zeros((len(THRESHOLDS), h + 1, w), dtype=bool)
     for i, q in enumerate(THRESHOLDS):
         stacked[i, :h] = sal > np.percentile(sal, q)
@@ -191,8 +190,8 @@ def _score_candidates(sal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def propose_boxes(image: np.ndarray, max_boxes: int = 16, nms: float = 0.45) -> list[PartBox]:
     """Part proposals for one ``uint8 (H, W, 3)`` RGB image, best first, in its pixels.
 
-    The work is done at :data:`WORK_SIZE` (the long side, below the network's input size) and the
-    boxes are mapped back to the image's pixels.
+    The work is done at :data:`WORK_SIZE` px on the long side whatever the photo's size (smaller than
+    the 160 or 224 px the recipes' networks take), and the boxes are mapped back to the photo's pixels.
     """
     h0, w0 = image.shape[:2]
     scale = WORK_SIZE / max(h0, w0)
