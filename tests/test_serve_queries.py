@@ -40,7 +40,8 @@ def test_filters_batches_and_vectors_over_http(real_index):
         assert sorted(int(h["timestamp"]) for h in r.json()["results"]) == stamps[4:12]
         for field, value, message in (("since", "yesterday", "since 'yesterday' is not a time"),
                                       ("camera", "three", "camera must be an integer"),
-                                      ("vehicle_id", "1.5", "vehicle_id must be an integer")):
+                                      ("vehicle_id", "1.5", "vehicle_id must be an integer"),
+                                      ("cam", "3", "unknown field 'cam'")):
             r = client.post("/api/search", data={"image_id": "0", field: value})
             assert r.status_code == 422 and message in r.json()["error"]
         # Batch: raw vectors and gallery ids in one request, one result list each, in order.
@@ -56,7 +57,8 @@ def test_filters_batches_and_vectors_over_http(real_index):
         assert {h["camera"] for h in r.json()["queries"][0]["results"]} == {some_cam}
         for body, message in (({"vectors": [[1.0, 2.0]]}, "vectors[0] must be 64 finite numbers"),
                               ({}, "at least one query"), ({"image_ids": [999]}, "image id 999 is not in"),
-                              ({"image_ids": list(range(65))}, "at most 64 queries")):
+                              ({"image_ids": list(range(65))}, "at most 64 queries"),
+                              ({"image_ids": [1], "cam": 3}, "cam: Extra inputs are not permitted")):
             r = client.post("/api/search/batch", json=body)
             assert r.status_code in (404, 422) and message in r.json()["error"], r.text
         # Several photos in one multipart request.

@@ -312,7 +312,8 @@ def create_app(index: Any, extractor: Any, settings: ServeSettings | None = None
                                "thumbnail_misses": state.thumbs.misses})
 
     @api.post("/search", response_model=SearchResponse, dependencies=[Depends(admit)])
-    async def search(image: UploadFile | None = File(None, description="the query photo (JPEG, PNG, ...)"),
+    async def search(request: Request,
+                     image: UploadFile | None = File(None, description="the query photo (JPEG, PNG, ...)"),
                      image_id: str | None = Form(None, description="or: search with this gallery image"),
                      topk: str | None = Form(None, description="number of results"),
                      camera: str | None = Form(None, description="only results from this camera id"),
@@ -328,6 +329,7 @@ def create_app(index: Any, extractor: Any, settings: ServeSettings | None = None
                      ) -> SearchResponse:
         start = time.perf_counter()
         k = _parse_int(topk, "topk", 1, settings.max_topk, settings.default_topk)
+        await queries.refuse_unknown_fields(request, queries.SEARCH_FIELDS)
         where = queries.parse_filters(camera, exclude_camera, vehicle_id, since, until)
         least = parse_group(group, min_score)
         if image is not None and image_id not in (None, ""):

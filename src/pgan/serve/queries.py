@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, File, Form, UploadFile
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
 from pgan.errors import PganError
@@ -39,6 +39,8 @@ _INT_MAX = 2**31 - 1
 
 
 class BatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt filter is refused, not ignored
+
     vectors: list[list[float]] = Field(default_factory=list, description="query embeddings (index dimension)")
     image_ids: list[int] = Field(default_factory=list, description="gallery ids: search with their vectors")
     topk: int | None = Field(None, description="results per query")
@@ -85,6 +87,19 @@ def parse_filters(camera: Any = None, exclude_camera: Any = None, vehicle_id: An
     return {k: v for k, v in out.items() if v is not None}
 
 
+SEARCH_FIELDS = {"image", "image_id", "topk", "camera", "exclude_camera", "vehicle_id", "since", "until", "group",
+                 "min_score"}
+IMAGES_FIELDS = {"images", "topk", "camera", "exclude_camera", "vehicle_id", "since", "until"}
+
+
+async def refuse_unknown_fields(request: Any, allowed: set[str]) -> None:
+    """422 naming the first form field the route does not know (a misspelt filter would otherwise be
+    ignored and the search answered unfiltered)."""
+    unknown = sorted(set((await request.form()).keys()) - allowed)
+    if unknown:
+        raise HTTPException(422, f"unknown field {unknown[0]!r}; the fields are {', '.join(sorted(allowed))}")
+
+
 def register(api: APIRouter, state: Any, settings: Any, admit: Any, result_json: Any) -> None:
     """Add the batch routes to ``api`` (``result_json(hit, size)`` turns a hit into a ``Result``)."""
     from fastapi import Depends
@@ -128,12 +143,13 @@ def register(api: APIRouter, state: Any, settings: Any, admit: Any, result_json:
         return await answer(labels, np.stack(rows), body.topk, where, start)
 
     @api.post("/search/images", response_model=BatchResponse, dependencies=[Depends(admit)])
-    async def search_images(images: list[UploadFile] = File(..., description="query photos"),
+    async def search_images(request: Request, images: list[UploadFile] = File(..., description="query photos"),
                             topk: str | None = Form(None, description="results per query"),
                             camera: str | None = Form(None), exclude_camera: str | None = Form(None),
                             vehicle_id: str | None = Form(None), since: str | None = Form(None),
                             until: str | None = Form(None)) -> BatchResponse:
         start = time.perf_counter()
+        await refuse_unknown_fields(request, IMAGES_FIELDS)
         if len(images) > MAX_BATCH:
             raise HTTPException(422, f"at most {MAX_BATCH} photos per request, got {len(images)}")
         where = parse_filters(camera, exclude_camera, vehicle_id, since, until)
