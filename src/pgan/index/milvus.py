@@ -185,6 +185,17 @@ def filter_expression(where: SearchFilter) -> str:
     return " and ".join(parts)
 
 
+def scalar_indexes(client: Any, uri: str, collection: str) -> None:
+    """Sorted scalar indexes on the filter fields (a server that lacks them filters without)."""
+    for name in FILTER_FIELDS:
+        try:
+            scalar = client.prepare_index_params()
+            scalar.add_index(field_name=name, index_type="STL_SORT", index_name=f"{name}_sorted")
+            client.create_index(collection, scalar, sync=False)
+        except Exception as exc:  # noqa: BLE001 (an optimisation only)
+            log.info("Milvus at %s: no scalar index on %s.%s (%s)", uri, collection, name, exc)
+
+
 def _int(value: int | None) -> int:
     return NO_VALUE if value is None else int(value)
 
@@ -284,13 +295,7 @@ class MilvusStore(VectorStore):
                                           properties=props)
             # The collection is empty: nothing to wait for (Milvus Lite cannot answer the wait's clock call).
             self.client.create_index(self.collection, index, sync=False)
-        try:  # scalar indexes on the filter fields (servers that lack the type filter without one)
-            scalar = self.client.prepare_index_params()
-            for name in FILTER_FIELDS:
-                scalar.add_index(field_name=name, index_type="STL_SORT")
-            self.client.create_index(self.collection, scalar, sync=False)
-        except Exception as exc:  # noqa: BLE001 (an optimisation only)
-            log.info("Milvus at %s: no scalar indexes on %s (%s)", self.uri, self.collection, exc)
+        scalar_indexes(self.client, self.uri, self.collection)
         with _errors(self.uri, f"loading {self.collection}"):
             self.client.load_collection(self.collection)
         self._ready = True

@@ -125,6 +125,7 @@ class MilvusGallery:
             client.create_collection(collection, schema=schema, consistency_level="Bounded",
                                      properties={f"pgan.{k}": v for k, v in meta.items()})
             client.create_index(collection, index, sync=False)
+            mv.scalar_indexes(client, uri, collection)
             client.load_collection(collection)
         gallery = cls(handle, client, meta, readonly=False)
         return gallery
