@@ -47,13 +47,14 @@ def extractor_for(index: GalleryIndex, checkpoint: str | Path | None = None, par
 def search_images(index: str | Path | GalleryIndex, images: Sequence[str | Path], topk: int = 20,
                   camera: int | None = None, exclude_camera: int | None = None, since: str | None = None,
                   until: str | None = None, extractor: FeatureExtractor | None = None,
-                  **extractor_kwargs) -> list[QueryResult]:
+                  vehicle_id: int | None = None, **extractor_kwargs) -> list[QueryResult]:
     """Top-``topk`` gallery matches of each query photo (see :meth:`GalleryIndex.search`)."""
     idx = index if isinstance(index, GalleryIndex) else GalleryIndex.open(index)
     fx = extractor or extractor_for(idx, **extractor_kwargs)
     idx.check_model(fx.model_fingerprint, fx.embedding_dim)
     emb, boxes = fx.extract_with_parts(list(images))
-    hits = idx.search(emb, topk, camera=camera, exclude_camera=exclude_camera, since=since, until=until)
+    hits = idx.search(emb, topk, camera=camera, exclude_camera=exclude_camera, since=since, until=until,
+                      vehicle_id=vehicle_id)
     return [QueryResult(str(q), h, b) for q, h, b in zip(images, hits, boxes)]
 
 
