@@ -166,3 +166,33 @@ def test_remove_from_index_resolves_paths_and_compacts(tmp_path):
     with GalleryIndex.open(tmp_path / "idx") as after:
         assert after.info()["tombstones"] == 0 and after.searchable() == 2
         assert {h.image_id for h in after.search(vecs[0], 3)[0]} == {1, 2}
+
+
+def _endless_writer(path: str) -> None:
+    idx = GalleryIndex.open(path, readonly=False)
+    for b in range(10_000):
+        idx.add_batch(_items(b * 5, 5, "k"), _unit(5, 100 + b))
+
+
+def test_a_writer_killed_mid_add_leaves_every_committed_batch_searchable(tmp_path):
+    import os
+    import signal
+    import time
+
+    GalleryIndex.create(tmp_path / "idx", DIM, "fp-test", "model.pt", "HNSW32,Flat").close()
+    proc = mp.get_context("spawn").Process(target=_endless_writer, args=(str(tmp_path / "idx"),))
+    proc.start()
+    reader = GalleryIndex.open(tmp_path / "idx")
+    deadline = time.monotonic() + 60
+    while len(reader) < 40 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)  # no cleanup, possibly inside a transaction or a file write
+    proc.join()
+    n = len(reader)
+    assert n >= 40 and n % 5 == 0 and reader.searchable() == n and reader.info()["complete"]
+    batches = n // 5
+    for b in (0, batches - 1):
+        hit = reader.search(_unit(5, 100 + b)[2], 1)[0][0]
+        assert hit.path == f"/g/k{b * 5 + 2}.jpg" and hit.score == pytest.approx(1.0, abs=1e-5)
+    writer = GalleryIndex.open(tmp_path / "idx", readonly=False)  # the next add finalizes what it left
+    assert writer.finalize() == n and writer.info()["log_segments"] == 0
