@@ -185,3 +185,15 @@ def test_a_handle_keeps_the_whole_gallery_in_milvus(server, tmp_path, monkeypatc
     files = sorted((tiny_synth / "image_test").iterdir())
     built = GalleryIndex.open(handle.replace("handle_gallery", "handle_built"))
     assert [h[0].path for h in built.search(fx(files[:4]), 1)] == [str(f.resolve()) for f in files[:4]]
+
+
+def test_an_ivf_collection_on_the_server(server, tmp_path):
+    idx = GalleryIndex.create(tmp_path / "idx", DIM, "fp-test", "model.pt", "IVF16", backend="milvus", uri=server,
+                              collection="ivf")
+    vecs = _unit(300, 9)
+    idx.add_batch([GalleryItem(f"/g/v{i}.jpg", camera=i % 3) for i in range(300)], vecs)
+    assert idx.finalize() == 300
+    desc = idx.vector_store.client.describe_index("ivf", "vector")
+    assert desc["index_type"] == "IVF_FLAT" and str(desc["nlist"]) == "16"
+    hits = idx.search(vecs[:20], 1, camera=None)
+    assert [h[0].image_id for h in hits] == list(range(20))  # nprobe 32 >= nlist: exact

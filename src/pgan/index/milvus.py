@@ -61,15 +61,30 @@ INSTALL = "pip install 'pgan[milvus]' (pymilvus, and milvus-lite for a local .db
 
 
 def parse_index_type(index_type: str) -> tuple[str, dict]:
-    """``"HNSW32"`` / ``"HNSW32,Flat"`` -> ``("HNSW", {"M": 32})``; ``"Flat"`` -> ``("FLAT", {})``."""
+    """``"HNSW32"`` / ``"HNSW32,Flat"`` -> ``("HNSW", {"M": 32})``; ``"Flat"`` -> ``("FLAT", {})``;
+    ``"IVF1024"`` / ``"IVF1024,Flat"`` -> ``("IVF_FLAT", {"nlist": 1024})``; ``"DiskANN"`` -> ``("DISKANN", {})``
+    (a graph on the server's disk, where the server supports it)."""
     kind = index_type.strip().upper().removesuffix(",FLAT")
     if kind == "FLAT":
         return "FLAT", {}
+    if kind == "DISKANN":
+        return "DISKANN", {}
+    m = re.fullmatch(r"IVF(\d+)", kind)
+    if m is not None:
+        return "IVF_FLAT", {"nlist": int(m.group(1))}
     m = re.fullmatch(r"HNSW(\d+)?", kind)
     if m is None:
         raise PganError(f"index type {index_type!r} is not one the milvus backend builds: use 'HNSW32' "
-                        f"(HNSW, M=32; 'auto'), 'HNSW<M>' or 'Flat' (exact)")
+                        f"(HNSW, M=32; 'auto'), 'HNSW<M>', 'IVF<nlist>', 'DiskANN' or 'Flat' (exact)")
     return "HNSW", {"M": int(m.group(1) or 32)}
+
+
+def search_params(kind: str, k: int, params: dict) -> dict:
+    """Milvus search parameters for an index ``kind`` (``ef``, ``nprobe`` or ``search_list``)."""
+    extra = {"HNSW": {"ef": max(k, int(params.get("efSearch", 128)))},
+             "IVF_FLAT": {"nprobe": int(params.get("nprobe", 32))},
+             "DISKANN": {"search_list": max(k, int(params.get("efSearch", 128)))}}.get(kind, {})
+    return {"metric_type": "IP", "params": extra}
 
 
 def normalise_uri(uri: str) -> str:
@@ -364,9 +379,7 @@ class MilvusStore(VectorStore):
         if k > MAX_TOPK:
             raise PganError(f"the milvus backend returns at most {MAX_TOPK} results per query, not {k}")
         kind, _ = parse_index_type(self.record.index_type)
-        params: dict = {"metric_type": "IP", "params": {}}
-        if kind == "HNSW":
-            params["params"]["ef"] = max(k, int(self.record.params["efSearch"]))
+        params = search_params(kind, k, self.record.params)
         with _errors(self.uri, f"searching {self.collection}"):
             found = self.client.search(self.collection, data=[q.tolist() for q in queries], limit=k,
                                        filter=filter_expression(where), anns_field="vector",

@@ -296,9 +296,7 @@ class MilvusGallery:
             raise PganError(f"topk must be >= 1, got {topk}")
         where = SearchFilter.parse(camera, exclude_camera, since, until, vehicle_id)
         kind, _ = mv.parse_index_type(self.index_type)
-        params: dict = {"metric_type": "IP", "params": {}}
-        if kind == "HNSW":
-            params["params"]["ef"] = max(topk, int(self.params.get("efSearch", 128)))
+        params = mv.search_params(kind, topk, self.params)
         with mv._errors(self.uri, f"searching {self.collection}"):
             found = self.client.search(self.collection, data=[q.tolist() for q in emb],
                                        limit=min(topk, mv.MAX_TOPK), filter=mv.filter_expression(where),
