@@ -200,6 +200,24 @@ def filter_expression(where: SearchFilter) -> str:
     return " and ".join(parts)
 
 
+def wait_indexed(client: Any, uri: str, collection: str, timeout_s: float = 1800.0) -> None:
+    """Return once the server has indexed every flushed row of the vector field (searches over rows
+    not yet indexed are brute force: a finished build should not leave them), or after ``timeout_s``."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with _errors(uri, f"describing the index of {collection}"):
+            pending = int(client.describe_index(collection, "vector").get("pending_index_rows", 0) or 0)
+        if pending == 0:
+            return
+        if time.monotonic() > deadline:
+            log.warning("Milvus at %s: %d rows of %s still being indexed; searches cover them by brute force "
+                        "until then", uri, pending, collection)
+            return
+        time.sleep(1.0)
+
+
 def scalar_indexes(client: Any, uri: str, collection: str) -> None:
     """Sorted scalar indexes on the filter fields (a server that lacks them filters without)."""
     for name in FILTER_FIELDS:
@@ -353,6 +371,7 @@ class MilvusStore(VectorStore):
         self._ensure_ready()
         with _errors(self.uri, f"flushing {self.collection}"):
             self.client.flush(self.collection) if hasattr(self.client, "flush") else None
+        wait_indexed(self.client, self.uri, self.collection)
         n = self._count()
         self._seen = n
         rec.set_meta(milvus_rows=str(n))

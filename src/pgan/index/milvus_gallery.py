@@ -276,6 +276,7 @@ class MilvusGallery:
     def finalize(self) -> int:
         with mv._errors(self.uri, f"flushing {self.collection}"):
             self.client.flush(self.collection)
+        mv.wait_indexed(self.client, self.uri, self.collection)
         return self.refresh() and self.searchable() or self.searchable()
 
     def compact(self) -> int:
