@@ -20,9 +20,9 @@ sphere; both from ``search_speed.py``) at ``--n`` items x ``--dim``, one thread:
 * **add**: ``add_1000_s``, seconds for ``add_batch`` of 1,000 new items plus finalize (the 1,000 then
   removed again, so the timing rows stay those of the built gallery);
 * **milvus-standalone** (``--milvus-n``, default 200,000, first generator): the ``milvus`` package's
-  server on 127.0.0.1 (:mod:`milvus_standalone`), the same gallery through the product path
-  (``backend="milvus"``), single-query median / p95 and recall@10; local bytes per item 0 beyond the
-  metadata (its own threads: the server is not limited to one).
+  server on 127.0.0.1 (:mod:`milvus_standalone`), the same gallery through the product path in a
+  ``milvus://`` handle (nothing on local disk), single-query median / p95 and recall@10, unfiltered and
+  camera-filtered (0.01); the server runs its own threads (it is not limited to one).
 
 Usage::
 
@@ -74,7 +74,8 @@ def data(folder: Path, generator: str, n: int, dim: int, queries: int, seed: int
     return np.load(folder / "gallery.npy", mmap_mode="r"), np.load(folder / "queries.npy")
 
 
-def build(folder: Path, g: np.ndarray, target: float, backend: str = "faiss", uri: str | None = None) -> dict:
+def build(folder: Path, g: np.ndarray, target: float, handle: str | None = None) -> dict:
+    """The gallery in ``folder`` (faiss), or in the Milvus ``handle`` with its build record in ``folder``."""
     record = folder / "built.json"
     if record.is_file():
         return json.loads(record.read_text())
@@ -82,15 +83,17 @@ def build(folder: Path, g: np.ndarray, target: float, backend: str = "faiss", ur
 
     if folder.exists():
         shutil.rmtree(folder)
+    folder.mkdir(parents=True)
     t0 = time.perf_counter()
-    kind = "HNSW32,Flat" if backend == "faiss" else "HNSW32"
-    idx = GalleryIndex.create(folder, g.shape[1], "synthetic", "synthetic", kind, {"recall_target": target},
-                              backend=backend, uri=uri, collection=None if uri is None else "scale")
+    kind = "HNSW32,Flat" if handle is None else "HNSW32"
+    idx = GalleryIndex.create(handle or folder, g.shape[1], "synthetic", "synthetic", kind,
+                              {"recall_target": target})
     for s in range(0, len(g), 20_000):
         idx.add_batch(items(s, min(s + 20_000, len(g))), np.asarray(g[s:s + 20_000]))
     t1 = time.perf_counter()
     idx.finalize()
-    params = [json.loads(p) for (p,) in idx.conn.execute("SELECT params FROM segments")]
+    params = [json.loads(p) for (p,) in idx.conn.execute("SELECT params FROM segments")] if handle is None \
+        else [{"ef": idx.params.get("efSearch")}]
     idx.close()
     out = {"rows_s": round(t1 - t0, 1), "finalize_s": round(time.perf_counter() - t1, 1),
            "segment_params": params}
@@ -133,7 +136,7 @@ def disk(folder: Path, n: int, dim: int) -> dict:
 def run_faiss(args: argparse.Namespace, generator: str, rows: list[dict], save) -> None:
     base = Path(args.out) / f"{generator}-n{args.n}-d{args.dim}"
     g, q = data(base / "data", generator, args.n, args.dim, args.queries, args.seed)
-    built = build(base / "index", g, args.recall_target)
+    built = build(base / "index", g, args.recall_target)  # faiss
     cams = np.arange(len(g)) % 100
     lo, hi = int(0.45 * len(g)), int(0.55 * len(g)) - 1
     stamp = items(lo, lo + 1)[0].timestamp, items(hi, hi + 1)[0].timestamp
@@ -180,28 +183,32 @@ def run_milvus(args: argparse.Namespace, rows: list[dict], save) -> None:
     base = Path(args.out) / f"{args.generators[0]}-n{args.n}-d{args.dim}"
     g, q = data(base / "data", args.generators[0], args.n, args.dim, args.queries, args.seed)
     g = g[:args.milvus_n]
-    folder = Path(args.out) / f"milvus-n{args.milvus_n}"
+    folder = Path(args.out) / f"milvus-n{args.milvus_n}"  # the build record only: the gallery is in Milvus
     with standalone.standalone(Path(args.out) / "milvus-server", port=args.milvus_port) as uri:
-        if folder.exists() and not (folder / "built.json").is_file():
-            import shutil
-
-            shutil.rmtree(folder)
+        handle = uri.replace("http://", "milvus://") + f"/scale_{args.milvus_n}"
+        if not (folder / "built.json").is_file():
             from pymilvus import MilvusClient
 
             client = MilvusClient(uri=uri)
-            if client.has_collection("scale"):
-                client.drop_collection("scale")
+            if client.has_collection(f"scale_{args.milvus_n}"):  # an interrupted build: start again
+                client.drop_collection(f"scale_{args.milvus_n}")
             client.close()
-        built = build(folder, g, args.recall_target, backend="milvus", uri=uri)
-        with GalleryIndex.open(folder) as idx:
+        built = build(folder, g, args.recall_target, handle=handle)
+        with GalleryIndex.open(handle) as idx:
             row = {"key": key, "backend": "milvus-standalone", "generator": args.generators[0], "n": len(g),
-                   "dim": args.dim, "index_type": idx.index_type, "search_params": {"ef": idx.params["efSearch"]},
-                   "build_s": round(built["rows_s"] + built["finalize_s"], 1),
-                   "bytes_per_item": {**disk(folder, len(g), args.dim), "engine": None}, "filter": None,
-                   **time_search(idx, g, q, None, {})}
+                   "dim": args.dim, "index_type": idx.index_type, "search_params": built["segment_params"],
+                   "build_s": round(built["rows_s"] + built["finalize_s"], 1), "handle": "milvus://.../scale",
+                   "bytes_per_item": {"local_disk": 0, "engine": None, "vector": 4 * args.dim, "metadata": 0},
+                   "filter": None, **time_search(idx, g, q, None, {})}
+            cams = np.arange(len(g)) % 100
+            one_camera = {"selectivity": 0.01, "on": "camera"}
+            row_f = {**row, "key": key.replace(" none", " camera"), "filter": one_camera,
+                     **time_search(idx, g, q, cams == 7, {"camera": 7})}
     rows.append(row)
+    rows.append(row_f)
     save()
     print(json.dumps(row), flush=True)
+    print(json.dumps(row_f), flush=True)
 
 
 def summary(rows: list[dict]) -> dict:
@@ -234,7 +241,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--queries", type=int, default=300, help="single queries timed per row")
     ap.add_argument("--recall-target", type=float, default=0.99, help="recall@10 the efSearch is chosen for")
     ap.add_argument("--milvus-n", type=int, default=200_000, help="gallery size on the Milvus server (0: skip)")
-    ap.add_argument("--milvus-port", type=int, default=19530, help="the Milvus server's port")
+    ap.add_argument("--milvus-port", type=int, help="the Milvus server's port (unset: a free one)")
     ap.add_argument("--seed", type=int, default=0, help="vector generator seed")
     ap.add_argument("--out", default="runs/search_scale", help="folder of the stages' data and indexes")
     ap.add_argument("--json", default="docs/search_speed.json", help="report to add scale_rows to")
