@@ -195,6 +195,17 @@ class Segment:
         return np.stack([self.index.reconstruct(int(r)) for r in rows]) if len(rows) else np.zeros((0, self.dim),
                                                                                                   np.float32)
 
+    def _exact_subset(self, queries: np.ndarray, k: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-``k`` over just ``rows`` (faiss reads them in place: no gathered copy)."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        subset = np.ascontiguousarray(np.broadcast_to(rows.astype(np.int64), (len(queries), len(rows))))
+        vals = np.empty((len(queries), k), np.float32)
+        picked = np.empty((len(queries), k), np.int64)
+        faiss.knn_inner_products_by_idx(faiss.swig_ptr(queries), faiss.swig_ptr(self.flat), faiss.swig_ptr(subset),
+                                        self.dim, len(queries), len(self), len(rows), k, faiss.swig_ptr(vals),
+                                        faiss.swig_ptr(picked), len(rows))  # the subset's row stride
+        return vals, np.where(picked >= 0, self.columns.ids[np.clip(picked, 0, len(self) - 1)], -1)
+
     def search(self, queries: np.ndarray, k: int, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """``(scores, ids)``, ``(nq, <=k)`` each, best first; ids -1 where fewer rows pass ``mask``."""
         if self.alive is not None:
@@ -205,15 +216,15 @@ class Segment:
         if k == 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
         thin = mask is not None and (chosen <= EXACT_MAX or chosen < EXACT_SHARE * n)
-        if self.index is None or (thin and self.flat is not None):
-            rows = None if mask is None else np.flatnonzero(mask)
-            scores = (self.flat if rows is None else self.flat[rows]) @ queries.T  # (chosen, nq)
-            top = np.argpartition(-scores, k - 1, axis=0)[:k] if k < chosen else np.arange(chosen)[:, None]
-            top = np.broadcast_to(top, (k, len(queries))) if top.shape[1] == 1 else top
+        if mask is not None and self.flat is not None and (thin or self.index is None):
+            return self._exact_subset(queries, k, np.flatnonzero(mask))
+        if self.index is None:  # a log segment, unfiltered: every row
+            scores = self.flat @ queries.T  # (n, nq)
+            top = np.argpartition(-scores, k - 1, axis=0)[:k] if k < n else np.broadcast_to(
+                np.arange(n)[:, None], (n, len(queries)))
             best = np.take_along_axis(scores, top, axis=0).T  # (nq, k)
             order = np.argsort(-best, axis=1, kind="stable")
-            rows_top = np.take_along_axis(top.T, order, axis=1)
-            picked = rows_top if rows is None else rows[rows_top]
+            picked = np.take_along_axis(top.T, order, axis=1)
             return np.take_along_axis(best, order, axis=1), self.columns.ids[picked]
         if mask is None:
             scores, rows = self.index.search(queries, k)
