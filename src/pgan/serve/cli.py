@@ -29,7 +29,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     token = args.token if args.token is not None else os.environ.get("PGAN_SERVE_TOKEN") or None
     settings = ServeSettings(max_upload_bytes=args.max_upload_mb * 2**20, max_pixels=args.max_pixels,
                              max_topk=args.max_top_k, default_topk=min(args.top_k, args.max_top_k),
-                             max_batch=args.max_batch, max_queue=args.max_queue, token=token,
+                             max_batch=args.max_batch, batch_wait_ms=args.batch_wait_ms, max_queue=args.max_queue,
+                             token=token,
                              prep_threads=args.prep_threads, decode_side=args.decode_side)
     serve(args.index, args.checkpoint, host=args.host, port=args.port, settings=settings, parts=args.parts,
           device=args.device, runtime=args.runtime, onnx_path=args.onnx, threads=args.threads or 0)
@@ -69,6 +70,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-upload-mb", type=int, default=10, help="largest upload accepted")
     p.add_argument("--max-pixels", type=int, default=25_000_000, help="largest decoded image accepted")
     p.add_argument("--max-batch", type=int, default=8, help="most prepared queries run as one batch")
+    p.add_argument("--batch-wait-ms", type=float, default=4.0, metavar="MS",
+                   help="after a query arrives, how long the model's thread waits for more to batch with it")
     p.add_argument("--max-queue", type=int, default=64,
                    help="searches and image requests in progress at once; beyond, new ones get 503 at once")
     p.set_defaults(func=_cmd_serve)

@@ -58,7 +58,7 @@ class Pipeline:
 
     def __init__(self, extractor: Any, settings: ServeSettings) -> None:
         self.extractor, self.settings = extractor, settings
-        self.worker = InferenceWorker(extractor, settings.max_batch)
+        self.worker = InferenceWorker(extractor, settings.max_batch, settings.batch_wait_ms)
         # A FeatureExtractor prepares inputs off the inference thread; a duck-typed extractor (the API
         # tests' fakes) only has extract_with_parts, which then runs whole on the inference thread.
         self.splits = hasattr(extractor, "prepare") and hasattr(extractor, "embed_prepared")

@@ -24,6 +24,7 @@ class ServeSettings:
     thumbnail_sizes: tuple[int, ...] = (64, 128, 256, 512, 1024)  # ?size=N is served at the next of these
     thumbnail_cache_bytes: int = 32 * 2**20  # JPEG bytes of thumbnails kept (least recently used dropped)
     max_batch: int = 8  # queued queries embedded together by the inference thread
+    batch_wait_ms: float = 4.0  # how long the inference thread waits for more uploads to batch (0: none)
     max_queue: int = 64  # searches and image requests in progress at once (running or waiting); beyond: 503
     allowed_hosts: tuple[str, ...] = ()  # Host header names accepted (TrustedHostMiddleware); () accepts any
     reload_seconds: float = 1.0  # how often the index is checked for a newer snapshot (0: never)
@@ -49,6 +50,9 @@ class ServeSettings:
             raise PganError(f"serve setting default_topk={self.default_topk} exceeds max_topk={self.max_topk}")
         if self.token is not None and (not self.token or any(c.isspace() for c in self.token)):
             raise PganError("serve setting token must be a non-empty string without spaces")
+        if isinstance(self.batch_wait_ms, bool) or not isinstance(self.batch_wait_ms, (int, float)) \
+                or not 0 <= self.batch_wait_ms <= 1000:
+            raise PganError(f"serve setting batch_wait_ms={self.batch_wait_ms!r} must be between 0 and 1000")
         if self.reload_seconds < 0:
             raise PganError(f"serve setting reload_seconds={self.reload_seconds!r} must be >= 0")
         if isinstance(self.decode_side, bool) or not isinstance(self.decode_side, int) or self.decode_side < 0:

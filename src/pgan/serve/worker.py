@@ -4,7 +4,10 @@ Requests never run the network on the event loop, and never run it concurrently
 with each other (which would oversubscribe the CPU's cores with several
 intra-op thread pools). Whatever is queued when the thread becomes free is
 embedded as one batch of at most ``max_batch`` images, so under load the
-per-image cost drops instead of requests piling up behind each other.
+per-image cost drops instead of requests piling up behind each other. After the first embedding
+job of a batch the thread waits up to ``batch_wait_ms`` for more (bounded wait, bounded batch):
+uploads prepared by the thread pool arrive a few milliseconds apart, and without the wait a fast
+model (onnxruntime) takes each alone. ``batch_wait_ms=0`` only drains what is already queued.
 
 The thread runs the network only: queries arrive :class:`Prepared` (decoded, part boxes found,
 resized and normalised by :mod:`pgan.serve.pipeline`'s thread pool), and a batch is their arrays
@@ -23,6 +26,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -76,9 +80,10 @@ class InferenceWorker:
         worker.stop()
     """
 
-    def __init__(self, extractor: Any, max_batch: int = 8) -> None:
+    def __init__(self, extractor: Any, max_batch: int = 8, batch_wait_ms: float = 0.0) -> None:
         self.extractor = extractor
         self.max_batch = max_batch
+        self.batch_wait_s = max(0.0, batch_wait_ms) / 1000.0
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self.batches = 0  # statistics, read by /api/info
@@ -132,9 +137,13 @@ class InferenceWorker:
             if job is None:
                 break
             jobs = [job]
-            while len(jobs) < self.max_batch:  # drain what is already waiting, never wait for more
+            # An embedding job waits up to batch_wait_s for company; any other call only takes what is queued.
+            wait = self.batch_wait_s if job.call is None else 0.0
+            deadline = time.monotonic() + wait
+            while len(jobs) < self.max_batch:
+                left = deadline - time.monotonic()
                 try:
-                    nxt = self._queue.get_nowait()
+                    nxt = self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if nxt is None:
