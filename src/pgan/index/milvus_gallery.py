@@ -166,7 +166,8 @@ class MilvusGallery:
         return self.searchable() != before
 
     def info(self) -> dict:
-        n = self.refresh() and self.searchable() or self.searchable()
+        self.refresh()
+        n = self.searchable()
         return {"path": self.handle, "size": n, "searchable": n, "complete": True, "dim": self.dim,
                 "index_type": self.index_type, "params": self.params, "backend": "milvus", "uri": self.uri,
                 "collection": self.collection, "local_bytes": 0,
@@ -277,7 +278,8 @@ class MilvusGallery:
         with mv._errors(self.uri, f"flushing {self.collection}"):
             self.client.flush(self.collection)
         mv.wait_indexed(self.client, self.uri, self.collection)
-        return self.refresh() and self.searchable() or self.searchable()
+        self.refresh()
+        return self.searchable()
 
     def compact(self) -> int:
         with mv._errors(self.uri, f"compacting {self.collection}"):
