@@ -90,7 +90,7 @@ def test_removed_items_are_never_returned_and_compaction_drops_their_vectors(tmp
     assert writer.add_batch(_items(40, 1), _unit(1, 5)) == [40]  # ids are never reused
 
 
-@pytest.mark.parametrize("exact_max", [20_000, 0])  # small selections searched exactly / all through HNSW
+@pytest.mark.parametrize("exact_max", [20_000, 0])  # small selections searched exactly / more through HNSW
 def test_filters_run_inside_the_search_and_match_exact_filtered_search(tmp_path, monkeypatch, exact_max):
     from pgan.index import segments
 
@@ -109,6 +109,7 @@ def test_filters_run_inside_the_search_and_match_exact_filtered_search(tmp_path,
     cases = [(dict(camera=3), cams == 3), (dict(exclude_camera=3), cams != 3),
              (dict(vehicle_id=77), vids == 77),
              (dict(since="00001500", until="00002200"), (ts >= 1500) & (ts <= 2200)),
+             (dict(since="00001100", until="00001108"), (ts >= 1100) & (ts <= 1108)),  # one run of rows
              (dict(camera=2, since="00002000"), (cams == 2) & (ts >= 2000))]
     for kwargs, keep in cases:
         allowed = np.flatnonzero(keep)

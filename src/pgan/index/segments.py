@@ -35,8 +35,9 @@ from pgan.utils.atomic import atomic_open
 __all__ = ["Columns", "NO_VALUE", "Segment", "load", "new_inner_index", "write_faiss", "write_log"]
 
 NO_VALUE = NO_TIME  # a camera / vehicle id / time the gallery does not know
-EXACT_MAX = 20_000  # selections up to this many rows are searched exactly over just those rows
-EXACT_SHARE = 0.02  # ... and so are those under this share of the segment (a graph search would miss)
+EXACT_MAX = 150_000  # selections up to this many rows are searched exactly over just those rows
+EXACT_SHARE = 0.15  # ... and so are those under this share of a segment: a graph search with a selector
+# widens its beam by 1 / share and still missed (recall@10 0.92 at 10 % of 1M in 19 ms, exact: 1.0)
 
 
 @dataclass
@@ -198,6 +199,14 @@ class Segment:
     def _exact_subset(self, queries: np.ndarray, k: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-``k`` over just ``rows`` (faiss reads them in place: no gathered copy)."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if len(rows) and rows[-1] - rows[0] + 1 == len(rows):  # one run of rows (a time window): BLAS on the slice
+            scores = self.flat[rows[0]:rows[-1] + 1] @ queries.T  # (rows, nq)
+            top = np.argpartition(-scores, k - 1, axis=0)[:k] if k < len(rows) else np.broadcast_to(
+                np.arange(len(rows))[:, None], (len(rows), len(queries)))
+            best = np.take_along_axis(scores, top, axis=0).T
+            order = np.argsort(-best, axis=1, kind="stable")
+            picked = rows[np.take_along_axis(top.T, order, axis=1)]
+            return np.take_along_axis(best, order, axis=1), self.columns.ids[picked]
         subset = np.ascontiguousarray(np.broadcast_to(rows.astype(np.int64), (len(queries), len(rows))))
         vals = np.empty((len(queries), k), np.float32)
         picked = np.empty((len(queries), k), np.int64)
