@@ -42,6 +42,23 @@ def _cmd_index_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_index_remove(args: argparse.Namespace) -> int:
+    from pgan.index import remove_from_index
+
+    print(json.dumps(remove_from_index(args.index, args.paths, args.ids or (), args.before, compact=args.compact)))
+    return 0
+
+
+def _cmd_index_compact(args: argparse.Namespace) -> int:
+    from pgan.index import GalleryIndex
+
+    with GalleryIndex.open(args.index, readonly=False) as idx:
+        idx.compact()
+        info = idx.info()
+    print(json.dumps(info, indent=2))
+    return 0
+
+
 def _cmd_index_info(args: argparse.Namespace) -> int:
     from pgan.index import GalleryIndex
 
@@ -67,7 +84,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
         fx = extractor_for(idx, args.checkpoint, args.parts, args.device, args.runtime, args.onnx)
         results = search_images(idx, args.photos, args.top_k, camera=args.camera,
                                 exclude_camera=args.exclude_camera, since=args.since, until=args.until,
-                                extractor=fx)
+                                vehicle_id=args.vehicle_id, extractor=fx)
     for r in results:
         if args.sightings:  # one line per query: its hits grouped by camera in time order
             print(json.dumps({"query": r.query, **group_sightings(r.hits, min_score).to_dict()}))
@@ -110,13 +127,15 @@ def _model_args(p: argparse.ArgumentParser, checkpoint_required: bool) -> None:
     p.add_argument("--onnx", metavar="FILE", help="the ONNX export to run with --runtime onnx (pgan export onnx)")
 
 
+INDEX_HELP = "an index folder (pgan index build) or a milvus://HOST:PORT/COLLECTION handle"
 IMAGES_HELP = ("a folder of images, or a CSV with a path column and optional camera_id (or camera), vehicle_id "
                "(or vehicle), timestamp and split columns")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``search``, ``index {build, add, info}`` and ``export {onnx}`` to ``pgan``'s subcommands."""
-    index = add_group(sub, "index", help="gallery index: build | add | info", dest="index_command",
+    index = add_group(sub, "index", help="gallery index: build | add | remove | compact | info",
+                      dest="index_command",
                       metavar="ACTION")
     p = add_command(index, "build", help="embed a folder or CSV of images into an index: SQLite metadata + faiss "
                                          "(default) or Milvus vectors (resumable; torchrun shards it)",
@@ -132,7 +151,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="faiss factory string: Flat (exact), HNSW32,Flat, IVF1024,PQ64, ...; auto: Flat up to "
                         "100,000 images, HNSW32,Flat beyond. --backend milvus: HNSW<M> (auto: HNSW32) or Flat")
     p.add_argument("--backend", choices=["faiss", "milvus"],
-                   help="where the searchable vectors go: faiss (vectors.faiss in --out; unset: faiss for a new "
+                   help="where the vectors go: faiss (segment files in --out; unset: faiss for a new "
                         "index) or milvus (a collection at --uri); a resumed build keeps the index's own. "
                         "The metadata stays in --out/index.sqlite either way")
     p.add_argument("--uri", help="--backend milvus: a Milvus Lite file (gallery.db: embedded, one process at "
@@ -147,7 +166,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(index, "add", help="add the images of a folder or CSV to an index (same model only)",
                     example="pgan index add --index runs/index --images new_photos/")
     _model_args(p, False)
-    p.add_argument("--index", required=True, metavar="DIR", help="an index folder (pgan index build)")
+    p.add_argument("--index", required=True, metavar="IDX", help=INDEX_HELP)
     p.add_argument("--images", required=True, metavar="PATH", help=IMAGES_HELP)
     p.add_argument("--split", metavar="NAME",
                    help="only the rows of this split (train, query, gallery) of a CSV with a split column, which "
@@ -156,22 +175,42 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_quiet(p)
     p.set_defaults(func=_cmd_index_add)
 
+    p = add_command(index, "remove", help="remove images from an index by path, id or time (JSON report); "
+                                          "searches never return them again",
+                    example="pgan index remove --index runs/index --before 2024-01-01T00:00")
+    p.add_argument("--index", required=True, metavar="IDX", help=INDEX_HELP)
+    p.add_argument("paths", nargs="*", metavar="PATH", help="images to remove, as given to index build / add")
+    p.add_argument("--ids", type=int, nargs="+", metavar="ID", help="image ids to remove (a hit's image_id)")
+    p.add_argument("--before", metavar="TIME",
+                   help="remove every image whose timestamp lies before TIME (digits such as 00030000, or ISO "
+                        "8601 such as 2024-01-01T00:00)")
+    p.add_argument("--compact", action="store_true", help="faiss: rewrite the vector segments without the removed "
+                                                          "images now (unset: the next merge drops them)")
+    p.set_defaults(func=_cmd_index_remove)
+
+    p = add_command(index, "compact", help="merge an index's vector segments into one, dropping the vectors of "
+                                           "removed images (JSON: index info)",
+                    example="pgan index compact --index runs/index")
+    p.add_argument("--index", required=True, metavar="IDX", help=INDEX_HELP)
+    p.set_defaults(func=_cmd_index_compact)
+
     p = add_command(index, "info", help="what an index holds (JSON)", example="pgan index info --index runs/index")
-    p.add_argument("--index", required=True, metavar="DIR", help="an index folder (pgan index build)")
+    p.add_argument("--index", required=True, metavar="IDX", help=INDEX_HELP)
     p.add_argument("--skipped", action="store_true", help="list the files the build skipped, with the reason")
     p.set_defaults(func=_cmd_index_info)
 
     p = add_command(sub, "search", help="top-k gallery matches of query photos (JSON lines); --sightings: "
                                         "grouped by camera in time order",
                     example="pgan search --index runs/index --top-k 10 --exclude-camera 1 query.jpg")
-    p.add_argument("--index", required=True, metavar="DIR", help="an index folder (pgan index build)")
+    p.add_argument("--index", required=True, metavar="IDX", help=INDEX_HELP)
     p.add_argument("photos", nargs="+", help="query photos (image files)")
     add_top_k(p, 20)
     p.add_argument("--camera", type=int, help="only matches from this camera")
     p.add_argument("--exclude-camera", type=int, help="no matches from this camera (e.g. the query's)")
-    p.add_argument("--since", help="only matches with a timestamp >= this (compared as text: give the "
-                                   "gallery's own fixed-width form, e.g. 00030000 or 2024-05-01T08:00)")
-    p.add_argument("--until", help="only matches with a timestamp <= this (see --since)")
+    p.add_argument("--vehicle-id", type=int, help="only matches of this vehicle id")
+    p.add_argument("--since", help="only matches with a timestamp at or after this: digits (a frame number such "
+                                   "as 00030000) or ISO 8601 (2024-05-01T08:00, no zone: UTC)")
+    p.add_argument("--until", help="only matches with a timestamp at or before this (see --since)")
     p.add_argument("--figure", metavar="FILE", help="PNG: each query and its top-k with part boxes")
     p.add_argument("--sightings", action="store_true",
                    help="one JSON line per query: the top-k at least --min-similarity alike, grouped by camera "
