@@ -45,7 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "fp32 or the int8 export, whose index must be built with it).",
                     example=["pgan serve --index runs/index                      # http://127.0.0.1:8000",
                              "pgan serve --index runs/index --runtime onnx --onnx model.onnx"])
-    p.add_argument("--index", required=True, metavar="DIR", help="a gallery index folder (pgan index build)")
+    p.add_argument("--index", required=True, metavar="IDX", help="a gallery index folder (pgan index build) or a "
+                                                               "milvus://HOST:PORT/COLLECTION handle")
     p.add_argument("--checkpoint", metavar="FILE", help="model checkpoint (unset: the one the index was built "
                    "with; with --runtime onnx, the checkpoint the export must come from, unset: none needed)")
     p.add_argument("--runtime", default="torch", choices=["torch", "onnx"],
