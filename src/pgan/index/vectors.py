@@ -260,6 +260,10 @@ class FaissStore(VectorStore):
                 index.add(vectors[held:])
                 log.info("%s: efSearch %d reaches recall@10 %.4f (target %s) on %d rows", rec.path,
                          params["efSearch"], params["tuned_recall"], target, len(vectors))
+                if params["tuned_recall"] < float(target):
+                    log.warning("%s: no efSearch up to %d reaches recall@10 %s on these vectors (%.4f measured); "
+                                "an exact index (--index-type Flat) answers them exactly", rec.path,
+                                params["efSearch"], target, params["tuned_recall"])
             else:
                 index.add(vectors)
             seg.apply_search_params(index, params)
