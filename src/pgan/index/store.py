@@ -197,7 +197,7 @@ class GalleryIndex:
 
     @property
     def backend(self) -> str:
-        """Where the searchable vectors live: ``faiss`` (``vectors.faiss``) or ``milvus`` (a collection)."""
+        """Where the vectors live: ``faiss`` (``segments/``) or ``milvus`` (a collection)."""
         return self.meta.get("backend", "faiss")
 
     @property

@@ -24,8 +24,8 @@ Hardening: ``X-Content-Type-Options: nosniff`` on every response (:mod:`pgan.ser
 the request-body limit), a Content-Security-Policy on the page, gallery images typed from their
 decoded format, and (``settings.allowed_hosts``, set by ``pgan serve`` on a loopback bind)
 Starlette's ``TrustedHostMiddleware`` against DNS rebinding.
-A thread checks the index for a newer snapshot (``pgan index add`` while serving) and swaps it in;
-searches keep using the last complete one meanwhile.
+A thread checks the index for what writers committed (``pgan index add`` / ``remove`` while serving)
+and loads it; an item removed meanwhile is never answered (the index drops rows it no longer has).
 
 Example::
 
