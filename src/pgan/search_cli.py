@@ -146,7 +146,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", metavar="NAME",
                    help="only the rows of this split (train, query, gallery) of a CSV with a split column, which "
                         "needs it (the CSV of pgan data csv: --split gallery)")
-    add_out(p, "folder", "the index (index.sqlite, vectors, build report)")
+    add_out(p, "folder", "the index (index.sqlite and its vector segments), or a milvus://HOST:PORT/COLLECTION "
+                         "handle (the whole gallery in Milvus, nothing local)")
     p.add_argument("--index-type", default="auto",
                    help="faiss factory string: Flat (exact), HNSW32,Flat, IVF1024,PQ64, ...; auto: Flat up to "
                         "100,000 images, HNSW32,Flat beyond. --backend milvus: HNSW<M> (auto: HNSW32) or Flat")
