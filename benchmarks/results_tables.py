@@ -132,12 +132,37 @@ def custom_recipes_table(docs: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def search_scale_table(docs: Path) -> str:
+    """The gallery-at-scale rows of docs/search_speed.json (``benchmarks/search_speed.py --phase scale``)."""
+    rows = json.loads((docs / "search_speed.json").read_text())["scale_rows"]
+    lines = ["| backend | vectors | n | filter | recall@10 | product ms (median / p95) | local bytes per item |",
+             "|---|---|---|---|---|---|---|"]
+    adds = []
+    for r in rows:
+        if "add_1000_s" in r:
+            adds.append(f"{r['backend']} {r['generator']} {r['n']:,}: {r['add_1000_s']:.2f} s")
+            continue
+        f = r.get("filter")
+        where = f"{f['on']}, {100 * f['selectivity']:g}% of items" if f else "none"
+        ms = r["product_ms"]
+        lines.append(f"| {r['backend']} | {r['generator']} | {r['n']:,} | {where} | {r['recall_at_10']:.4f} | "
+                     f"{ms['median']:.2f} / {ms['p95']:.2f} | {r['bytes_per_item']['local_disk']:,.0f} |")
+    return "\n".join(lines) + "\n\nAdding 1,000 items: " + "; ".join(adds) + ".\n"
+
+
+def serve_load_table(docs: Path) -> str:
+    """The load test's table, as benchmarks/serve_load.py wrote it beside its raw figures."""
+    return json.loads((docs / "serve_load.json").read_text())["table_md"].strip() + "\n"
+
+
 TABLES: dict[str, tuple[str, Callable[[Path], str]]] = {
     "synth": ("synth_variants_hard_80ids.json", synth_table),
     "real_dev": ("real_dev.json", real_dev_table),
     "real_dev_24ep": ("real_dev_24ep.json", real_dev_24ep_table),
     "synth_paired": ("synth_variants_hard.json", synth_paired_table),
     "custom_recipes": ("custom_recipes.json", custom_recipes_table),
+    "search_scale": ("search_speed.json", search_scale_table),
+    "serve_load": ("serve_load.json", serve_load_table),
 }
 
 

@@ -17,7 +17,8 @@ def tables():
 
 def test_the_results_page_is_in_step_with_the_json_in_docs(tables):
     page = (ROOT / "docs" / "results.md").read_text()
-    for name in ("synth", "real_dev", "real_dev_24ep", "synth_paired", "custom_recipes"):
+    for name in ("synth", "real_dev", "real_dev_24ep", "synth_paired", "custom_recipes", "search_scale",
+                 "serve_load"):
         assert f"<!-- generated: {name} -->" in page and f"<!-- end: {name} -->" in page
     _, changed = tables.regenerate(page, ROOT / "docs")
     assert changed == [], f"results tables {changed} differ from docs/*.json: run benchmarks/results_tables.py"
