@@ -9,10 +9,9 @@ Example::
     hits = index.search(FeatureExtractor(index.checkpoint)(["query.jpg"]), topk=5)[0]
 """
 
-from pgan.index.build import BuildReport, add_to_index, build_index, choose_index_type
+from pgan.index.build import BuildReport, add_to_index, build_index, choose_index_type, remove_from_index
 from pgan.index.gallery import GalleryEntry, list_gallery
 from pgan.index.store import GalleryIndex, GalleryItem, Hit
-from pgan.index.writes import remove_from_index
 
 __all__ = ["BuildReport", "GalleryEntry", "GalleryIndex", "GalleryItem", "Hit", "add_to_index", "build_index",
            "choose_index_type", "list_gallery", "remove_from_index"]

@@ -18,6 +18,8 @@ images and ``HNSW32,Flat`` beyond (see ``docs/search.md`` for the measurements
 behind the threshold); any faiss factory string is accepted. With ``backend="milvus"``
 the vectors go to a Milvus collection instead (:mod:`pgan.index.milvus`; ``"auto"``
 is ``HNSW32`` there, ``Flat`` gives exact search).
+
+:func:`remove_from_index` is the library form of ``pgan index remove`` (by path, id or time).
 """
 
 from __future__ import annotations
@@ -300,3 +302,18 @@ def add_to_index(index: str | Path, images: str | Path, checkpoint: str | Path |
         return report
     finally:
         store.close()
+
+
+def remove_from_index(index: str | Path, paths: list[str | Path] = (), ids: list[int] = (),
+                      before: str | None = None, compact: bool = False) -> dict:
+    """Remove items from the index folder or ``milvus://`` handle ``index`` (see :func:`remove`); with
+    ``compact``, faiss segments are rewritten without them at once (otherwise the next merge drops
+    them). Returns ``{"removed": n, "ids": [...], "size": items left}``; nothing given is an error."""
+    if not paths and not ids and before is None:
+        raise PganError("say what to remove: image paths, --ids or --before TIME")
+    resolved = [str(Path(p).resolve()) if Path(p).exists() else str(p) for p in paths]
+    with GalleryIndex.open(index, readonly=False) as idx:
+        gone = idx.remove(paths=resolved, ids=[int(i) for i in ids], before=before)
+        if compact:
+            idx.compact()
+        return {"removed": len(gone), "ids": gone, "size": len(idx)}

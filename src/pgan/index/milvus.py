@@ -46,7 +46,8 @@ from pgan.index.vector_store import Record, SearchFilter, VectorStore
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MilvusStore", "claim", "connect", "filter_expression", "parse_index_type", "settings"]
+__all__ = ["MilvusStore", "claim", "collection_properties", "connect", "filter_expression", "int_field",
+           "item_fields", "milvus_errors", "parse_index_type", "settings"]
 
 SERVER_SCHEMES = ("http", "https", "tcp", "grpc", "unix")
 CONNECT_TIMEOUT_S = 10.0
@@ -113,7 +114,7 @@ def settings(path: Path, uri: str | None, collection: str | None, index_type: st
 
 
 @contextmanager
-def _errors(uri: str, what: str) -> Iterator[None]:
+def milvus_errors(uri: str, what: str) -> Iterator[None]:
     """Milvus's exceptions as one-line :class:`PganError` s naming the URI and the operation."""
     from pymilvus.exceptions import MilvusException
 
@@ -145,8 +146,8 @@ def connect(uri: str, create: bool = False) -> Any:
         raise PganError(f"cannot {what} {uri}: {message}") from None
 
 
-def _owner(client: Any, uri: str, collection: str) -> dict[str, str]:
-    with _errors(uri, f"describing collection {collection}"):
+def collection_properties(client: Any, uri: str, collection: str) -> dict[str, str]:
+    with milvus_errors(uri, f"describing collection {collection}"):
         props = client.describe_collection(collection).get("properties") or {}
     return {k.removeprefix("pgan."): str(v) for k, v in props.items() if k.startswith("pgan.")}
 
@@ -173,10 +174,11 @@ def claim(meta: dict[str, str], fingerprint: str, dim: int) -> None:
     uri, collection = meta["milvus_uri"], meta["milvus_collection"]
     client = connect(uri, create=True)
     try:
-        with _errors(uri, "listing collections"):
+        with milvus_errors(uri, "listing collections"):
             exists = client.has_collection(collection)
         if exists:
-            raise _foreign(_owner(client, uri, collection), uri, collection, fingerprint, dim, None) or \
+            owner = collection_properties(client, uri, collection)
+            raise _foreign(owner, uri, collection, fingerprint, dim, None) or \
                 PganError(f"Milvus collection {collection} at {uri} exists already")
     finally:
         client.close()
@@ -207,7 +209,7 @@ def wait_indexed(client: Any, uri: str, collection: str, timeout_s: float = 1800
 
     deadline = time.monotonic() + timeout_s
     while True:
-        with _errors(uri, f"describing the index of {collection}"):
+        with milvus_errors(uri, f"describing the index of {collection}"):
             pending = int(client.describe_index(collection, "vector").get("pending_index_rows", 0) or 0)
         if pending == 0:
             return
@@ -229,8 +231,15 @@ def scalar_indexes(client: Any, uri: str, collection: str) -> None:
             log.info("Milvus at %s: no scalar index on %s.%s (%s)", uri, collection, name, exc)
 
 
-def _int(value: int | None) -> int:
+def int_field(value: int | None) -> int:
     return NO_VALUE if value is None else int(value)
+
+
+def item_fields(item: Any) -> dict:
+    """A gallery item's scalar fields as a collection row holds them (INT64 ids and time, capped text)."""
+    return {"camera": int_field(item.camera), "vehicle_id": int_field(item.vehicle_id),
+            "ts": int_field(records.time_value(item.timestamp)), "path": item.path[:TEXT_CHARS],
+            "timestamp": (item.timestamp or "")[:TEXT_CHARS], "boxes": json.dumps(item.boxes)[:TEXT_CHARS]}
 
 
 class MilvusStore(VectorStore):
@@ -261,7 +270,7 @@ class MilvusStore(VectorStore):
             self._client = None
 
     def _exists(self) -> bool:
-        with _errors(self.uri, "listing collections"):
+        with milvus_errors(self.uri, "listing collections"):
             return bool(self.client.has_collection(self.collection))
 
     def _problem(self) -> PganError | None:
@@ -270,7 +279,7 @@ class MilvusStore(VectorStore):
             return PganError(f"index {self.record.path} has no Milvus collection {self.collection} at {self.uri} "
                              f"yet: its build was interrupted; rerun 'pgan index build' to finish it")
         rec = self.record
-        return _foreign(_owner(self.client, self.uri, self.collection), self.uri, self.collection,
+        return _foreign(collection_properties(self.client, self.uri, self.collection), self.uri, self.collection,
                         rec.model_fingerprint, rec.dim, rec.build_id)
 
     def check(self) -> None:
@@ -279,7 +288,7 @@ class MilvusStore(VectorStore):
             raise problem
 
     def _count(self) -> int:
-        with _errors(self.uri, f"counting {self.collection}"):
+        with milvus_errors(self.uri, f"counting {self.collection}"):
             rows = self.client.query(self.collection, filter="", output_fields=["count(*)"])
         return int(rows[0]["count(*)"])
 
@@ -290,7 +299,7 @@ class MilvusStore(VectorStore):
         problem = self._problem()
         if problem is not None:
             raise problem
-        with _errors(self.uri, f"loading {self.collection}"):
+        with milvus_errors(self.uri, f"loading {self.collection}"):
             self.client.load_collection(self.collection)
         self._ready = True
 
@@ -323,13 +332,13 @@ class MilvusStore(VectorStore):
         index.add_index(field_name="vector", index_type=kind, metric_type="IP", params=build)
         props = {"pgan.build_id": rec.build_id, "pgan.model_fingerprint": rec.model_fingerprint,
                  "pgan.dim": str(rec.dim)}
-        with _errors(self.uri, f"creating collection {self.collection}"):
+        with milvus_errors(self.uri, f"creating collection {self.collection}"):
             self.client.create_collection(self.collection, schema=schema, consistency_level="Bounded",
                                           properties=props)
             # The collection is empty: nothing to wait for (Milvus Lite cannot answer the wait's clock call).
             self.client.create_index(self.collection, index, sync=False)
         scalar_indexes(self.client, self.uri, self.collection)
-        with _errors(self.uri, f"loading {self.collection}"):
+        with milvus_errors(self.uri, f"loading {self.collection}"):
             self.client.load_collection(self.collection)
         self._ready = True
 
@@ -340,25 +349,22 @@ class MilvusStore(VectorStore):
             self._create()
         else:
             self._ensure_ready()  # never writes into another index's collection
-        data = [{"id": int(i), "vector": v.tolist(), "camera": _int(it.camera), "vehicle_id": _int(it.vehicle_id),
-                 "ts": _int(records.time_value(it.timestamp)), "path": it.path[:TEXT_CHARS],
-                 "timestamp": (it.timestamp or "")[:TEXT_CHARS], "boxes": json.dumps(it.boxes)[:TEXT_CHARS]}
-                for i, v, it in zip(ids, vectors, items)]
-        with _errors(self.uri, f"writing to {self.collection}"):
+        data = [{"id": int(i), "vector": v.tolist(), **item_fields(it)} for i, v, it in zip(ids, vectors, items)]
+        with milvus_errors(self.uri, f"writing to {self.collection}"):
             for j in range(0, len(data), CHUNK):
                 self.client.upsert(self.collection, data[j:j + CHUNK])
         self._seen = -1
 
     def remove(self, ids: list[int]) -> None:
         self._ensure_ready()
-        with _errors(self.uri, f"deleting from {self.collection}"):
+        with milvus_errors(self.uri, f"deleting from {self.collection}"):
             for j in range(0, len(ids), CHUNK):
                 self.client.delete(self.collection, ids=[int(i) for i in ids[j:j + CHUNK]])
         self._seen = -1
 
     def vector(self, image_id: int) -> np.ndarray:
         self._ensure_ready()
-        with _errors(self.uri, f"reading {self.collection}"):
+        with milvus_errors(self.uri, f"reading {self.collection}"):
             rows = self.client.get(self.collection, ids=[int(image_id)], output_fields=["vector"])
         if not rows:
             raise KeyError(image_id)
@@ -369,7 +375,7 @@ class MilvusStore(VectorStore):
         if not self._exists():
             self._create()
         self._ensure_ready()
-        with _errors(self.uri, f"flushing {self.collection}"):
+        with milvus_errors(self.uri, f"flushing {self.collection}"):
             self.client.flush(self.collection) if hasattr(self.client, "flush") else None
         wait_indexed(self.client, self.uri, self.collection)
         n = self._count()
@@ -399,7 +405,7 @@ class MilvusStore(VectorStore):
             raise PganError(f"the milvus backend returns at most {MAX_TOPK} results per query, not {k}")
         kind, _ = parse_index_type(self.record.index_type)
         params = search_params(kind, k, self.record.params)
-        with _errors(self.uri, f"searching {self.collection}"):
+        with milvus_errors(self.uri, f"searching {self.collection}"):
             found = self.client.search(self.collection, data=[q.tolist() for q in queries], limit=k,
                                        filter=filter_expression(where), anns_field="vector",
                                        search_params=params, output_fields=["id"])

@@ -32,7 +32,7 @@ from pgan.errors import IndexMismatchError, PganError
 from pgan.index import milvus as mv
 from pgan.index import records
 from pgan.index.records import GalleryItem, Hit
-from pgan.index.vector_store import SearchFilter
+from pgan.index.vector_store import SearchFilter, check_queries
 
 log = logging.getLogger(__name__)
 
@@ -73,17 +73,17 @@ class MilvusGallery:
     def open(cls, handle: str, readonly: bool = True) -> MilvusGallery:
         uri, collection = parse(handle)
         client = mv.connect(uri)
-        with mv._errors(uri, "listing collections"):
+        with mv.milvus_errors(uri, "listing collections"):
             exists = client.has_collection(collection)
         if not exists:
             client.close()
             raise PganError(f"index {handle} does not exist (build one with 'pgan index build --out {handle}')")
-        meta = mv._owner(client, uri, collection)
+        meta = mv.collection_properties(client, uri, collection)
         if "handle" not in meta:
             client.close()
             raise PganError(f"Milvus collection {collection} at {uri} was not made as a pgan gallery handle")
         gallery = cls(handle, client, meta, readonly)
-        with mv._errors(uri, f"loading {collection}"):
+        with mv.milvus_errors(uri, f"loading {collection}"):
             client.load_collection(collection)
         return gallery
 
@@ -96,7 +96,7 @@ class MilvusGallery:
         uri, collection = parse(handle)
         kind, build = mv.parse_index_type(index_type)
         client = mv.connect(uri)
-        with mv._errors(uri, "listing collections"):
+        with mv.milvus_errors(uri, "listing collections"):
             exists = client.has_collection(collection)
         if exists:
             client.close()
@@ -121,7 +121,7 @@ class MilvusGallery:
                 "model_fingerprint": model_fingerprint, "build_id": uuid.uuid4().hex, "metric": "inner_product",
                 "checkpoint": str(Path(checkpoint).resolve()), "created": records.now(),
                 **{k: str(v) for k, v in extra.items()}}
-        with mv._errors(uri, f"creating collection {collection}"):
+        with mv.milvus_errors(uri, f"creating collection {collection}"):
             client.create_collection(collection, schema=schema, consistency_level="Bounded",
                                      properties={f"pgan.{k}": v for k, v in meta.items()})
             client.create_index(collection, index, sync=False)
@@ -156,7 +156,7 @@ class MilvusGallery:
 
     def searchable(self) -> int:
         if self._count < 0:
-            with mv._errors(self.uri, f"counting {self.collection}"):
+            with mv.milvus_errors(self.uri, f"counting {self.collection}"):
                 rows = self.client.query(self.collection, filter="", output_fields=["count(*)"])
             self._count = int(rows[0]["count(*)"])
         return self._count
@@ -179,7 +179,7 @@ class MilvusGallery:
 
     # --- items -------------------------------------------------------------------------------
     def _query(self, expr: str, fields: list[str], limit: int | None = None) -> list[dict]:
-        with mv._errors(self.uri, f"querying {self.collection}"):
+        with mv.milvus_errors(self.uri, f"querying {self.collection}"):
             return self.client.query(self.collection, filter=expr, output_fields=fields,
                                      **({"limit": limit} if limit else {}))
 
@@ -202,7 +202,7 @@ class MilvusGallery:
     def paths(self, among: list[str] | None = None) -> set[str]:
         """Paths the gallery holds (of ``among`` when given: one query per 512)."""
         if among is None:
-            with mv._errors(self.uri, f"reading {self.collection}"):
+            with mv.milvus_errors(self.uri, f"reading {self.collection}"):
                 it = self.client.query_iterator(self.collection, filter="", output_fields=["path"],
                                                 batch_size=4096)
                 found = set()
@@ -225,12 +225,9 @@ class MilvusGallery:
             raise IndexMismatchError(f"expected {len(items)} x {self.dim} vectors, got {vectors.shape}")
         held = self.paths([it.path for it in items]) if items else set()
         keep = [j for j, it in enumerate(items) if it.path not in held]
-        data = [{"vector": vectors[j].tolist(), "camera": mv._int(items[j].camera),
-                 "vehicle_id": mv._int(items[j].vehicle_id), "ts": mv._int(records.time_value(items[j].timestamp)),
-                 "path": items[j].path[:mv.TEXT_CHARS], "timestamp": (items[j].timestamp or "")[:mv.TEXT_CHARS],
-                 "boxes": json.dumps(items[j].boxes)[:mv.TEXT_CHARS]} for j in keep]
+        data = [{"vector": vectors[j].tolist(), **mv.item_fields(items[j])} for j in keep]
         ids: list[int] = []
-        with mv._errors(self.uri, f"writing to {self.collection}"):
+        with mv.milvus_errors(self.uri, f"writing to {self.collection}"):
             for j in range(0, len(data), mv.CHUNK):
                 ids += [int(i) for i in self.client.insert(self.collection, data[j:j + mv.CHUNK])["ids"]]
         self._count = -1
@@ -253,7 +250,7 @@ class MilvusGallery:
             cut = records.parse_time(before, "--before")
             found |= {int(r["id"]) for r in self._query(f"ts != {mv.NO_VALUE} and ts < {cut}", ["id"])}
         gone = sorted(found)
-        with mv._errors(self.uri, f"deleting from {self.collection}"):
+        with mv.milvus_errors(self.uri, f"deleting from {self.collection}"):
             for j in range(0, len(gone), mv.CHUNK):
                 self.client.delete(self.collection, ids=gone[j:j + mv.CHUNK])
         self._count = -1
@@ -275,14 +272,14 @@ class MilvusGallery:
             time.sleep(0.2)
 
     def finalize(self) -> int:
-        with mv._errors(self.uri, f"flushing {self.collection}"):
+        with mv.milvus_errors(self.uri, f"flushing {self.collection}"):
             self.client.flush(self.collection)
         mv.wait_indexed(self.client, self.uri, self.collection)
         self.refresh()
         return self.searchable()
 
     def compact(self) -> int:
-        with mv._errors(self.uri, f"compacting {self.collection}"):
+        with mv.milvus_errors(self.uri, f"compacting {self.collection}"):
             self.client.compact(self.collection)
         return self.searchable()
 
@@ -291,16 +288,11 @@ class MilvusGallery:
                exclude_camera: int | None = None, since: str | int | None = None,
                until: str | int | None = None, vehicle_id: int | None = None) -> list[list[Hit]]:
         """As :meth:`pgan.index.GalleryIndex.search`: one round trip, the hits' fields included."""
-        emb = np.ascontiguousarray(np.atleast_2d(embeddings), dtype=np.float32)
-        if emb.ndim != 2 or emb.shape[1] != self.dim:
-            raise IndexMismatchError(f"index {self.handle} holds {self.dim}-d embeddings; "
-                                     f"the queries are {emb.shape[-1]}-d")
-        if topk < 1:
-            raise PganError(f"topk must be >= 1, got {topk}")
+        emb = check_queries(embeddings, self.dim, topk, self.handle)
         where = SearchFilter.parse(camera, exclude_camera, since, until, vehicle_id)
         kind, _ = mv.parse_index_type(self.index_type)
         params = mv.search_params(kind, topk, self.params)
-        with mv._errors(self.uri, f"searching {self.collection}"):
+        with mv.milvus_errors(self.uri, f"searching {self.collection}"):
             found = self.client.search(self.collection, data=[q.tolist() for q in emb],
                                        limit=min(topk, mv.MAX_TOPK), filter=mv.filter_expression(where),
                                        anns_field="vector", search_params=params, output_fields=FIELDS)

@@ -36,7 +36,7 @@ from pgan.errors import IndexMismatchError, PganError
 from pgan.index import records, writes
 from pgan.index.records import DB_NAME, ITEM_COLUMNS, GalleryItem, Hit, hit_from_row
 from pgan.index.segments import new_inner_index
-from pgan.index.vector_store import BACKENDS, SearchFilter, VectorStore
+from pgan.index.vector_store import BACKENDS, SearchFilter, VectorStore, check_queries
 from pgan.index.vectors import DEFAULT_PARAMS, SEGMENTS_DIR, FaissStore
 
 log = logging.getLogger(__name__)
@@ -333,12 +333,7 @@ class GalleryIndex:
         timestamp lies in that window (both ends included; digits or ISO 8601, one line when malformed).
         ``topk`` beyond what the gallery holds returns every item, with a warning.
         """
-        emb = np.ascontiguousarray(np.atleast_2d(embeddings), dtype=np.float32)
-        if emb.ndim != 2 or emb.shape[1] != self.dim:
-            raise IndexMismatchError(f"index {self.path} holds {self.dim}-d embeddings; "
-                                     f"the queries are {emb.shape[-1]}-d")
-        if topk < 1:
-            raise PganError(f"topk must be >= 1, got {topk}")
+        emb = check_queries(embeddings, self.dim, topk, self.path)
         where = SearchFilter.parse(camera, exclude_camera, since, until, vehicle_id)
         store = self.vector_store
         n = store.searchable()

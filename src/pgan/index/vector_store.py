@@ -29,10 +29,10 @@ from typing import ClassVar, Protocol
 
 import numpy as np
 
-from pgan.errors import PganError
+from pgan.errors import IndexMismatchError, PganError
 from pgan.index.records import parse_time, time_value
 
-__all__ = ["BACKENDS", "Record", "SearchFilter", "VectorStore"]
+__all__ = ["BACKENDS", "Record", "SearchFilter", "VectorStore", "check_queries"]
 
 BACKENDS = ("faiss", "milvus")
 
@@ -194,3 +194,15 @@ class VectorStore(ABC):
 
     def close(self) -> None:  # noqa: B027 (optional hook)
         """Release connections."""
+
+
+def check_queries(embeddings: np.ndarray, dim: int, topk: int, index_name: object) -> np.ndarray:
+    """The query ``embeddings`` as a contiguous float32 ``(N, dim)`` array, every gallery's search checks in
+    one place: the width must be the index's ``dim`` (:class:`IndexMismatchError` naming ``index_name``) and
+    ``topk`` at least 1."""
+    emb = np.ascontiguousarray(np.atleast_2d(embeddings), dtype=np.float32)
+    if emb.ndim != 2 or emb.shape[1] != dim:
+        raise IndexMismatchError(f"index {index_name} holds {dim}-d embeddings; the queries are {emb.shape[-1]}-d")
+    if topk < 1:
+        raise PganError(f"topk must be >= 1, got {topk}")
+    return emb

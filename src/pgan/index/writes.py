@@ -1,10 +1,7 @@
 """Writing to a gallery index folder: adding a batch and removing items, each one ``BEGIN IMMEDIATE``
-transaction (:func:`pgan.index.records.write`), so any number of processes can write at once; and
-:func:`remove_from_index`, the library form of ``pgan index remove``.
-
-Example::
-
-    remove_from_index("runs/gallery", paths=["gallery/0002_c003_00030640_1.jpg"], before="00010000")
+transaction (:func:`pgan.index.records.write`), so any number of processes can write at once.
+:class:`pgan.index.store.GalleryIndex` calls these; the library form of ``pgan index remove`` is
+:func:`pgan.index.build.remove_from_index`.
 """
 
 from __future__ import annotations
@@ -22,7 +19,7 @@ from pgan.index.records import GalleryItem
 if TYPE_CHECKING:
     from pgan.index.store import GalleryIndex
 
-__all__ = ["add_batch", "remove", "remove_from_index"]
+__all__ = ["add_batch", "remove"]
 
 
 def add_batch(index: GalleryIndex, items: list[GalleryItem], vectors: np.ndarray,
@@ -88,20 +85,3 @@ def remove(index: GalleryIndex, paths: list[str] = (), ids: list[int] = (),
         store.remove(gone)
         records.bump(index.conn)
     return gone
-
-
-def remove_from_index(index: str | Path, paths: list[str | Path] = (), ids: list[int] = (),
-                      before: str | None = None, compact: bool = False) -> dict:
-    """Remove items from the index folder or ``milvus://`` handle ``index`` (see :func:`remove`); with
-    ``compact``, faiss segments are rewritten without them at once (otherwise the next merge drops
-    them). Returns ``{"removed": n, "ids": [...], "size": items left}``; nothing given is an error."""
-    from pgan.index.store import GalleryIndex
-
-    if not paths and not ids and before is None:
-        raise PganError("say what to remove: image paths, --ids or --before TIME")
-    resolved = [str(Path(p).resolve()) if Path(p).exists() else str(p) for p in paths]
-    with GalleryIndex.open(index, readonly=False) as idx:
-        gone = idx.remove(paths=resolved, ids=[int(i) for i in ids], before=before)
-        if compact:
-            idx.compact()
-        return {"removed": len(gone), "ids": gone, "size": len(idx)}
