@@ -57,6 +57,7 @@ def test_layout_vehicle_camera_prefix_writes_rows_the_reader_reads(tmp_path, run
     printed = capsys.readouterr().out
     assert "| train | 6 | 2 | 2 |" in printed and "| query | 2 | 1 | 1 |" in printed
     assert "| gallery | 1 | 1 | 1 |" in printed and "2 non-image files skipped" in printed
+    assert f"next: pgan train --config configs/custom_baseline.yaml data.root={out}" in printed
     rows = _rows(out)
     assert tuple(rows[0]) == CSV_COLUMNS and len(rows) == 9
     # Numeric names are the ids; paths are relative to the CSV's folder (it lies in the photos folder).

@@ -32,6 +32,7 @@ def _cmd_csv(args: argparse.Namespace) -> int:
           f"{len(scan.skipped)} non-image files skipped; {summary.single_camera_vehicles} vehicles seen by one "
           f"camera put in train (no cross-camera match to evaluate)")
     print(f"wrote {out} (seed {args.seed})")
+    print(f"next: pgan train --config configs/custom_baseline.yaml data.root={out}  (or custom_pgan.yaml)")
     return 0
 
 
