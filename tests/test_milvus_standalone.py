@@ -38,11 +38,13 @@ def server(tmp_path_factory):
         yield uri
 
 
-def _writer(path: str, prefix: str, seed: int) -> None:
-    idx = GalleryIndex.open(path, readonly=False)
-    vecs = _unit(20, seed)
-    for b in range(4):
-        idx.add_batch(_items(prefix, 20)[b * 5:(b + 1) * 5], vecs[b * 5:(b + 1) * 5])
+def _writer(target: str, prefix: str, seed: int, n: int = 20) -> None:
+    """One writer process: ``n`` items in batches of 5 into the index folder or handle ``target``."""
+    idx = GalleryIndex.open(target, readonly=False)
+    vecs = _unit(n, seed)
+    items = _items(prefix, n)
+    for b in range(0, n, 5):
+        idx.add_batch(items[b:b + 5], vecs[b:b + 5])
     idx.finalize()
     idx.close()
 
@@ -128,15 +130,6 @@ def test_a_build_with_a_real_model_is_searchable_at_once(server, tiny_synth, tin
         assert [h[0].path for h in hits] == [str(f.resolve()) for f in files]
 
 
-def _handle_writer(handle: str, prefix: str, seed: int) -> None:
-    idx = GalleryIndex.open(handle, readonly=False)
-    vecs = _unit(10, seed)
-    for b in range(2):
-        idx.add_batch(_items(prefix, 10)[b * 5:(b + 1) * 5], vecs[b * 5:(b + 1) * 5])
-    idx.finalize()
-    idx.close()
-
-
 def test_a_handle_keeps_the_whole_gallery_in_milvus(server, tmp_path, monkeypatch, tiny_synth, tiny_checkpoint):
     from fastapi.testclient import TestClient
 
@@ -151,7 +144,7 @@ def test_a_handle_keeps_the_whole_gallery_in_milvus(server, tmp_path, monkeypatc
     base = _unit(6, 0)
     assert len(idx.add_batch(_items("base", 6), base)) == 6 and idx.finalize() == 6
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_handle_writer, args=(handle, p, s)) for p, s in (("a", 1), ("b", 2))]
+    procs = [ctx.Process(target=_writer, args=(handle, p, s, 10)) for p, s in (("a", 1), ("b", 2))]
     for p in procs:
         p.start()
     for p in procs:
