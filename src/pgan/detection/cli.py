@@ -35,10 +35,6 @@ from pgan.errors import PganError
 __all__ = ["register"]
 
 
-def _threads(args: argparse.Namespace) -> None:
-    set_torch_threads(getattr(args, "threads", None))
-
-
 def _samples(args: argparse.Namespace, classes: list[str] | None, keep_empty: bool):
     from pgan.detection.data import read_annotations
 
@@ -59,7 +55,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from pgan.detection.model import DetectorConfig, read_checkpoint
     from pgan.detection.train import TrainSettings, train_detector
 
-    _threads(args)
+    set_torch_threads(args.threads)
     ckpt = Path(args.out) / "last.pt"
     if args.resume:
         if not ckpt.is_file():
@@ -84,7 +80,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from pgan.detection.model import evaluate_detector, load_detector
     from pgan.utils.atomic import atomic_write_json
 
-    _threads(args)
+    set_torch_threads(args.threads)
     model, cfg, _ = load_detector(args.checkpoint, args.device)
     samples = _samples(args, cfg.classes, keep_empty=True)
     res = evaluate_detector(model, cfg.classes, samples, args.batch_size, args.iou, progress=not args.quiet)
@@ -101,7 +97,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_extract(args: argparse.Namespace) -> int:
     from pgan.detection.extract import detector_part_file, extract_parts
 
-    _threads(args)
+    set_torch_threads(args.threads)
     if not Path(args.checkpoint).is_file():
         raise PganError(f"detector checkpoint {args.checkpoint} does not exist")
     out = args.out or detector_part_file(args.checkpoint, Path(args.checkpoint).parent)
