@@ -57,10 +57,10 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from pgan import __version__
 from pgan.errors import PganError
-from pgan.serve import queries, uploads
+from pgan.serve import queries, responses, uploads
 from pgan.serve.middleware import BodyLimit, SecurityHeaders
 from pgan.serve.pipeline import Pipeline
-from pgan.serve.schemas import Box, Error, Health, Info, Query, Result, SearchResponse, box_json
+from pgan.serve.schemas import Error, Health, Info, SearchResponse
 from pgan.serve.settings import ServeSettings
 from pgan.serve.sightings import DEFAULT_MIN_SCORE, parse_group, sightings_view
 from pgan.serve.thumbnails import ThumbnailCache
@@ -138,13 +138,25 @@ class _State:
             jpeg = self.thumbs.put((image_id, side), thumbnail_jpeg(img, side))
         return jpeg
 
-    def size_of(self, image_id: int, path: Path) -> tuple[int, int] | None:
+    def size_of(self, image_id: int, path: Path | None) -> tuple[int, int] | None:
+        if path is None:
+            return None
         if image_id not in self.sizes:
             try:
                 self.sizes[image_id] = uploads.image_size(path)
             except (OSError, ValueError):
                 self.sizes[image_id] = None
         return self.sizes[image_id]
+
+    async def results(self, hits: list) -> list[dict]:
+        """The hits as ``Result`` dicts with their images' sizes (read from the headers once, on a
+        preparation thread; once all are known, no thread hop)."""
+        paths = [Path(str(h.path)) if getattr(h, "path", None) else None for h in hits]
+        if all(p is None or h.image_id in self.sizes for h, p in zip(hits, paths)):
+            sizes = [self.sizes[h.image_id] if p else None for h, p in zip(hits, paths)]
+        else:
+            sizes = await self.decode(lambda: [self.size_of(h.image_id, p) for h, p in zip(hits, paths)])
+        return [responses.hit_json(h, s) for h, s in zip(hits, sizes)]
 
 
 def parse_image_id(raw: str, field: str = "image_id") -> int:
@@ -166,16 +178,6 @@ def _parse_int(raw: str | None, field: str, lo: int, hi: int, default: int | Non
     if not lo <= value <= hi:
         raise HTTPException(422, f"{field} must be between {lo} and {hi}, got {value}")
     return value
-
-
-def _hit_json(hit: Any, size: tuple[int, int] | None) -> Result:
-    d = hit.to_dict() if hasattr(hit, "to_dict") else dict(hit)
-    path = d.pop("path", None)
-    w, h = size if size else (None, None)
-    return Result(rank=d["rank"], score=float(d["score"]), image_id=int(d["image_id"]),
-                  name=Path(str(path)).name if path else str(d["image_id"]), camera=d.get("camera"),
-                  vehicle_id=d.get("vehicle_id"), timestamp=d.get("timestamp"), width=w, height=h,
-                  boxes=[Box(**box_json(b)) for b in d.get("boxes") or []])
 
 
 def _runtime_name(extractor: Any) -> str:
@@ -326,7 +328,7 @@ def create_app(index: Any, extractor: Any, settings: ServeSettings | None = None
                                               "results above min_score grouped by camera in time order"),
                      min_score: str | None = Form(None, description="with group=camera: the least score of a "
                                                   f"sighting (cosine, -1..1; default {DEFAULT_MIN_SCORE})")
-                     ) -> SearchResponse:
+                     ) -> Response:
         start = time.perf_counter()
         k = _parse_int(topk, "topk", 1, settings.max_topk, settings.default_topk)
         await queries.refuse_unknown_fields(request, queries.SEARCH_FIELDS)
@@ -350,17 +352,14 @@ def create_app(index: Any, extractor: Any, settings: ServeSettings | None = None
                 raise HTTPException(404, f"image id {query_id}: its file is not a readable image") from None
         else:
             raise HTTPException(422, "missing field 'image' (the query photo) or 'image_id' (a gallery image)")
-        hits = await state.lookup(state.search, vector, k, where)
-        paths = [Path(str(h.path)) if getattr(h, "path", None) else None for h in hits]
-        sizes = await state.decode(lambda: [state.size_of(h.image_id, p) if p else None
-                                            for h, p in zip(hits, paths)])
-        results = [_hit_json(h, s) for h, s in zip(hits, sizes)]
-        return SearchResponse(query=Query(image_id=query_id, width=width, height=height,
-                                          boxes=[Box(**box_json(b)) for b in boxes]),
-                              results=results, took_ms=round(1000 * (time.perf_counter() - start), 2),
-                              sightings=None if least is None else sightings_view(results, least))
+        results = await state.results(await state.lookup(state.search, vector, k, where))
+        # Plain dicts encoded once (the response_model documents them; a Response skips its validation).
+        return responses.json_response(responses.search_body(
+            responses.query_json(query_id, width, height, boxes), results,
+            round(1000 * (time.perf_counter() - start), 2),
+            None if least is None else sightings_view(results, least)))
 
-    queries.register(api, state, settings, admit, _hit_json)
+    queries.register(api, state, settings, admit)
 
     @api.get("/images/{image_id}", response_class=Response, dependencies=[Depends(admit)],
              responses={200: {"content": {"image/jpeg": {}, "image/png": {}}}})

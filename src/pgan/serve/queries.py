@@ -21,16 +21,16 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
 from pgan.errors import PganError
 from pgan.index.vector_store import SearchFilter
+from pgan.serve.responses import batch_body, json_response
 
 __all__ = ["BatchRequest", "BatchResponse", "MAX_BATCH", "parse_filters", "register"]
 
@@ -53,7 +53,7 @@ class BatchRequest(BaseModel):
 
 class QueryResults(BaseModel):
     query: str  # "vector 0", "image_id 17", or the photo's file name
-    results: list[Any]
+    results: list[Any]  # each a ``Result`` of pgan.serve.schemas
 
 
 class BatchResponse(BaseModel):
@@ -100,24 +100,18 @@ async def refuse_unknown_fields(request: Any, allowed: set[str]) -> None:
         raise HTTPException(422, f"unknown field {unknown[0]!r}; the fields are {', '.join(sorted(allowed))}")
 
 
-def register(api: APIRouter, state: Any, settings: Any, admit: Any, result_json: Any) -> None:
-    """Add the batch routes to ``api`` (``result_json(hit, size)`` turns a hit into a ``Result``)."""
-    from fastapi import Depends
-
+def register(api: APIRouter, state: Any, settings: Any, admit: Any) -> None:
+    """Add the batch routes to ``api`` (``state.results(hits)`` turns a query's hits into ``Result`` dicts)."""
     index = state.index
 
-    async def answer(labels: list[str], vectors: np.ndarray, topk: Any, where: dict,
-                     start: float) -> BatchResponse:
+    async def answer(labels: list[str], vectors: np.ndarray, topk: Any, where: dict, start: float) -> Any:
         k = _int_field(topk, "topk", 1, settings.max_topk) or settings.default_topk
         found = await state.lookup(state.search_many, vectors, k, where) if len(vectors) else []
-        queries = []
-        for label, hits in zip(labels, found):
-            sizes = await state.decode(lambda hs=hits: [state.size_of(h.image_id, Path(h.path)) for h in hs])
-            queries.append(QueryResults(query=label, results=[result_json(h, s) for h, s in zip(hits, sizes)]))
-        return BatchResponse(queries=queries, took_ms=round(1000 * (time.perf_counter() - start), 2))
+        results = [await state.results(hits) for hits in found]
+        return json_response(batch_body(labels, results, round(1000 * (time.perf_counter() - start), 2)))
 
     @api.post("/search/batch", response_model=BatchResponse, dependencies=[Depends(admit)])
-    async def search_batch(body: BatchRequest) -> BatchResponse:
+    async def search_batch(body: BatchRequest) -> Any:
         start = time.perf_counter()
         count = len(body.vectors) + len(body.image_ids)
         if count == 0:
@@ -147,7 +141,7 @@ def register(api: APIRouter, state: Any, settings: Any, admit: Any, result_json:
                             topk: str | None = Form(None, description="results per query"),
                             camera: str | None = Form(None), exclude_camera: str | None = Form(None),
                             vehicle_id: str | None = Form(None), since: str | None = Form(None),
-                            until: str | None = Form(None)) -> BatchResponse:
+                            until: str | None = Form(None)) -> Any:
         start = time.perf_counter()
         await refuse_unknown_fields(request, IMAGES_FIELDS)
         if len(images) > MAX_BATCH:

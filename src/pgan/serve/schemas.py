@@ -1,8 +1,10 @@
-"""Response models of the HTTP API (they generate the OpenAPI schema at ``/docs``)."""
+"""Response models of the HTTP API (they generate the OpenAPI schema at ``/docs``).
+
+The search routes answer the same JSON built as plain dicts (:mod:`pgan.serve.responses`), not through
+these models: keep the two in step (``tests/test_serve_json.py`` checks them against each other)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -88,14 +90,3 @@ class Info(BaseModel):
 
 class Error(BaseModel):
     error: str
-
-
-def box_json(box: Any) -> dict:
-    """A part box as given by the extractor or the index (a PartBox, a list or a dict) -> :class:`Box` fields."""
-    if isinstance(box, Mapping):
-        return {k: box[k] for k in ("x1", "y1", "x2", "y2", "score", "label") if k in box}
-    if isinstance(box, Sequence) and not isinstance(box, str):
-        keys = ("x1", "y1", "x2", "y2", "score", "label")
-        return dict(zip(keys, box))
-    return {k: getattr(box, k) for k in ("x1", "y1", "x2", "y2", "score", "label") if hasattr(box, k)}
-

@@ -1,7 +1,8 @@
 """The sightings view of ``POST /api/search`` (``group=camera``): its form fields and its answer.
 
 The grouping itself is :func:`pgan.index.sightings.group_sightings`; here are only the HTTP side's
-checks (one-line 422s) and the conversion to the response models.
+checks (one-line 422s) and the answer's JSON (the fields of ``SightingsView`` in :mod:`pgan.serve.schemas`),
+built from the results' dicts (:func:`pgan.serve.responses.hit_json`).
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 from starlette.exceptions import HTTPException
 
 from pgan.index.sightings import DEFAULT_MIN_SCORE, group_sightings
-from pgan.serve.schemas import CameraGroup, Result, SightingsView
 
 __all__ = ["DEFAULT_MIN_SCORE", "parse_group", "sightings_view"]
 
@@ -35,9 +35,21 @@ def parse_group(group: str | None, min_score: str | None) -> float | None:
     return value
 
 
-def sightings_view(results: list[Result], min_score: float) -> SightingsView:
-    """The ranked ``results`` grouped by camera in time order, those under ``min_score`` left out."""
-    s = group_sightings(results, min_score)
-    return SightingsView(min_score=min_score, below_min_score=s.below_min_score, cameras=[
-        CameraGroup(camera=c.camera, count=len(c.hits), best_score=c.best_score, first_seen=c.first_seen,
-                    last_seen=c.last_seen, results=c.hits) for c in s.cameras])
+class _Ranked:
+    """A result dict read as grouping reads a hit (attributes ``rank``, ``score``, ``camera``, ``timestamp``)."""
+
+    __slots__ = ("rank", "score", "camera", "timestamp", "body")
+
+    def __init__(self, body: dict) -> None:
+        self.rank, self.score, self.camera, self.timestamp = body["rank"], body["score"], body["camera"], \
+            body["timestamp"]
+        self.body = body
+
+
+def sightings_view(results: list[dict], min_score: float) -> dict:
+    """The ranked ``results`` (dicts of ``Result`` fields) grouped by camera in time order, those under
+    ``min_score`` left out, as the ``sightings`` of the answer."""
+    s = group_sightings([_Ranked(r) for r in results], min_score)
+    return {"min_score": float(min_score), "below_min_score": s.below_min_score, "cameras": [
+        {"camera": c.camera, "count": len(c.hits), "best_score": float(c.best_score), "first_seen": c.first_seen,
+         "last_seen": c.last_seen, "results": [h.body for h in c.hits]} for c in s.cameras]}
