@@ -8,10 +8,12 @@ inputs and results live under ``--out`` (default ``runs/search_scale``) and a fi
 Per vector generator (``--generators``: ``clustered`` re-ID-like identities, ``random`` uniform on the
 sphere; both from ``search_speed.py``) at ``--n`` items x ``--dim``, one thread:
 
-* **index**: a ``GalleryIndex`` (``HNSW32,Flat``, ``recall_target`` ``--recall-target``): rows added in
-  batches, then finalize, which measures the efSearch that reaches the target on the gallery's own
-  vectors; metadata: camera ``i % 100`` (1 % each), vehicle ``i // 8``, a timestamp ``i`` seconds
-  after 2026-01-01 (a window of 10 % of the ids is 10 % of the gallery);
+* **index**: a ``GalleryIndex`` (``--index-type``, default ``auto``: ``IVF4096,PQ128x4fs,RFlat`` at 1M x 512;
+  ``HNSW32,Flat`` was the first runs' setting, kept in the rows with ``setting``; ``recall_target``
+  ``--recall-target``): rows added in batches, then finalize, which measures the search setting (efSearch
+  or nprobe and k_factor) that reaches the target on the gallery's own vectors; metadata: camera
+  ``i % 100`` (1 % each), vehicle ``i // 8``, a timestamp ``i`` seconds after 2026-01-01 (a window of
+  10 % of the ids is 10 % of the gallery);
 * **time** (product path, ``GalleryIndex.search``, ``--queries`` single queries): unfiltered, camera
   (selectivity 0.01) and a time window (0.1); ``product_ms`` median / p95 and ``recall_at_10`` against
   exact search over the same filtered set (brute force);
@@ -74,7 +76,7 @@ def data(folder: Path, generator: str, n: int, dim: int, queries: int, seed: int
     return np.load(folder / "gallery.npy", mmap_mode="r"), np.load(folder / "queries.npy")
 
 
-def build(folder: Path, g: np.ndarray, target: float, handle: str | None = None) -> dict:
+def build(folder: Path, g: np.ndarray, target: float, handle: str | None = None, kind: str = "auto") -> dict:
     """The gallery in ``folder`` (faiss), or in the Milvus ``handle`` with its build record in ``folder``."""
     record = folder / "built.json"
     if record.is_file():
@@ -85,7 +87,7 @@ def build(folder: Path, g: np.ndarray, target: float, handle: str | None = None)
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     t0 = time.perf_counter()
-    kind = "HNSW32,Flat" if handle is None else "HNSW32"
+    kind = kind if handle is None else "HNSW32"
     idx = GalleryIndex.create(handle or folder, g.shape[1], "synthetic", "synthetic", kind,
                               {"recall_target": target})
     for s in range(0, len(g), 20_000):
@@ -94,9 +96,10 @@ def build(folder: Path, g: np.ndarray, target: float, handle: str | None = None)
     idx.finalize()
     params = [json.loads(p) for (p,) in idx.conn.execute("SELECT params FROM segments")] if handle is None \
         else [{"ef": idx.params.get("efSearch")}]
+    types = idx.info().get("segment_types") if handle is None else {"HNSW32": 1}
     idx.close()
     out = {"rows_s": round(t1 - t0, 1), "finalize_s": round(time.perf_counter() - t1, 1),
-           "segment_params": params}
+           "segment_params": params, "segment_types": types}
     atomic_write_json(record, out)
     return out
 
@@ -136,19 +139,23 @@ def disk(folder: Path, n: int, dim: int) -> dict:
 def run_faiss(args: argparse.Namespace, generator: str, rows: list[dict], save) -> None:
     base = Path(args.out) / f"{generator}-n{args.n}-d{args.dim}"
     g, q = data(base / "data", generator, args.n, args.dim, args.queries, args.seed)
-    built = build(base / "index", g, args.recall_target)  # faiss
+    legacy = args.index_type == "HNSW32,Flat"  # the first scale runs' folder and keys
+    folder = base / ("index" if legacy else "index-" + args.index_type.replace(",", "_"))
+    built = build(folder, g, args.recall_target, kind=args.index_type)  # faiss
+    tag = "" if legacy else f"{args.index_type} "
     cams = np.arange(len(g)) % 100
     lo, hi = int(0.45 * len(g)), int(0.55 * len(g)) - 1
     stamp = items(lo, lo + 1)[0].timestamp, items(hi, hi + 1)[0].timestamp
     window = (np.arange(len(g)) >= lo) & (np.arange(len(g)) <= hi)
-    with GalleryIndex.open(base / "index") as idx:
-        common = {"backend": "faiss", "generator": generator, "n": len(g), "dim": args.dim,
-                  "index_type": idx.index_type, "search_params": built["segment_params"],
+    with GalleryIndex.open(folder) as idx:
+        common = {"backend": "faiss", "setting": args.index_type, "generator": generator, "n": len(g),
+                  "dim": args.dim, "index_type": idx.index_type, "segment_types": built.get("segment_types"),
+                  "search_params": built["segment_params"],
                   "build_s": round(built["rows_s"] + built["finalize_s"], 1),
-                  "bytes_per_item": disk(base / "index", len(g), args.dim)}
+                  "bytes_per_item": disk(folder, len(g), args.dim)}
         for name, keep, kwargs, share in (("none", None, {}, None), ("camera", cams == 7, {"camera": 7}, 0.01),
                                           ("time", window, {"since": stamp[0], "until": stamp[1]}, 0.1)):
-            key = f"faiss {generator} {len(g)} {name}"
+            key = f"faiss {tag}{generator} {len(g)} {name}"
             if any(r["key"] == key for r in rows):
                 continue
             row = {"key": key, **common, "filter": None if share is None else {"selectivity": share, "on": name},
@@ -156,17 +163,17 @@ def run_faiss(args: argparse.Namespace, generator: str, rows: list[dict], save) 
             rows.append(row)
             save()
             print(json.dumps(row), flush=True)
-    key = f"faiss {generator} {len(g)} add_1000"
+    key = f"faiss {tag}{generator} {len(g)} add_1000"
     if not any(r["key"] == key for r in rows):
         new = np.asarray(g[:1000]) + 0  # copies of stored vectors: the graph sees realistic neighbours
-        with GalleryIndex.open(base / "index", readonly=False) as idx:
+        with GalleryIndex.open(folder, readonly=False) as idx:
             t = time.perf_counter()
             ids = idx.add_batch([GalleryItem(f"/added/{i}.jpg", camera=i % 100) for i in range(1000)], new)
             idx.finalize()
             took = time.perf_counter() - t
             idx.remove(ids=ids)
-        rows.append({"key": key, "backend": "faiss", "generator": generator, "n": len(g),
-                     "add_1000_s": round(took, 2)})
+        rows.append({"key": key, "backend": "faiss", "setting": args.index_type, "generator": generator,
+                     "n": len(g), "add_1000_s": round(took, 2)})
         save()
         print(json.dumps(rows[-1]), flush=True)
 
@@ -211,18 +218,24 @@ def run_milvus(args: argparse.Namespace, rows: list[dict], save) -> None:
     print(json.dumps(row_f), flush=True)
 
 
+def _group(row: dict) -> str:
+    """``<index setting> <generator> <n>``; rows from before the setting was recorded were HNSW32,Flat."""
+    setting = row.get("setting") or ("HNSW32,Flat" if row["backend"] == "faiss" else row["backend"])
+    return f"{setting} {row['generator']} {row['n']}"
+
+
 def summary(rows: list[dict]) -> dict:
     out = {}
     for r in rows:
         if r["backend"] == "faiss" and r.get("filter") is None and "product_ms" in r:
             b = r["bytes_per_item"]
             ratio = round(b["local_disk"] / (b["vector"] + b["metadata"]), 3)
-            out[f"{r['generator']} {r['n']}"] = {
+            out[_group(r)] = {
                 "disk_ratio": ratio, "disk_goal_met": ratio <= GOALS["faiss_disk_ratio"],
                 "unfiltered_goal_met": r["product_ms"]["median"] <= GOALS["median_ms"]
                 and r["product_ms"]["p95"] <= GOALS["p95_ms"] and r["recall_at_10"] >= GOALS["recall_at_10"]}
     for r in rows:
-        entry = out.setdefault(f"{r['generator']} {r['n']}", {})
+        entry = out.setdefault(_group(r), {})
         if r.get("filter"):
             entry[f"filtered_{r['filter']['selectivity']}_goal_met"] = (
                 r["product_ms"]["median"] <= GOALS["filtered_median_ms"] and r["recall_at_10"] >= 0.99)
@@ -239,7 +252,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--dim", type=int, default=512, help="vector dimension")
     ap.add_argument("--generators", nargs="+", default=["clustered", "random"], help="clustered | random")
     ap.add_argument("--queries", type=int, default=300, help="single queries timed per row")
-    ap.add_argument("--recall-target", type=float, default=0.99, help="recall@10 the efSearch is chosen for")
+    ap.add_argument("--recall-target", type=float, default=0.99,
+                    help="recall@10 the search setting (efSearch, nprobe) is chosen for at build time")
+    ap.add_argument("--index-type", default="auto",
+                    help="the faiss galleries' --index-type (HNSW32,Flat: the first runs' setting and folder)")
     ap.add_argument("--milvus-n", type=int, default=200_000, help="gallery size on the Milvus server (0: skip)")
     ap.add_argument("--milvus-port", type=int, help="the Milvus server's port (unset: a free one)")
     ap.add_argument("--seed", type=int, default=0, help="vector generator seed")

@@ -312,8 +312,9 @@ def time_gallery_index(folder: Path, q: np.ndarray, exact: np.ndarray, k: int, s
         (segment,) = idx.vector_store.loaded()  # one segment after finalize: the index product searches use
         raw = segment.index
 
-        def raw_search(x: np.ndarray) -> np.ndarray:
-            return raw.search(x, k)[1]
+        def raw_search(x: np.ndarray) -> np.ndarray:  # faiss rows -> ids (segment rows are camera-major)
+            rows = raw.search(x, k)[1]
+            return np.where(rows >= 0, segment.columns.ids[np.clip(rows, 0, None)], -1)
 
         def product_search(x: np.ndarray) -> list[int]:
             return [h.image_id for h in idx.search(x, k)[0]]

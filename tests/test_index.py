@@ -48,7 +48,8 @@ def test_build_and_search_finds_each_gallery_image_first(gallery, tmp_path, extr
     idx = GalleryIndex.open(tmp_path / "idx")
     info = idx.info()
     assert info["size"] == len(idx) == 16 and info["dim"] == extractor.embedding_dim == 64
-    assert info["index_type"] == "Flat" and info["model_fingerprint"] == extractor.model_fingerprint
+    assert info["index_type"] == "auto" and info["segment_types"] == {"Flat": 1}
+    assert info["model_fingerprint"] == extractor.model_fingerprint
     assert info["complete"] and idx.checkpoint == extractor.checkpoint
     files = sorted(gallery.iterdir())
     hits = idx.search(extractor(files), topk=3)

@@ -13,11 +13,11 @@ shard database ``INDEX/shards/rank<r>/index.sqlite`` (resumable the same way); a
 barrier rank 0 merges the shards in gallery order, so ids are those a
 single-process build would give, and writes the faiss file.
 
-Index type: ``"auto"`` picks exact search (``Flat``) up to :data:`AUTO_EXACT_MAX`
-images and ``HNSW32,Flat`` beyond (see ``docs/search.md`` for the measurements
-behind the threshold); any faiss factory string is accepted. With ``backend="milvus"``
-the vectors go to a Milvus collection instead (:mod:`pgan.index.milvus`; ``"auto"``
-is ``HNSW32`` there, ``Flat`` gives exact search).
+Index type: ``"auto"`` (the default) lets every faiss segment choose by its own row count: exact search
+(``Flat``) up to :data:`pgan.index.tuning.AUTO_EXACT_MAX` rows, an inverted file with fast-scan codes and
+exact re-scoring beyond (:mod:`pgan.index.tuning` has the measurements); any faiss factory string is
+accepted. With ``backend="milvus"`` the vectors go to a Milvus collection instead
+(:mod:`pgan.index.milvus`; ``"auto"`` is ``HNSW32`` there, ``Flat`` gives exact search).
 
 :func:`remove_from_index` is the library form of ``pgan index remove`` (by path, id or time).
 """
@@ -38,23 +38,18 @@ from pgan.index.milvus_gallery import is_handle
 from pgan.index.milvus_gallery import parse as parse_handle
 from pgan.index.records import ITEM_COLUMNS, hit_from_row
 from pgan.index.store import DB_NAME, GalleryIndex, GalleryItem
+from pgan.index.tuning import AUTO, auto_index_type
 from pgan.inference.extractor import FeatureExtractor
 from pgan.inference.images import decode
 
 log = logging.getLogger(__name__)
 
-AUTO_EXACT_MAX = 100_000
-"""``index_type="auto"``: exact search up to this many images, HNSW beyond. Exact search costs linear
-time: 75 ms per single query at 200,000 x 512-d on one loaded thread here (docs/search_speed.json),
-so about 35 ms at this size, still interactive and with perfect recall; past it HNSW answers in
-well under a millisecond at recall@10 >= 0.99 for a graph that costs minutes to build."""
-
-
-def choose_index_type(n: int, backend: str = "faiss") -> str:
-    """What ``index_type="auto"`` builds for ``n`` images (Milvus: always its HNSW index)."""
+def choose_index_type(n: int, backend: str = "faiss", dim: int = 512) -> str:
+    """What ``index_type="auto"`` builds for a gallery of ``n`` images: on faiss, the type of one segment
+    of ``n`` rows of ``dim``-d vectors (each segment chooses by its own rows); on Milvus, its HNSW index."""
     if backend == "milvus":
         return "HNSW32"
-    return "Flat" if n <= AUTO_EXACT_MAX else "HNSW32,Flat"
+    return auto_index_type(n, dim)
 
 
 @dataclass
@@ -169,7 +164,7 @@ def build_index(images: str | Path, out: str | Path, checkpoint: str | Path | No
             milvus.settings(out, uri, collection, choose_index_type(0, backend) if index_type == "auto"
                             else index_type)
         fx = _extractor(checkpoint, extractor, parts, device, batch_size, runtime, onnx_path, flip)
-        kind = choose_index_type(len(entries), backend or "faiss") if index_type == "auto" else index_type
+        kind = "HNSW32" if index_type == AUTO and (handle or backend == "milvus") else index_type
         t0 = time.perf_counter()
         if info.is_main:
             store = GalleryIndex.create(out, fx.embedding_dim, fx.model_fingerprint, fx.checkpoint, kind, params,

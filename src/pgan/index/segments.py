@@ -6,8 +6,12 @@ Every vector is kept once, in one segment file under ``INDEX/segments/``::
                    searched exactly; what ``add_batch`` writes, so a committed batch is searchable at once
     <name>.faiss   a faiss segment: a ``faiss.index_factory`` index over some rows (no id map), memory-mapped
                    (``IO_FLAG_MMAP_IFC``) where faiss allows; what finalize and compaction write
-    <name>.npz     beside either: the segment's columns, one value per row: ``ids`` (ascending), ``camera``,
+    <name>.npz     beside either: the segment's columns, one value per row: ``ids``, ``camera``,
                    ``vehicle_id``, ``ts`` (int64, :data:`NO_VALUE` when unknown)
+
+Row order: a log segment's rows are in id order (as added); a faiss segment's are camera-major (by camera,
+then id), so the rows of one camera, and of one camera in a time window, are contiguous: a camera filter
+reads one block of vectors and a time window one block per camera (:meth:`Segment.search`).
 
 A segment file is written atomically before the transaction that lists it commits, and deleted only after
 the transaction that unlists it; a file no transaction lists is a crashed writer's and is removed by the
@@ -30,6 +34,7 @@ import numpy as np
 
 from pgan.errors import PganError
 from pgan.index.records import NO_TIME
+from pgan.index.tuning import K_FACTOR
 from pgan.utils.atomic import atomic_open
 
 __all__ = ["Columns", "NO_VALUE", "Segment", "load", "new_inner_index", "write_faiss", "write_log"]
@@ -38,6 +43,7 @@ NO_VALUE = NO_TIME  # a camera / vehicle id / time the gallery does not know
 EXACT_MAX = 150_000  # selections up to this many rows are searched exactly over just those rows
 EXACT_SHARE = 0.15  # ... and so are those under this share of a segment: a graph search with a selector
 # widens its beam by 1 / share and still missed (recall@10 0.92 at 10 % of 1M in 19 ms, exact: 1.0)
+RUN_MIN = 64  # exact search takes one matrix product per run of consecutive rows when runs average this
 
 
 @dataclass
@@ -101,7 +107,8 @@ def training_need(index: faiss.Index, index_type: str) -> int:
 
 
 def apply_search_params(index: faiss.Index, params: dict) -> None:
-    """Set HNSW ``efSearch`` and IVF ``nprobe`` (faiss does not serialise them)."""
+    """Set HNSW ``efSearch``, IVF ``nprobe`` and the refine stage's ``k_factor`` (faiss does not serialise
+    them)."""
     inner = faiss.downcast_index(index)
     if hasattr(inner, "hnsw") and "efSearch" in params:
         inner.hnsw.efSearch = int(params["efSearch"])
@@ -109,30 +116,8 @@ def apply_search_params(index: faiss.Index, params: dict) -> None:
         faiss.extract_index_ivf(inner).nprobe = int(params.get("nprobe", 32))
     except RuntimeError:
         pass  # not an IVF index
-
-
-TUNE_MIN = 10_000  # HNSW segments from this many rows get an efSearch measured against a recall target
-TUNE_QUERIES = 200  # the held-out rows it is measured with
-EF_CHOICES = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
-
-
-def tune_ef(index: faiss.Index, base: np.ndarray, queries: np.ndarray, target: float,
-            k: int = 10) -> tuple[int, float]:
-    """The least HNSW ``efSearch`` whose recall@``k`` reaches ``target`` for ``queries`` that are not in the
-    graph yet (held-out rows of the gallery, so the measure is not flattered by a query finding itself)
-    against exact search over ``base`` (the rows in ``index``); returns ``(efSearch, recall)``, the
-    largest choice when none reaches the target."""
-    scores = np.concatenate([base[j:j + 65536] @ queries.T for j in range(0, len(base), 65536)])
-    truth = [set(col.tolist()) for col in np.argpartition(-scores, k, axis=0)[:k].T]
-    inner = faiss.downcast_index(index)
-    found = 0.0
-    for ef in EF_CHOICES:
-        inner.hnsw.efSearch = ef
-        _, got = index.search(queries, k)
-        found = float(np.mean([len(t & set(g.tolist())) / k for t, g in zip(truth, got)]))
-        if found >= target:
-            return ef, round(found, 4)
-    return EF_CHOICES[-1], round(found, 4)
+    if hasattr(inner, "k_factor"):  # IndexRefine: how many candidates per result are re-scored exactly
+        inner.k_factor = float(params.get("k_factor", K_FACTOR))
 
 
 def write_log(folder: Path, name: str, vectors: np.ndarray, columns: Columns) -> None:
@@ -163,11 +148,15 @@ class Segment:
         self.index, self._owner = index, owner  # owner: the object faiss returned (keeps `index` alive)
         self.flat = vecs  # the exact vectors as an (n, d) array when the segment has them (log, *Flat)
         if vecs is None and index is not None:
-            storage = faiss.downcast_index(index.storage) if hasattr(index, "storage") else index
+            storage = index
+            for attr in ("storage", "refine_index"):  # HNSW's vectors, IndexRefine's exact vectors
+                if hasattr(index, attr):
+                    storage = faiss.downcast_index(getattr(index, attr))
             if isinstance(storage, faiss.IndexFlat) and storage.ntotal == len(columns.ids):
                 self.flat = faiss.rev_swig_ptr(storage.get_xb(), storage.ntotal * dim).reshape(-1, dim)
         self.alive: np.ndarray | None = None  # rows not removed; None: all
         self.params: dict = {}  # the search parameters in effect (the index's, or tuned for this segment)
+        self._by_id: np.ndarray | None = None  # rows sorted by id (built on the first row_of)
 
     def __len__(self) -> int:
         return len(self.columns.ids)
@@ -181,8 +170,13 @@ class Segment:
         self.alive = None if dead is None or not dead.any() else ~dead
 
     def row_of(self, image_id: int) -> int | None:
-        row = int(np.searchsorted(self.columns.ids, image_id))
-        return row if row < len(self) and self.columns.ids[row] == image_id else None
+        if self._by_id is None:  # rows in id order (faiss segments are camera-major, see the module doc)
+            ids = self.columns.ids
+            self._by_id = np.arange(len(ids)) if bool(np.all(ids[1:] > ids[:-1])) else np.argsort(ids,
+                                                                                                   kind="stable")
+        ids = self.columns.ids[self._by_id]
+        at = int(np.searchsorted(ids, image_id))
+        return int(self._by_id[at]) if at < len(self) and ids[at] == image_id else None
 
     def vectors(self, rows: np.ndarray | None = None) -> np.ndarray:
         """The vectors of ``rows`` (all: None), exact where the segment stores them exactly."""
@@ -197,10 +191,15 @@ class Segment:
                                                                                                   np.float32)
 
     def _exact_subset(self, queries: np.ndarray, k: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Exact top-``k`` over just ``rows`` (faiss reads them in place: no gathered copy)."""
+        """Exact top-``k`` over just ``rows`` (ascending), read in place: one matrix product per run of
+        consecutive rows when the runs are long (a camera, a time window, a camera in a time window), else
+        faiss's gather-free search by row numbers."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        if len(rows) and rows[-1] - rows[0] + 1 == len(rows):  # one run of rows (a time window): BLAS on the slice
-            scores = self.flat[rows[0]:rows[-1] + 1] @ queries.T  # (rows, nq)
+        starts = np.flatnonzero(np.diff(rows) != 1) + 1 if len(rows) else np.zeros(0, np.int64)
+        if len(rows) >= RUN_MIN * (len(starts) + 1):  # runs of RUN_MIN rows or more on average: BLAS per run
+            bounds = np.concatenate([[0], starts, [len(rows)]])
+            scores = np.concatenate([self.flat[rows[a]:rows[b - 1] + 1] @ queries.T
+                                     for a, b in zip(bounds[:-1], bounds[1:])])  # (rows, nq)
             top = np.argpartition(-scores, k - 1, axis=0)[:k] if k < len(rows) else np.broadcast_to(
                 np.arange(len(rows))[:, None], (len(rows), len(queries)))
             best = np.take_along_axis(scores, top, axis=0).T
@@ -246,11 +245,14 @@ class Segment:
                 ef = int(min(4096, max(k, self.params.get("efSearch", 128)) / max(share, EXACT_SHARE)))
                 sp = faiss.SearchParametersHNSW(sel=sel, efSearch=ef)
             else:
-                try:
-                    nprobe = faiss.extract_index_ivf(inner).nprobe
+                try:  # a thinner selection probes more lists for the same recall
+                    ivf = faiss.extract_index_ivf(inner)
+                    nprobe = int(min(ivf.nlist, ivf.nprobe / max(share, EXACT_SHARE)))
                     sp = faiss.SearchParametersIVF(sel=sel, nprobe=nprobe)
                 except RuntimeError:
                     sp = faiss.SearchParameters(sel=sel)
+                if hasattr(inner, "k_factor"):  # IndexRefine: the selector goes to its base index
+                    sp = faiss.IndexRefineSearchParameters(k_factor=inner.k_factor, base_index_params=sp)
             scores, rows = self.index.search(queries, k, params=sp)
             del bits
         ids = np.where(rows >= 0, self.columns.ids[np.clip(rows, 0, n - 1)], -1)

@@ -36,6 +36,7 @@ from pgan.errors import IndexMismatchError, PganError
 from pgan.index import records, writes
 from pgan.index.records import DB_NAME, ITEM_COLUMNS, GalleryItem, Hit, hit_from_row
 from pgan.index.segments import new_inner_index
+from pgan.index.tuning import AUTO
 from pgan.index.vector_store import BACKENDS, SearchFilter, VectorStore, check_queries
 from pgan.index.vectors import DEFAULT_PARAMS, SEGMENTS_DIR, FaissStore
 
@@ -108,7 +109,7 @@ class GalleryIndex:
         if (path / DB_NAME).is_file():
             idx = cls.open(path, readonly=False)
             idx.check_model(model_fingerprint, dim)
-            if idx.index_type != index_type:
+            if idx.index_type != index_type and index_type != AUTO:  # auto: whatever it was built with
                 raise PganError(f"{path} was built as {idx.index_type!r}, not {index_type!r}; "
                                 f"choose another --out or the same --index-type")
             if "flip" in extra and idx.meta.get("flip", str(extra["flip"])) != str(extra["flip"]):
@@ -121,7 +122,8 @@ class GalleryIndex:
         if backend == "faiss":
             if uri is not None or collection is not None:
                 raise PganError("--uri and --collection are settings of '--backend milvus'")
-            new_inner_index(dim, index_type, params)  # validate the factory string before writing anything
+            if index_type != AUTO:
+                new_inner_index(dim, index_type, params)  # validate the factory string before writing anything
         else:
             from pgan.index import milvus
 

@@ -5,7 +5,8 @@
   so it is searchable (exactly) as soon as it commits, and a killed writer loses at most the batch in
   flight; nothing already on disk is rewritten.
 * **finalize** (end of a build or add): the log segments become one faiss segment of the index type
-  (``Flat`` while a trained type has too few rows to train on), and when more than
+  (``auto``, the default: chosen by the segment's row count, :mod:`pgan.index.tuning`; ``Flat`` while a
+  trained type has too few rows to train on), rows in camera-major order, and when more than
   :data:`MAX_SEGMENTS` faiss segments exist the smallest are merged. One merger at a time
   (``INDEX/writer.lock``); adds go on meanwhile.
 * **remove**: ids go to the ``tombstones`` table; every search masks them out (a reader that sees a new
@@ -30,11 +31,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import faiss
 import numpy as np
 
 from pgan.errors import PganError
-from pgan.index import records
+from pgan.index import records, tuning
 from pgan.index import segments as seg
 from pgan.index.vector_store import Record, SearchFilter, VectorStore
 
@@ -44,8 +44,9 @@ __all__ = ["DEFAULT_PARAMS", "FaissStore", "SEGMENTS_DIR"]
 
 SEGMENTS_DIR, LOCK_NAME = "segments", "writer.lock"
 DEFAULT_PARAMS = {"efConstruction": 80, "efSearch": 128, "nprobe": 32, "recall_target": 0.99}
-"""``recall_target``: HNSW segments of :data:`pgan.index.segments.TUNE_MIN` rows or more get the least
-efSearch measured to reach it (``efSearch`` then applies to smaller ones); None keeps ``efSearch``."""
+"""``recall_target``: approximate segments of :data:`pgan.index.tuning.TUNE_MIN` rows or more get the least
+efSearch (HNSW) or nprobe (IVF) measured to reach it (``efSearch`` / ``nprobe`` then apply to smaller
+ones); None keeps them."""
 MAX_SEGMENTS = 8  # faiss segments kept before finalize merges the smallest
 ORPHAN_AGE_S = 600  # an unlisted segment file older than this is a crashed writer's
 
@@ -234,38 +235,41 @@ class FaissStore(VectorStore):
         parts = [seg.load(self.folder, n, kinds[n][0], rec.dim, rec.params) for n in names]
         kept = [np.flatnonzero(~np.isin(s.columns.ids, dead)) if len(dead) else np.arange(len(s)) for s in parts]
         columns = seg.Columns.concat([s.columns.take(rows) for s, rows in zip(parts, kept)])
+        # camera-major rows (then id): a camera's rows, and a time window's within it, are contiguous
+        order = np.lexsort((columns.ids, columns.camera))
+        columns = columns.take(order)
+        part_of = np.repeat(np.arange(len(parts)), [len(r) for r in kept])[order]
+        source_row = np.concatenate(kept)[order] if kept else np.zeros(0, np.int64)
         vectors = np.empty((len(columns.ids), rec.dim), np.float32)  # filled in place: one copy in memory
-        at = 0
-        for s, rows in zip(parts, kept):
-            for j in range(0, len(rows), 65536):
-                chunk = rows[j:j + 65536]
-                vectors[at:at + len(chunk)] = s.flat[chunk] if s.flat is not None else s.vectors(chunk)
-                at += len(chunk)
+        for j in range(0, len(order), 65536):
+            part, rows = part_of[j:j + 65536], source_row[j:j + 65536]
+            for p in np.unique(part):
+                here = np.flatnonzero(part == p)
+                s = parts[p]
+                vectors[j + here] = s.flat[rows[here]] if s.flat is not None else s.vectors(rows[here])
         dropped = np.setdiff1d(np.concatenate([s.columns.ids for s in parts]), columns.ids)
         name = None
         if len(columns.ids):
-            kind = rec.index_type
+            kind = tuning.segment_index_type(rec.index_type, len(vectors), rec.dim)
             index = seg.new_inner_index(rec.dim, kind, rec.params)
             if seg.training_need(index, kind) > len(vectors):  # too few to train: exact until a later merge
                 kind, index = "Flat", seg.new_inner_index(rec.dim, "Flat", rec.params)
             if not index.is_trained:
-                index.train(vectors)
-            params = {k: v for k, v in rec.params.items() if k in ("efSearch", "nprobe")}
+                index.train(vectors[tuning.train_sample(len(vectors), index)])
+            for j in range(0, len(vectors), 65536):
+                index.add(vectors[j:j + 65536])
+            params = {k: v for k, v in rec.params.items() if k in ("efSearch", "nprobe", "k_factor")}
             target = rec.params.get("recall_target")
-            if target and hasattr(faiss.downcast_index(index), "hnsw") and len(vectors) >= seg.TUNE_MIN:
-                held = len(vectors) - seg.TUNE_QUERIES  # the last rows are queries first, then added
-                index.add(vectors[:held])
-                params["efSearch"], params["tuned_recall"] = seg.tune_ef(index, vectors[:held], vectors[held:],
-                                                                         float(target))
-                index.add(vectors[held:])
-                log.info("%s: efSearch %d reaches recall@10 %.4f (target %s) on %d rows", rec.path,
-                         params["efSearch"], params["tuned_recall"], target, len(vectors))
-                if params["tuned_recall"] < float(target):
-                    log.warning("%s: no efSearch up to %d reaches recall@10 %s on these vectors (%.4f measured); "
-                                "an exact index (--index-type Flat) answers them exactly", rec.path,
-                                params["efSearch"], target, params["tuned_recall"])
-            else:
-                index.add(vectors)
+            if target and len(vectors) >= tuning.TUNE_MIN:
+                params.update(tuning.tune(index, vectors, float(target)))
+                if "tuned_recall" in params:
+                    log.info("%s: %s reaches recall@10 %.4f (target %s) on %d rows", rec.path,
+                             {k: v for k, v in params.items() if k in ("efSearch", "nprobe")},
+                             params["tuned_recall"], target, len(vectors))
+                if params.get("tuned_recall", 1.0) < float(target):
+                    log.warning("%s: no search setting of %s reaches recall@10 %s on these vectors (%.4f "
+                                "measured); an exact index (--index-type Flat) answers them exactly", rec.path,
+                                kind, target, params["tuned_recall"])
             seg.apply_search_params(index, params)
             name = f"seg-{int(columns.ids[0])}-{uuid.uuid4().hex[:8]}"
             seg.write_faiss(self.folder, name, index, columns)
