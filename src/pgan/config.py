@@ -79,6 +79,10 @@ class ModelConfig:
     # the part head (PAM pooling, F_p, Refine) on F_g upsampled by this factor (bilinear); masks built at
     # that size. 1: the backbone's map (the authors'). Issue 18; see pgan.models.network
     part_upsample: int = 1
+    # a part box head on the detached F_g, trained on the same part boxes, so a new photo's parts can come
+    # from the network's own forward pass (--parts model); see pgan.models.box_head
+    box_head: bool = False
+    box_threshold: float = 0.3  # the box head's peak score below which a part is absent
 
 
 @dataclass
@@ -93,6 +97,7 @@ class LossConfig:
     # per-part identity loss (issue 18; 0: off): weight x mean CE of a shared classifier on each valid
     # part's mask-pooled feature, for every variant with parts (adds the classifier to the model)
     part_id_weight: float = 0.0
+    box_weight: float = 1.0  # the part box head's CenterNet loss (model.box_head only)
     terms: tuple[str, ...] = ("ce", "f", "g", "p")
 
 
@@ -109,6 +114,7 @@ class OptimConfig:
     milestones: tuple[float, ...] = (20, 40, 60, 80, 100, 120)
     gamma: float = 0.5
     pam_lr_mult: float = 1.0  # learning rate of the PAM's parameters relative to optim.lr
+    box_lr_mult: float = 10.0  # learning rate of the part box head (model.box_head) relative to optim.lr
 
 
 @dataclass
@@ -275,6 +281,8 @@ _RANGES: tuple[tuple[str, float, float, bool], ...] = (
     ("loss.entropy_floor", 0.0, 1.0, True),
     ("loss.entropy_weight", 0.0, math.inf, True),
     ("loss.part_id_weight", 0.0, math.inf, True),
+    ("loss.box_weight", 0.0, math.inf, True),
+    ("model.box_threshold", 0.0, 1.0, True),
     ("model.temperature_warmup", 0.0, math.inf, True),
     ("model.temperature", 0.0, math.inf, False),
     ("model.part_dropout", 0.0, 1.0, True),
@@ -286,6 +294,7 @@ _RANGES: tuple[tuple[str, float, float, bool], ...] = (
     ("run.eval_every", 0, math.inf, True),
     ("run.checkpoint_every", 0, math.inf, True),
     ("optim.pam_lr_mult", 0.0, math.inf, False),
+    ("optim.box_lr_mult", 0.0, math.inf, False),
 )
 
 

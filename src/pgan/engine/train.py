@@ -39,14 +39,19 @@ from pgan.utils.seeding import seed_everything
 __all__ = ["check_splits", "param_groups", "stored_config", "temperature_hooks", "train", "write_run_info"]
 
 
-def param_groups(model: torch.nn.Module, lr: float, pam_lr_mult: float = 1.0) -> list[dict]:
-    """Trainable parameters; the PAM's in their own group at ``lr * pam_lr_mult`` when that is not 1."""
+def param_groups(model: torch.nn.Module, lr: float, pam_lr_mult: float = 1.0,
+                 box_lr_mult: float = 1.0) -> list[dict]:
+    """Trainable parameters; the PAM's in their own group at ``lr * pam_lr_mult`` when that is not 1, and
+    the part box head's (``model.box_head``) in its own at ``lr * box_lr_mult``: it learns from scratch
+    within a schedule made for fine-tuning a pretrained backbone, on a detached map, so its rate is its own."""
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    box = [p for n, p in named if ".part_box_head." in f".{n}"]
+    named = [(n, p) for n, p in named if ".part_box_head." not in f".{n}"]
     pam = [p for n, p in named if ".pam." in f".{n}"]
     rest = [p for n, p in named if ".pam." not in f".{n}"]
-    if pam_lr_mult == 1.0 or not pam:
-        return [{"params": rest + pam}]
-    return [{"params": rest}, {"params": pam, "lr": lr * pam_lr_mult}]
+    groups = [{"params": rest + pam}] if pam_lr_mult == 1.0 or not pam else [
+        {"params": rest}, {"params": pam, "lr": lr * pam_lr_mult}]
+    return groups + ([{"params": box, "lr": lr * box_lr_mult}] if box else [])
 
 
 def temperature_hooks(model: torch.nn.Module, cfg: Config) -> list:
@@ -164,12 +169,13 @@ def _train_locked(cfg: Config, resume: bool, info, device: torch.device, ckpt: d
         model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
     o = cfg.optim
-    optimizer = torch.optim.Adam(param_groups(model, o.lr, o.pam_lr_mult), lr=o.lr, betas=tuple(o.betas),
-                                 weight_decay=o.weight_decay)
+    optimizer = torch.optim.Adam(param_groups(model, o.lr, o.pam_lr_mult, o.box_lr_mult), lr=o.lr,
+                                 betas=tuple(o.betas), weight_decay=o.weight_decay)
     loss_fn = PganLoss(cfg.loss.lambda_ce, cfg.loss.margin, cfg.loss.label_smoothing, tuple(cfg.loss.terms),
                        gather=gather_for_mining if info.enabled else None,
                        entropy_floor=cfg.loss.entropy_floor, entropy_weight=cfg.loss.entropy_weight,
-                       part_id_weight=cfg.loss.part_id_weight)
+                       part_id_weight=cfg.loss.part_id_weight, box_weight=cfg.loss.box_weight,
+                       mask_mode=cfg.data.mask_mode)
 
     def schedule(e: float) -> float:
         return lr_factor(e, o.warmup_epochs, o.warmup_factor, tuple(o.milestones), o.gamma)

@@ -16,6 +16,11 @@ where ``H`` is the entropy of the PAM's weights over the valid parts (1 = unifor
 logits (``ModelOutput.part_logits``, a model built with ``part_id``) against the image's identity, averaged
 over every valid part of the batch (parts count by their masks, ``part_valid``; empty parts are left out),
 with the same label smoothing as ``ce``. Independent of ``terms``.
+
+``box_weight`` (1 by default) weights ``box``, the part box head's CenterNet loss
+(:func:`pgan.models.box_head.box_head_loss`; targets from the batch's masks, rasterised with ``mask_mode``),
+added whenever the model has a box head (``ModelOutput.box_pred``). Independent of ``terms``; the head sees
+a detached feature map, so this term trains the head alone.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import torch.nn.functional as F
 
 from pgan.errors import PganError
 from pgan.losses.triplet import batch_hard_triplet
+from pgan.models.box_head import box_head_loss
 from pgan.models.network import ModelOutput
 
 __all__ = ["LOSS_TERMS", "LossBreakdown", "PganLoss", "entropy_shortfall", "part_identity_loss"]
@@ -45,7 +51,8 @@ class PganLoss:
     def __init__(self, lambda_ce: float = 2.0, margin: float = 0.3, label_smoothing: float = 0.0,
                  terms: tuple[str, ...] = LOSS_TERMS,
                  gather: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
-                 entropy_floor: float = 0.0, entropy_weight: float = 1.0, part_id_weight: float = 0.0) -> None:
+                 entropy_floor: float = 0.0, entropy_weight: float = 1.0, part_id_weight: float = 0.0,
+                 box_weight: float = 1.0, mask_mode: str = "any") -> None:
         bad = [t for t in terms if t not in LOSS_TERMS]
         if bad or not terms:
             raise PganError(f"loss terms {list(terms)} invalid; choose from {list(LOSS_TERMS)}")
@@ -59,6 +66,9 @@ class PganLoss:
         if not part_id_weight >= 0.0:
             raise PganError(f"part_id_weight must be >= 0, got {part_id_weight}")
         self.part_id_weight = part_id_weight
+        if not box_weight >= 0.0:
+            raise PganError(f"box_weight must be >= 0, got {box_weight}")
+        self.box_weight, self.mask_mode = box_weight, mask_mode
 
     def __call__(self, out: ModelOutput, labels: torch.Tensor) -> LossBreakdown:
         parts: dict[str, torch.Tensor] = {}
@@ -82,6 +92,8 @@ class PganLoss:
                                 "classifier (part_id=True); this model returns no part logits")
             parts["part_id"] = self.part_id_weight * part_identity_loss(out.part_logits, out.part_valid, labels,
                                                                         self.label_smoothing)
+        if out.box_pred is not None and out.box_masks is not None and self.box_weight > 0:
+            parts["box"] = self.box_weight * box_head_loss(out.box_pred, out.box_masks, self.mask_mode)
         if not parts:
             raise PganError(f"none of the loss terms {list(self.terms)} applies to this model's outputs")
         total = sum(parts.values())

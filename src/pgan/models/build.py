@@ -1,8 +1,9 @@
 """From a :class:`pgan.config.Config` to the re-ID network, the fast-reid ``modeling/build.py`` way.
 
 The network's constructor (:class:`pgan.models.network.ReidNet`) takes plain arguments; this module
-alone maps the config's ``model`` section (and ``data.num_parts``, and ``loss.part_id_weight > 0``, which
-adds the per-part classifier the per-part identity loss needs) onto them.
+alone maps the config's ``model`` section (and ``data.num_parts``, ``data.mask_mode`` for the box head,
+and ``loss.part_id_weight > 0``, which adds the per-part classifier the per-part identity loss needs) onto
+them.
 """
 
 from __future__ import annotations
@@ -42,4 +43,5 @@ def build_network(cfg: Config, num_classes: int, pretrained: bool | None = None)
                    pam_score=m.pam_score, learn_temperature=m.learn_temperature, part_map=m.part_map,
                    part_dropout=m.part_dropout, baseline_reduce=m.baseline_reduce,
                    oracle_temperature=m.oracle_temperature, global_branch=m.global_branch,
-                   part_upsample=m.part_upsample, part_id=cfg.loss.part_id_weight > 0)
+                   part_upsample=m.part_upsample, part_id=cfg.loss.part_id_weight > 0, box_head=m.box_head,
+                   box_mask_mode=cfg.data.mask_mode, box_threshold=m.box_threshold)

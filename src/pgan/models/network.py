@@ -56,6 +56,11 @@ Shared weights keep the parameter count independent of D and treat parts as inte
 which they are (part order is the source's, not a fixed anatomy). Any variant with parts gets it
 (nopam, grid and oracle too), so the PGAN - nopam comparison stays fair; it is not used at test time.
 
+``box_head=True`` (a switch from issue 29, off by default) adds a part box head
+(:mod:`pgan.models.box_head`) on the detached ``F_g``: in training its raw map and the input masks come
+out (``box_pred``, ``box_masks``) for its loss; at test time, when no masks are given (or
+``parts_from_head`` is set), its decoded boxes are rendered as the masks, and come out as ``part_boxes``.
+
 At test time only what the retrieval feature needs is computed: with the default
 ``retrieval="fb"`` the Refine_g / Refine_p branches are skipped, and Refine_f runs
 in its pooled, concat-free form (``Refine.forward_pooled_pair``), which is exact.
@@ -71,6 +76,7 @@ from torch import nn
 
 from pgan.errors import PganError, unknown_name
 from pgan.models.backbones import Backbone
+from pgan.models.box_head import BoxHead
 from pgan.models.part_attention import (
     PartAttention,
     mask_guided_avg_pool,
@@ -119,6 +125,9 @@ class ModelOutput:
     logits_global: torch.Tensor | None = None  # global_branch: the global BNNeck feature's logits
     feat_global: torch.Tensor | None = None  # global_branch: GAP(F_g), the global triplet input
     part_logits: torch.Tensor | None = None  # part_id: (B, D, classes) per-part logits, 0 for empty parts
+    box_pred: torch.Tensor | None = None  # box_head, training: the head's raw (B, 5, h, w) map
+    box_masks: torch.Tensor | None = None  # box_head, training: the input masks its targets come from
+    part_boxes: torch.Tensor | None = None  # box_head's masks used: (B, D, 5) x1, y1, x2, y2 in [0, 1], score
 
 
 class ReidNet(nn.Module):
@@ -133,7 +142,8 @@ class ReidNet(nn.Module):
                  retrieval: str = "fb", pam_score: str = "mean", learn_temperature: bool = False,
                  part_map: str = "raw", part_dropout: float = 0.0, baseline_reduce: bool = True,
                  oracle_temperature: float = 1.0, global_branch: bool = False, part_upsample: int = 1,
-                 part_id: bool = False) -> None:
+                 part_id: bool = False, box_head: bool = False, box_mask_mode: str = "any",
+                 box_threshold: float = 0.3) -> None:
         super().__init__()
         if variant not in VARIANTS:
             raise unknown_name("variant", variant, list(VARIANTS))
@@ -185,6 +195,14 @@ class ReidNet(nn.Module):
         self.embedding_dim = (emb_dim + (2 * reduced_dim if retrieval == "concat" and self.spec.uses_parts else 0)
                               + (c if global_branch else 0))
         self._grid_cache: dict[tuple[int, int], torch.Tensor] = {}
+        self.part_box_head: BoxHead | None = None
+        self.parts_from_head = False  # test time: the box head's masks even when masks are given
+        if box_head:
+            if not self.spec.uses_parts or self.spec.grid:
+                raise PganError(f"model.box_head needs a variant that takes part masks, not {variant!r}")
+            with torch.random.fork_rng(devices=[]):  # built last, from its own random state: the rest of
+                torch.manual_seed(torch.initial_seed() + 29)  # the run draws what it draws without the head
+                self.part_box_head = BoxHead(c, num_parts, box_mask_mode, box_threshold)
 
     def grid_masks(self, h: int, w: int, ref: torch.Tensor) -> torch.Tensor:
         """The grid variant's fixed ``(D, h, w)`` cell masks, on ``ref``'s device and dtype (cached)."""
@@ -248,6 +266,12 @@ class ReidNet(nn.Module):
         if self.part_upsample > 1:  # the part head's finer grid (see the module doc)
             fg = F.interpolate(fg, scale_factor=self.part_upsample, mode="bilinear", align_corners=False)
         b, _, h, w = fg.shape
+        box_pred = self.part_box_head(fg_backbone.detach()) if self.part_box_head is not None else None
+        head_boxes = None
+        if box_pred is not None and not self.training and (masks is None or self.parts_from_head):
+            masks, boxes, scores = self.part_box_head.decoder(box_pred, (h, w))
+            head_boxes = torch.cat([boxes, scores[..., None]], dim=-1)
+        box_masks = masks if self.training and box_pred is not None else None
         if self.spec.grid:
             masks = self.grid_masks(h, w, fg).expand(b, -1, -1, -1)
         elif masks is None:
@@ -277,7 +301,8 @@ class ReidNet(nn.Module):
                 emb = torch.cat([fb, g, p], dim=1)
             if g0 is not None:
                 emb = torch.cat([F.normalize(self.bnneck_global(g0), dim=1), F.normalize(emb, dim=1)], dim=1)
-            return ModelOutput(embedding=emb, part_weights=weights, part_valid=valid, part_map=maps)
+            return ModelOutput(embedding=emb, part_weights=weights, part_valid=valid, part_map=maps,
+                               part_boxes=head_boxes)
         g = self.refine_g.forward_pooled(fg)
         p = self.refine_p.forward_pooled(fp)
         logits_global = None
@@ -286,7 +311,8 @@ class ReidNet(nn.Module):
         part_logits = self.part_identity_logits(fg, masks, valid) if self.part_classifier is not None else None
         return ModelOutput(embedding=fb, logits=self.classifier(fb), feat_f=f, feat_g=g, feat_p=p,
                            part_weights=weights, part_valid=valid, part_map=maps,
-                           logits_global=logits_global, feat_global=g0, part_logits=part_logits)
+                           logits_global=logits_global, feat_global=g0, part_logits=part_logits,
+                           box_pred=box_pred, box_masks=box_masks)
 
 
 def bnneck_classifier(dim: int, num_classes: int) -> tuple[nn.BatchNorm1d, nn.Linear]:
