@@ -16,7 +16,7 @@ def test_index_build_info_search_and_figure(run_cli, tiny_synth, tiny_checkpoint
     assert run_cli("index", "build", "--checkpoint", ckpt, "--images", tiny_synth / "image_test", "--out", idx,
                    "--quiet", "--device", "cpu") == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["added"] == 16 and report["index_type"] == "Flat" and report["images_per_s"] > 0
+    assert report["added"] == 16 and report["index_type"] == "auto" and report["images_per_s"] > 0
     assert run_cli("index", "info", "--index", idx) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["size"] == 16 and info["dim"] == 64 and info["checkpoint"] == str(ckpt.resolve())

@@ -27,7 +27,7 @@ def test_search_real_index_finds_the_uploaded_gallery_image_first(real_index):
     files = sorted((real_index / "gallery").iterdir())
     with TestClient(create_app(index, extractor, ServeSettings())) as client:
         info = client.get("/api/info").json()
-        assert info["gallery_size"] == len(files) == 16 and info["index_type"] == "Flat"
+        assert info["gallery_size"] == len(files) == 16 and info["index_type"] == "auto"
         assert info["model_fingerprint"] == extractor.model_fingerprint and info["embedding_dim"] == 64
         for f in files[:3]:
             r = client.post("/api/search", files={"image": (f.name, f.read_bytes(), "image/jpeg")},
