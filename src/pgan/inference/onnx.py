@@ -7,6 +7,11 @@ L2 normalisation. The file's metadata carries the training config, the model
 fingerprint and the feature size, so ``FeatureExtractor("model.onnx",
 runtime="onnx")`` needs nothing else.
 
+A model with a part box head (``model.box_head``) exports the graph that finds its own parts: its input
+is ``images`` only, its outputs ``embedding`` and ``part_boxes`` ``(N, D, 5)`` (x1, y1, x2, y2 in [0, 1]
+of the image, score; score 0 = absent part), so a service makes one call per batch and can still show
+the parts it used.
+
 ``quantize_int8`` writes onnxruntime's static int8 quantisation (QDQ format, per
 channel) calibrated on real images through the same preprocessing; its
 fingerprint is the float model's with ``-int8`` appended, since its embeddings
@@ -41,10 +46,13 @@ class _TestTimeNet(torch.nn.Module):
     def __init__(self, model: TrainedModel) -> None:
         super().__init__()
         self.net = model.network
-        self.needs_masks = model.needs_masks
+        self.box_head = model.network.part_box_head is not None
+        self.needs_masks = model.needs_masks and not self.box_head
 
-    def forward(self, images: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
-        return self.net(images, masks if self.needs_masks else None).embedding
+    def forward(self, images: torch.Tensor, masks: torch.Tensor | None = None
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        out = self.net(images, masks if self.needs_masks else None)
+        return (out.embedding, out.part_boxes) if self.box_head else out.embedding
 
 
 def _metadata(model: TrainedModel, precision: str) -> dict[str, str]:
@@ -81,7 +89,11 @@ def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = 17) -> Pat
     args: tuple = (images,)
     names = ["images"]
     axes = {"images": {0: "batch"}, "embedding": {0: "batch"}}
-    if model.needs_masks:
+    outputs = ["embedding"]
+    if net.box_head:
+        outputs.append("part_boxes")
+        axes["part_boxes"] = {0: "batch"}
+    if net.needs_masks:
         args = (images, torch.ones(2, model.config.data.num_parts, fh, fw))
         names.append("masks")
         axes["masks"] = {0: "batch"}
@@ -94,7 +106,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = 17) -> Pat
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            torch.onnx.export(net, args, str(tmp), input_names=names, output_names=["embedding"],
+            torch.onnx.export(net, args, str(tmp), input_names=names, output_names=outputs,
                               dynamic_axes=axes, opset_version=opset, dynamo=False)
         proto = onnx.load(str(tmp))
     finally:
@@ -132,6 +144,7 @@ class OnnxNetwork:
         self.precision = meta.get("pgan_precision", "fp32")
         self.input_size = (int(self.config.data.input_size[0]), int(self.config.data.input_size[1]))
         self.input_names = [i.name for i in self.session.get_inputs()]
+        self.has_box_head = "part_boxes" in [o.name for o in self.session.get_outputs()]
 
     def check_matches(self, fingerprint: str) -> None:
         """:class:`IndexMismatchError` unless this export was made from the model with ``fingerprint``."""
@@ -140,9 +153,17 @@ class OnnxNetwork:
                                      f"(fingerprint {self.fingerprint}, expected {fingerprint})")
 
     def run(self, images: np.ndarray, masks: np.ndarray | None) -> np.ndarray:
+        """``(N, d)`` embeddings (not normalised)."""
+        return self.run_with_boxes(images, masks)[0]
+
+    def run_with_boxes(self, images: np.ndarray, masks: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """The embeddings and, for a box-head model's export, its own ``(N, D, 5)`` part boxes (else None)."""
         feeds = {"images": np.ascontiguousarray(images, dtype=np.float32)}
         if "masks" in self.input_names:
             if masks is None:
                 raise PganError(f"{self.path} needs part masks")
             feeds["masks"] = np.ascontiguousarray(masks, dtype=np.float32)
-        return self.session.run(["embedding"], feeds)[0]
+        if not self.has_box_head:
+            return self.session.run(["embedding"], feeds)[0], None
+        emb, boxes = self.session.run(["embedding", "part_boxes"], feeds)
+        return emb, boxes

@@ -16,6 +16,13 @@ part file does not list: ``"proposals"``, ``"grid"``, ``"dff"`` / ``"kmeans"`` (
 model's own basis), a part-discovery basis (``*.basis.npz``, from ``pgan parts discover``),
 a part-detector checkpoint (``*.pt``, from ``pgan parts train``) or a part-box file (``*.jsonl``, keyed by path
 relative to the dataset root, or by absolute path).
+
+``"model"`` takes the parts of every image from the network's own part box head (a model trained with
+``model.box_head=true``, see :mod:`pgan.models.box_head`): no boxes or masks are made here, the network
+decodes its own in the same forward pass (``kind == "model"``). It is the default of a box-head model:
+that is what the head is trained for, and its ONNX export takes images only, so the default gives the
+same embedding with either runtime; ``parts="proposals"`` (PyTorch runtime) still uses the proposals the
+head was trained on.
 """
 
 from __future__ import annotations
@@ -99,6 +106,15 @@ class TestTimeParts:
         self.compute_name: str | None = None
         if self.kind != "boxes":
             return
+        box_head = bool(config.model.box_head)
+        if parts is None and box_head:
+            parts = "model"  # what a box-head model is for (see the module doc)
+        if parts is not None and str(parts) == "model":
+            if not box_head:
+                raise PganError("parts='model' takes the parts from the model's own box head; this model was "
+                                "trained without one (model.box_head=false): give another part source")
+            self.kind, self.compute_name = "model", "model"
+            return
         if self.source in ("file", "detector", "proposals", "dff", "kmeans"):
             d = config.data
             named = default_part_file(self.source, self.root, d.part_file, d.part_cache, config.run.out_dir)
@@ -126,8 +142,9 @@ class TestTimeParts:
         elif name is not None:
             path = Path(name)
             if not path.is_file():
-                raise PganError(f"parts={name!r}: expected 'proposals', 'grid', 'dff', 'kmeans', a part-discovery "
-                                f"basis, a part-detector checkpoint or a part-box file, and no such file exists")
+                raise PganError(f"parts={name!r}: expected 'proposals', 'grid', 'dff', 'kmeans', 'model', a "
+                                f"part-discovery basis, a part-detector checkpoint or a part-box file, and no "
+                                f"such file exists")
             if path.suffix in (".pt", ".pth"):
                 self.compute, self.compute_name = _detector_fn(path, self.d, device), f"detector {path}"
             else:
@@ -146,7 +163,7 @@ class TestTimeParts:
 
     def boxes(self, images: list[DecodedImage]) -> list[ImageParts]:
         """The top-D boxes of each image (original pixels) and the size they refer to."""
-        if self.kind == "none":
+        if self.kind in ("none", "model"):  # "model": the network finds its own (FeatureExtractor)
             return [ImageParts("", im.width, im.height, []) for im in images]
         if self.kind == "grid":
             return [ImageParts("", im.width, im.height, grid_boxes(im.width, im.height, self.d)) for im in images]
@@ -178,7 +195,7 @@ class TestTimeParts:
         return out  # type: ignore[return-value]
 
     def masks(self, parts: list[ImageParts], feat_size: tuple[int, int]) -> np.ndarray | None:
-        """``(N, D, h, w)`` float32 masks (None when the network takes no masks)."""
+        """``(N, D, h, w)`` float32 masks (None when the network takes no masks or makes its own)."""
         if self.kind != "boxes":
             return None
         fh, fw = feat_size

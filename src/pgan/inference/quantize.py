@@ -3,6 +3,10 @@
 Kept apart from :mod:`pgan.inference.onnx` because it runs the ONNX network through
 :class:`pgan.inference.extractor.FeatureExtractor` (to prepare the calibration inputs),
 which itself uses :mod:`pgan.inference.onnx`: imports point one way.
+
+A box-head model's export (:mod:`pgan.inference.onnx`) keeps its box decoding in float: the nodes the
+exporter names ``.../decoder/...`` (peak picking compares a max-pooled map with the map itself, which
+quantised copies of the two would break, and box edges decide which mask cells switch on).
 """
 
 from __future__ import annotations
@@ -52,9 +56,10 @@ def quantize_int8(onnx_path: str | Path, out: str | Path, calibration: Sequence,
     raw = out.with_name(f".{out.name}.q.tmp")
     try:
         quant_pre_process(str(onnx_path), str(pre), skip_symbolic_shape=True)
+        keep_float = [n.name for n in onnx.load(str(pre)).graph.node if "/decoder/" in n.name]
         quantize_static(str(pre), str(raw), _Calibration(batches), quant_format=QuantFormat.QDQ,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
-                        calibrate_method=CalibrationMethod.MinMax)
+                        calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=keep_float)
         proto = onnx.load(str(raw))
     finally:
         pre.unlink(missing_ok=True)

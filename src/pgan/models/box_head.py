@@ -99,8 +99,8 @@ class PartBoxDecoder(nn.Module):
 def decode_boxes(pred: torch.Tensor, d: int, threshold: float = 0.3) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``d`` strongest peaks of ``pred`` (B, 5, h, w) as boxes ``(B, d, 4)`` in [0, 1] image coordinates
     and scores ``(B, d)``, best first. A peak is a cell whose sigmoid heat is the largest of its 3 x 3
-    neighbourhood; a peak below ``threshold`` (or a slot past the grid's ``h * w`` cells) is an absent part:
-    box and score 0. Pure tensor operations (ONNX opset 17)."""
+    neighbourhood; a peak below ``threshold`` (or a slot past the grid's peaks) is an absent part: box and
+    score 0. Pure tensor operations (ONNX opset 17)."""
     b, _, h, w = pred.shape
     heat = torch.sigmoid(pred[:, 0])
     peaks = heat * (F.max_pool2d(heat[:, None], 3, stride=1, padding=1)[:, 0] == heat).to(heat.dtype)
@@ -114,7 +114,7 @@ def decode_boxes(pred: torch.Tensor, d: int, threshold: float = 0.3) -> tuple[to
     cy = (row + reg[:, 3].clamp(0, 1)) / h
     boxes = torch.stack([cx - size_w / (2 * w), cy - size_h / (2 * h), cx + size_w / (2 * w),
                          cy + size_h / (2 * h)], dim=-1).clamp(0, 1)
-    keep = (scores >= threshold).to(pred.dtype)
+    keep = ((scores >= threshold) & (scores > 0)).to(pred.dtype)  # 0: not a peak
     boxes, scores = boxes * keep[..., None], scores * keep
     if k < d:
         boxes = torch.cat([boxes, boxes.new_zeros(b, d - k, 4)], dim=1)
