@@ -180,9 +180,7 @@ class FaissStore(VectorStore):
     def search(self, queries: np.ndarray, k: int, where: SearchFilter) -> list[list[tuple[float, int]]]:
         found_s, found_i = [], []
         for s in self._current():
-            mask = where.mask(s.columns.camera, s.columns.vehicle_id, s.columns.ts, seg.NO_VALUE) \
-                if where.active else None
-            scores, ids = s.search(queries, k, mask)
+            scores, ids = s.search_where(queries, k, where) if where.active else s.search(queries, k, None)
             found_s.append(scores)
             found_i.append(ids)
         if not found_s:
