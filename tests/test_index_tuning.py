@@ -152,3 +152,27 @@ def test_removed_items_leave_camera_major_segments_on_compaction(auto_index):
     hits = idx.search(g[:10], 1)
     assert [int(h[0].path[3:-4]) for h in hits[1:5]] == [1, 2, 3, 4] and int(hits[0][0].path[3:-4]) != 0
     assert np.array_equal(idx.vector(7), g[7])
+
+
+def test_auto_falls_back_to_exact_where_no_setting_reaches_the_target(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(tuning, "AUTO_EXACT_MAX", 2000)
+    monkeypatch.setattr(tuning, "TUNE_MIN", 1000)
+    rng = np.random.default_rng(5)
+    g = rng.normal(size=(4000, DIM)).astype(np.float32)  # uniform on the sphere: no cells to find
+    g /= np.linalg.norm(g, axis=1, keepdims=True)
+    for kind, exact in (("auto", True), ("IVF256,PQ8x4fs,RFlat", False)):
+        idx = GalleryIndex.create(tmp_path / kind, DIM, "fp-test", "model.pt", kind,
+                                  {"recall_target": 0.9999})
+        idx.add_batch(_items(len(g)), g)
+        idx.finalize()
+        (segment,) = idx.vector_store.loaded()
+        types = idx.info()["segment_types"]
+        if exact:  # auto keeps the recall it promised: this segment is exact, and says what was missed
+            assert types == {"Flat": 1} and segment.params["unreached"]["index_type"] == "IVF256,PQ8x4fs,RFlat"
+            assert segment.params["unreached"]["recall"] < 0.9999
+            q = g[:20] + 0.01
+            assert [[int(h.path[3:-4]) for h in hs] for hs in idx.search(q, 10)] == _exact(g, q, 10)
+        else:  # an explicit type is kept, with the warning naming Flat
+            assert types == {"IVF256,PQ8x4fs,RFlat": 1} and segment.params["tuned_recall"] < 0.9999
+        idx.close()
+    assert "searched exactly (Flat) instead" in caplog.text and "--index-type Flat" in caplog.text
