@@ -131,3 +131,38 @@ def test_training_lowers_the_box_loss_and_the_head_finds_the_proposals_better_th
         boxes = corners.flatten(-2)[..., [0, 1, 2, 3]] * (scores > 0)[..., None]
         chance.append(best_iou(render_masks(boxes, *props.shape[-2:]), props))
     assert best_iou(own, props) > float(np.mean(chance)) + 0.05
+
+
+def test_the_service_makes_one_network_call_and_returns_the_heads_boxes_in_full_pixels(box_ckpt, tiny_synth,
+                                                                                       monkeypatch):
+    import asyncio
+    import io
+
+    from PIL import Image
+
+    from pgan.serve import ServeSettings
+    from pgan.serve.pipeline import Pipeline
+    from pgan.serve.uploads import decode_upload_reduced
+
+    _no_proposals(monkeypatch)
+    photo = Image.open(sorted((tiny_synth / "image_test").iterdir())[0]).convert("RGB").resize((1024, 512))
+    buf = io.BytesIO()
+    photo.save(buf, format="JPEG", quality=95)
+    settings = ServeSettings(decode_side=256)
+    reduced, full = decode_upload_reduced(buf.getvalue(), settings, "image", settings.decode_side)
+    assert full == (1024, 512) and reduced.size == (512, 256)
+    fx = FeatureExtractor(box_ckpt, device="cpu")
+    emb, boxes = fx.extract_with_parts([reduced])
+    pipe = Pipeline(fx, settings)
+    pipe.start()
+    try:
+        embedded, size = asyncio.run(pipe.embed_upload(buf.getvalue()))
+    finally:
+        pipe.stop()
+    assert size == (1024, 512) and pipe.worker.batches == 1
+    np.testing.assert_allclose(embedded.embedding, emb[0], atol=1e-5)
+    assert len(embedded.boxes) == len(boxes[0]) >= 1
+    for got, want in zip(embedded.boxes, boxes[0]):
+        assert got.label == "model"
+        corners = (want.x1, want.y1, want.x2, want.y2)
+        assert [got.x1, got.y1, got.x2, got.y2] == pytest.approx([2 * v for v in corners])

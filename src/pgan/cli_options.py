@@ -23,9 +23,10 @@ import argparse
 __all__ = ["DEVICE_HELP", "HelpFormatter", "PARTS_HELP", "add_command", "add_device", "add_group", "add_num_parts",
            "add_out", "add_parts", "add_quiet", "add_threads", "add_top_k", "set_torch_threads"]
 
-PARTS_HELP = ("part boxes of new photos: proposals | grid | dff | kmeans (the model's fitted basis) | a "
-              "*.basis.npz file | a part-detector checkpoint | a part-box file; default: the model's own "
-              "part source (a model trained on a part file boxes new photos with proposals)")
+PARTS_HELP = ("part boxes of new photos: proposals | grid | dff | kmeans (the model's fitted basis) | model "
+              "(the model's own box head, from model.box_head=true) | a *.basis.npz file | a part-detector "
+              "checkpoint | a part-box file; default: model for a box-head model, else the model's own part "
+              "source (a model trained on a part file boxes new photos with proposals)")
 DEVICE_HELP = "auto (CUDA when present, else CPU) | cpu | cuda[:N]"
 
 

@@ -4,9 +4,11 @@ The event loop only parses requests and waits. For an uploaded photo:
 
 1. a ``pgan-prep`` thread (``settings.prep_threads`` of them) decodes it, a JPEG reduced at
    decoding time (:func:`pgan.serve.uploads.decode_upload_reduced`), finds its part boxes
-   and resizes and normalises it (``FeatureExtractor.prepare``);
+   and resizes and normalises it (``FeatureExtractor.prepare``); with ``parts="model"`` (a
+   model with a part box head) it finds no boxes: there is no proposals step;
 2. the ``pgan-inference`` thread (:class:`~pgan.serve.worker.InferenceWorker`) stacks whatever
-   prepared queries are waiting into one batch and runs the network on it, nothing else;
+   prepared queries are waiting into one batch and runs the network on it, nothing else (with
+   ``parts="model"`` that one call also returns each photo's part boxes);
 3. the ``pgan-index`` thread runs the faiss search and the SQLite look-ups. The gallery index
    holds one SQLite connection, so one thread owns it; a search is a millisecond or so, far
    below the model's cost, and faiss parallelises a large search itself.
@@ -92,7 +94,7 @@ class Pipeline:
     def prepare(self, image: Image.Image) -> Prepared:
         """Network inputs and part boxes of one decoded image (runs on a preparation thread)."""
         x, masks, boxes = self.extractor.prepare([image])
-        return Prepared(x, masks, list(boxes[0]))
+        return Prepared(x, masks, list(boxes[0]), (image.width, image.height))
 
     def _decode_and_prepare(self, data: bytes) -> tuple[Prepared | Image.Image, tuple[int, int], Image.Image]:
         image, full = decode_upload_reduced(data, self.settings, "image", self.settings.decode_side)

@@ -53,11 +53,14 @@ class Embedded:
 @dataclass
 class Prepared:
     """One query ready for the network: ``(1, 3, H, W)`` images and ``(1, D, h, w)`` masks (or None), as
-    ``FeatureExtractor.prepare`` makes them, and its part boxes (original pixels)."""
+    ``FeatureExtractor.prepare`` makes them, and its part boxes (original pixels). ``size``: the image's
+    ``(width, height)``, what the boxes of a network that finds its own parts (``parts="model"``) are
+    scaled to; those replace ``boxes``."""
 
     images: np.ndarray
     masks: np.ndarray | None
     boxes: list = field(default_factory=list)
+    size: tuple[int, int] | None = None
 
 
 @dataclass
@@ -167,8 +170,7 @@ class InferenceWorker:
         self._settle(jobs, self._extract)
 
     def _embed_prepared(self, jobs: list[_Job]) -> None:
-        self._settle(jobs, lambda js: [Embedded(f, list(j.prepared.boxes))
-                                       for j, f in zip(js, self._network([j.prepared for j in js]))])
+        self._settle(jobs, lambda js: self._network([j.prepared for j in js]))
 
     def _extract(self, jobs: list[_Job]) -> list[Embedded]:
         feats, boxes = self.extractor.extract_with_parts([j.image for j in jobs])
@@ -198,12 +200,21 @@ class InferenceWorker:
         for j, r in zip(jobs, results):
             j.future.set_result(r)
 
-    def _network(self, items: list[Prepared]) -> np.ndarray:
+    def _network(self, items: list[Prepared]) -> list[Embedded]:
+        """One network call for the batch; the network's own part boxes (``parts="model"``: no proposals
+        were made while preparing) replace the prepared ones."""
         x = items[0].images if len(items) == 1 else np.concatenate([p.images for p in items])
         masks = None
         if items[0].masks is not None:
             masks = items[0].masks if len(items) == 1 else np.concatenate([p.masks for p in items])
-        feats = np.asarray(self.extractor.embed_prepared(x, masks), dtype=np.float32)
+        own = None
+        sizes = [p.size for p in items]
+        if hasattr(self.extractor, "embed_prepared_parts") and all(s is not None for s in sizes):
+            feats, own = self.extractor.embed_prepared_parts(x, masks, sizes)
+        else:
+            feats = self.extractor.embed_prepared(x, masks)
+        feats = np.asarray(feats, dtype=np.float32)
         self.batches += 1
         self.images += len(items)
-        return feats
+        return [Embedded(f, list(own[i]) if own is not None else list(p.boxes))
+                for i, (f, p) in enumerate(zip(feats, items))]
