@@ -15,6 +15,10 @@ another photo as the chance level) and the CPU milliseconds per photo (one threa
 the proposals, of the head's extra work (head, decoding, masks) and of the whole network with each part
 source.
 
+``--onnx-timing`` (once, on the first finished seed's model) times what the service runs per photo, one
+thread, batch 1, decoding included: the int8 ONNX export of the model without its head (weights equal)
+with proposals, against the int8 export of the box-head model (images in, embedding and boxes out).
+
 Resumable: each seed's run folder resumes, and each finished seed writes ``<out>/results/seed_<n>.json``
 (skipped next time). ``--workers N`` runs N one-thread processes that share the seeds. Writes
 ``docs/box_head.json`` and ``docs/box_head.md``.
@@ -149,8 +153,49 @@ def evaluate_seed(rd: Path, out: Path) -> dict:
     res.update(overlap(head, props))
     res.update({"cpu_ms_proposals": ms(t_prop), "cpu_ms_head_extra": ms(t_extra),
                 "cpu_ms_network_given_masks": ms(t_masks), "cpu_ms_network_head_parts": ms(t_own),
-                "cpu_ms_photos": len(t_prop), "torch_threads": torch.get_num_threads()})
+                "cpu_ms_photos": len(t_prop), "torch_threads": torch.get_num_threads(),
+                "load_average_1min": os.getloadavg()[0]})  # timings on a busy 2-core machine are slower
     return res
+
+
+def onnx_timing(out: Path, calibration: int = 64, photos: int = 100) -> dict:
+    """Per-photo CPU ms of the service's path (``FeatureExtractor.extract_with_parts``, int8 ONNX, one
+    thread, batch 1): proposals + the model without its head, and the box-head model alone."""
+    import onnxruntime as ort
+
+    from pgan.inference import FeatureExtractor, export_onnx, quantize_int8
+
+    done = sorted((out / "results").glob("seed_*.json"))
+    if not done:
+        raise SystemExit("--onnx-timing needs a finished seed")
+    seed = json.loads(done[0].read_text())["seed"]
+    ckpt_path = run_dir(out, seed) / "last.pt"
+    ckpt = torch.load(ckpt_path, weights_only=False)
+    plain = {**ckpt, "model": {k: v for k, v in ckpt["model"].items() if not k.startswith("part_box_head.")},
+             "config": {**ckpt["config"], "model": {**ckpt["config"]["model"], "box_head": False}}}
+    work_dir = out / "onnx"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    torch.save(plain, work_dir / "plain.pt")
+    cfg = load_trained(ckpt_path)[1]
+    ds = read_configured_dataset(cfg)
+    calib = [r.path for r in ds.train[:calibration]]
+    val = [r.path for r in [*ds.query, *ds.gallery]][:photos]
+    row: dict = {"seed": seed, "photos": len(val), "onnxruntime": ort.__version__}
+    for name, source, parts in (("proposals_plus_int8", work_dir / "plain.pt", "proposals"),
+                                ("box_head_int8", ckpt_path, None)):
+        fp32 = export_onnx(source, work_dir / f"{name}.onnx")
+        q = quantize_int8(fp32, work_dir / f"{name}-int8.onnx", calib, parts=parts)
+        fx = FeatureExtractor(q, parts=parts, runtime="onnx", device="cpu", batch_size=1, threads=1)
+        fx.extract_with_parts(val[:5])  # warm-up
+        times = []
+        for path in val:
+            t0 = time.perf_counter()
+            fx.extract_with_parts([path])
+            times.append(time.perf_counter() - t0)
+        row[f"cpu_ms_{name}"] = 1000.0 * float(np.median(times))
+    row["load_average_1min"] = os.getloadavg()[0]
+    atomic_write_json(out / "results" / "onnx_timing.json", row)
+    return row
 
 
 def result_path(out: Path, seed: int) -> Path:
@@ -178,6 +223,7 @@ def work(csv_path: Path, out: Path, seeds: list[int], epochs: int | None) -> Non
 
 def summarise(out: Path, docs: Path) -> dict:
     rows = [json.loads(p.read_text()) for p in sorted((out / "results").glob("seed_*.json"))]
+    timing = out / "results" / "onnx_timing.json"
     study = docs / "real_dev_24ep.json"
     earlier = {r["seed"]: r["mAP"] for r in json.loads(study.read_text())["rows"]
                if r["variant"] == STUDY_ROW} if study.is_file() else {}
@@ -205,7 +251,8 @@ def summarise(out: Path, docs: Path) -> dict:
                        "changes": CHANGES, "eval_every": EVAL_EVERY,
                        "split": "real-dev train.txt -> val.txt (query cam1, gallery cam2)",
                        "paired": "each seed's one model evaluated with proposal masks and with its own head's"},
-            "rows": rows, "summary": summary}
+            "rows": rows, "summary": summary,
+            "onnx_timing": json.loads(timing.read_text()) if timing.is_file() else None}
 
 
 def markdown(result: dict) -> str:
@@ -233,7 +280,13 @@ def markdown(result: dict) -> str:
         lines.append(f"CPU per photo (one thread, median): proposals {s['cpu_ms_proposals_mean']:.1f} ms; the "
                      f"head's extra work (head, decoding, masks) {s['cpu_ms_head_extra_mean']:.2f} ms; the "
                      f"whole network {s['cpu_ms_network_given_masks_mean']:.1f} ms with masks given, "
-                     f"{s['cpu_ms_network_head_parts_mean']:.1f} ms with the head's parts.")
+                     f"{s['cpu_ms_network_head_parts_mean']:.1f} ms with the head's parts (PyTorch).")
+    t = result.get("onnx_timing")
+    if t:
+        lines.append(f"The service's path per photo (int8 ONNX, one thread, batch 1, JPEG decoding included; seed "
+                     f"{t['seed']}'s model, {t['photos']} val photos, median): proposals + the model without its "
+                     f"head {t['cpu_ms_proposals_plus_int8']:.1f} ms; the box-head model alone "
+                     f"{t['cpu_ms_box_head_int8']:.1f} ms.")
     return "\n".join(lines) + "\n"
 
 
@@ -262,6 +315,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--workers", type=int, default=1, help="one-thread processes sharing the seeds")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--summarise-only", action="store_true")
+    ap.add_argument("--onnx-timing", action="store_true", help="time the int8 service paths, then summarise")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     root, out = Path(args.root).resolve(), Path(args.out).resolve()
@@ -269,7 +323,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.worker:
         work(csv_path, out, args.seeds, args.epochs)
         return
-    if not args.summarise_only:
+    if args.onnx_timing:
+        torch.set_num_threads(1)
+        onnx_timing(out)
+    elif not args.summarise_only:
         if not (root / "train.txt").is_file() or not (root / "val.txt").is_file():
             raise SystemExit(f"{root} is not the real-dev folder (needs train.txt, val.txt and images/)")
         write_csv(root, out)
