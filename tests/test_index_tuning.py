@@ -176,3 +176,17 @@ def test_auto_falls_back_to_exact_where_no_setting_reaches_the_target(tmp_path, 
             assert types == {"IVF256,PQ8x4fs,RFlat": 1} and segment.params["tuned_recall"] < 0.9999
         idx.close()
     assert "searched exactly (Flat) instead" in caplog.text and "--index-type Flat" in caplog.text
+
+
+def test_prefetch_reads_large_segment_files_in_the_background(tmp_path, monkeypatch):
+    f = tmp_path / "seg.faiss"
+    f.write_bytes(b"\0" * 4096)
+    assert seg.prefetch(f) is None  # under PREFETCH_MIN: the first searches read it
+    assert seg.prefetch(tmp_path / "gone.faiss") is None
+    monkeypatch.setattr(seg, "PREFETCH_MIN", 1024)
+    thread = seg.prefetch(f)
+    assert thread is not None and thread.daemon
+    thread.join(10)
+    assert not thread.is_alive()
+    monkeypatch.setattr(seg, "_mem_available", lambda: 4096)  # over half the memory available: skipped
+    assert seg.prefetch(f) is None
