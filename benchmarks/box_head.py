@@ -221,8 +221,26 @@ def work(csv_path: Path, out: Path, seeds: list[int], epochs: int | None) -> Non
             (rd / ".claim").unlink(missing_ok=True)
 
 
+def evaluate_unfinished(out: Path, seeds: list[int]) -> None:
+    """The same evaluation on the latest checkpoint of seeds still training (``--unfinished``): written to
+    ``results/unfinished_seed_<n>.json`` with the epochs done, and tabulated apart from finished seeds."""
+    torch.set_num_threads(1)
+    for seed in seeds:
+        rd = run_dir(out, seed)
+        if result_path(out, seed).is_file() or not (rd / "last.pt").is_file():
+            continue
+        done = int(torch.load(rd / "last.pt", weights_only=False)["epoch"])
+        row = {"seed": seed, "epochs_done": done, **evaluate_seed(rd, out)}
+        atomic_write_json(out / "results" / f"unfinished_seed_{seed}.json", row)
+        logging.info("seed %d after %d epochs: mAP proposals %.4f, head %.4f", seed, done, row["mAP_proposals"],
+                     row["mAP_head"])
+
+
 def summarise(out: Path, docs: Path) -> dict:
     rows = [json.loads(p.read_text()) for p in sorted((out / "results").glob("seed_*.json"))]
+    finished = {r["seed"] for r in rows}
+    unfinished = [r for p in sorted((out / "results").glob("unfinished_seed_*.json"))
+                  if (r := json.loads(p.read_text()))["seed"] not in finished]
     timing = out / "results" / "onnx_timing.json"
     study = docs / "real_dev_24ep.json"
     earlier = {r["seed"]: r["mAP"] for r in json.loads(study.read_text())["rows"]
@@ -251,7 +269,7 @@ def summarise(out: Path, docs: Path) -> dict:
                        "changes": CHANGES, "eval_every": EVAL_EVERY,
                        "split": "real-dev train.txt -> val.txt (query cam1, gallery cam2)",
                        "paired": "each seed's one model evaluated with proposal masks and with its own head's"},
-            "rows": rows, "summary": summary,
+            "rows": rows, "summary": summary, "unfinished": unfinished,
             "onnx_timing": json.loads(timing.read_text()) if timing.is_file() else None}
 
 
@@ -281,6 +299,11 @@ def markdown(result: dict) -> str:
                      f"head's extra work (head, decoding, masks) {s['cpu_ms_head_extra_mean']:.2f} ms; the "
                      f"whole network {s['cpu_ms_network_given_masks_mean']:.1f} ms with masks given, "
                      f"{s['cpu_ms_network_head_parts_mean']:.1f} ms with the head's parts (PyTorch).")
+    for r in result.get("unfinished", []):
+        lines.append(f"Seed {r['seed']} had not finished (its checkpoint after {r['epochs_done']} of 24 epochs, "
+                     f"evaluated the same way): proposals {100 * r['mAP_proposals']:.2f}, head boxes "
+                     f"{100 * r['mAP_head']:.2f} ({100 * (r['mAP_head'] - r['mAP_proposals']):+.2f}); proposal "
+                     f"recall IoU {r['proposal_recall_iou']:.2f} (chance {r['chance_proposal_recall_iou']:.2f}).")
     t = result.get("onnx_timing")
     if t:
         lines.append(f"The service's path per photo (int8 ONNX, one thread, batch 1, JPEG decoding included; seed "
@@ -316,6 +339,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--summarise-only", action="store_true")
     ap.add_argument("--onnx-timing", action="store_true", help="time the int8 service paths, then summarise")
+    ap.add_argument("--unfinished", action="store_true",
+                    help="evaluate the latest checkpoint of seeds still training (kept apart), then summarise")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     root, out = Path(args.root).resolve(), Path(args.out).resolve()
@@ -326,6 +351,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.onnx_timing:
         torch.set_num_threads(1)
         onnx_timing(out)
+    elif args.unfinished:
+        evaluate_unfinished(out, args.seeds)
     elif not args.summarise_only:
         if not (root / "train.txt").is_file() or not (root / "val.txt").is_file():
             raise SystemExit(f"{root} is not the real-dev folder (needs train.txt, val.txt and images/)")
