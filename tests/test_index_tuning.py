@@ -3,11 +3,13 @@ target, camera-major faiss segments and exact filtered search over runs of rows.
 
 from __future__ import annotations
 
+import os
+
 import faiss
 import numpy as np
 import pytest
 
-from pgan.index import GalleryIndex, GalleryItem, choose_index_type, tuning
+from pgan.index import GalleryIndex, GalleryItem, choose_index_type, tuning, warm
 from pgan.index import segments as seg
 
 DIM = 32
@@ -178,15 +180,36 @@ def test_auto_falls_back_to_exact_where_no_setting_reaches_the_target(tmp_path, 
     assert "searched exactly (Flat) instead" in caplog.text and "--index-type Flat" in caplog.text
 
 
-def test_prefetch_reads_large_segment_files_in_the_background(tmp_path, monkeypatch):
+def test_prefetch_warms_large_segment_files_in_the_background(tmp_path, monkeypatch):
     f = tmp_path / "seg.faiss"
     f.write_bytes(b"\0" * 4096)
-    assert seg.prefetch(f) is None  # under PREFETCH_MIN: the first searches read it
-    assert seg.prefetch(tmp_path / "gone.faiss") is None
-    monkeypatch.setattr(seg, "PREFETCH_MIN", 1024)
-    thread = seg.prefetch(f)
-    assert thread is not None and thread.daemon
+    assert warm.prefetch(f) is None  # under PREFETCH_MIN: the first searches read it
+    assert warm.prefetch(tmp_path / "gone.faiss") is None
+    monkeypatch.setattr(warm, "PREFETCH_MIN", 1024)
+    thread = warm.prefetch(f)
+    assert thread is not None and thread.daemon and thread.name == "prefetch seg.faiss"
     thread.join(10)
     assert not thread.is_alive()
-    monkeypatch.setattr(seg, "_mem_available", lambda: 4096)  # over half the memory available: skipped
-    assert seg.prefetch(f) is None
+    monkeypatch.setattr(warm, "_mem_available", lambda: 4096)  # over half the memory available: skipped
+    assert warm.prefetch(f) is None
+
+
+def test_the_mapped_vectors_of_a_segment_are_found_and_populated(tmp_path):
+    x = np.random.default_rng(0).standard_normal((2000, 16)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)  # unit rows: each row is its own best inner product
+    for factory in ("Flat", "HNSW8,Flat", "IVF16,PQ4x4fs,RFlat"):
+        index = faiss.index_factory(16, factory, faiss.METRIC_INNER_PRODUCT)
+        index.train(x)
+        index.add(x)
+        path = tmp_path / f"{factory.replace(',', '_')}.faiss"
+        faiss.write_index(index, str(path))
+        in_memory = faiss.read_index(str(path))
+        assert warm.mapped_ranges(in_memory) == []  # read into memory: nothing mapped to warm
+        owner = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)
+        ranges = warm.mapped_ranges(owner)
+        assert [size for _, size in ranges] == [x.nbytes]  # the float32 vectors, wherever they sit
+        if hasattr(os, "sched_getaffinity"):  # Linux: the kernel maps them in
+            assert warm.populate(ranges)
+        found = faiss.downcast_index(owner).search(x[:3], 1)[1][:, 0]
+        assert found.tolist() == [0, 1, 2]  # still the same index after warming
+    assert not warm.populate([])

@@ -3,6 +3,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 pytest.importorskip("faiss")
@@ -87,3 +88,16 @@ def test_the_scale_phase_writes_rows_beside_the_others_and_resumes(bench, tmp_pa
         assert (r["filter"] or {}).get("selectivity") in (None, 0.01, 0.1)
     assert set(saved["scale_summary"]) == {"auto clustered 12000", "auto random 12000"}
     assert bench.main(argv) == rows  # every stage done: nothing is run again
+
+
+def test_exact_answers_of_the_scale_phase_match_a_full_sort():
+    scale = load_benchmark("search_scale")
+    rng = np.random.default_rng(3)
+    g = rng.standard_normal((1000, 8)).astype(np.float32)
+    q = rng.standard_normal((7, 8)).astype(np.float32)
+    keep = rng.random(1000) < 0.3
+    for mask in (None, keep):
+        allowed = np.arange(1000) if mask is None else np.flatnonzero(mask)
+        want = [set(allowed[np.argsort(-(g[allowed] @ x))[:10]].tolist()) for x in q]
+        assert scale.exact_top_k(g, q, mask, 10, chunk=64) == want  # chunks smaller than the selection
+        assert scale.exact_top_k(g, q, mask, 10, chunk=5000) == want

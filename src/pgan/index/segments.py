@@ -26,7 +26,6 @@ Example::
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from pgan.errors import PganError
 from pgan.index.records import NO_TIME
 from pgan.index.tuning import K_FACTOR
 from pgan.index.vector_store import SearchFilter
+from pgan.index.warm import prefetch
 from pgan.utils.atomic import atomic_open
 
 __all__ = ["Columns", "NO_VALUE", "Segment", "load", "new_inner_index", "write_faiss", "write_log"]
@@ -297,48 +297,6 @@ class Segment:
         return scores, ids
 
 
-PREFETCH_MIN = 64 << 20  # segment files from this size are read into the page cache by a background thread
-
-
-def _mem_available() -> int | None:
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def _read_through(path: Path) -> None:
-    buf = bytearray(16 << 20)
-    try:
-        with open(path, "rb", buffering=0) as fh:
-            while fh.readinto(buf):
-                pass
-    except OSError:  # removed by a compaction meanwhile: nothing to warm
-        pass
-
-
-def prefetch(path: Path) -> threading.Thread | None:
-    """Read a large memory-mapped segment file once in a background thread, so it is in the page cache
-    before searches need it: a search touches a few random rows of the vectors, and each row not cached is
-    a disk read (a fresh process measured about 5 ms a query at 1M x 512 until the 2 GB file was cached,
-    0.65 ms after; reading it took 4 s). ``posix_fadvise(WILLNEED)`` did not bring it in here. Skipped
-    when the file is over half the memory available (the kernel would drop the pages again)."""
-    try:
-        size = path.stat().st_size
-    except OSError:
-        return None
-    avail = _mem_available()
-    if size < PREFETCH_MIN or (avail is not None and size > avail // 2):
-        return None
-    thread = threading.Thread(target=_read_through, args=(path,), daemon=True, name=f"prefetch {path.name}")
-    thread.start()
-    return thread
-
-
 def load(folder: Path, name: str, kind: str, dim: int, params: dict) -> Segment:
     """A listed segment, memory-mapped (:class:`FileNotFoundError` when a compaction removed it meanwhile)."""
     columns = Columns.read(folder / f"{name}.npz")
@@ -354,8 +312,8 @@ def load(folder: Path, name: str, kind: str, dim: int, params: dict) -> Segment:
         owner = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)
     except RuntimeError as exc:
         raise PganError(f"{path} is not a readable faiss index ({str(exc).splitlines()[-1][:120]})") from None
-    prefetch(path)
     index = faiss.downcast_index(owner)
+    prefetch(path, index)
     apply_search_params(index, params)
     segment = Segment(name, kind, columns, dim, index=index, owner=owner)
     segment.params = dict(params)
