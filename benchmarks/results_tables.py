@@ -132,21 +132,33 @@ def custom_recipes_table(docs: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def scale_index(r: dict) -> str:
+    """A scale row's index: the setting asked for and, where it differs, what the segments hold."""
+    if r["backend"] != "faiss":
+        return r.get("index_type") or "HNSW"
+    setting = r.get("setting", "HNSW32,Flat")  # the first scale runs predate the key: all HNSW
+    types = ", ".join(r.get("segment_types") or {})
+    return setting if not types or types == setting else f"{setting}: {types}"
+
+
 def search_scale_table(docs: Path) -> str:
     """The gallery-at-scale rows of docs/search_speed.json (``benchmarks/search_speed.py --phase scale``)."""
     rows = json.loads((docs / "search_speed.json").read_text())["scale_rows"]
-    lines = ["| backend | vectors | n | filter | recall@10 | product ms (median / p95) | local bytes per item |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| backend | index | vectors | n | filter | recall@10 | product ms (median / p95) "
+             "| local bytes per item |",
+             "|---|---|---|---|---|---|---|---|"]
     adds = []
     for r in rows:
         if "add_1000_s" in r:
-            adds.append(f"{r['backend']} {r['generator']} {r['n']:,}: {r['add_1000_s']:.2f} s")
+            adds.append(f"{r['backend']} {r.get('setting', 'HNSW32,Flat')} {r['generator']} {r['n']:,}: "
+                        f"{r['add_1000_s']:.2f} s")
             continue
         f = r.get("filter")
         where = f"{f['on']}, {100 * f['selectivity']:g}% of items" if f else "none"
         ms = r["product_ms"]
-        lines.append(f"| {r['backend']} | {r['generator']} | {r['n']:,} | {where} | {r['recall_at_10']:.4f} | "
-                     f"{ms['median']:.2f} / {ms['p95']:.2f} | {r['bytes_per_item']['local_disk']:,.0f} |")
+        lines.append(f"| {r['backend']} | {scale_index(r)} | {r['generator']} | {r['n']:,} | {where} | "
+                     f"{r['recall_at_10']:.4f} | {ms['median']:.2f} / {ms['p95']:.2f} | "
+                     f"{r['bytes_per_item']['local_disk']:,.0f} |")
     return "\n".join(lines) + "\n\nAdding 1,000 items: " + "; ".join(adds) + ".\n"
 
 
