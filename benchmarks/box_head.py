@@ -52,6 +52,7 @@ from pgan.inference.images import decode, network_input
 from pgan.models.build import mask_size
 from pgan.models.trained import load_trained
 from pgan.parts.boxfile import read_part_file
+from pgan.parts.masks import boxes_to_masks
 from pgan.parts.proposals import propose_boxes
 from pgan.parts.selection import select_top_d
 from pgan.recipes import CUSTOM_CPU, synth_cpu_config
@@ -107,6 +108,49 @@ def overlap(head: list[np.ndarray], props: list[np.ndarray]) -> dict:
             "proposals_per_photo": float(np.mean([len(p) for p in props]))}
 
 
+def cell_overlap(head_masks: list[np.ndarray], prop_masks: list[np.ndarray]) -> dict:
+    """What the network is given, compared: per photo, the IoU of the cells that any head mask switches on
+    with the cells any proposal mask switches on (``(D, h, w)`` masks, union over parts), its mean over the
+    photos (``cell_iou``) and the same against the next photo's head masks (``chance_cell_iou``); also the
+    share of cells each marks."""
+    def union(m: np.ndarray) -> np.ndarray:
+        return m.reshape(m.shape[0], -1).max(0) > 0
+
+    def iou(a: np.ndarray, b: np.ndarray) -> float:
+        both = np.logical_or(a, b).sum()
+        return float(np.logical_and(a, b).sum() / both) if both else 1.0
+
+    heads, props = [union(m) for m in head_masks], [union(m) for m in prop_masks]
+    return {"cell_iou": float(np.mean([iou(h, p) for h, p in zip(heads, props)])),
+            "chance_cell_iou": float(np.mean([iou(h, p) for h, p in zip(heads[1:] + heads[:1], props)])),
+            "head_cells_share": float(np.mean(heads)), "proposal_cells_share": float(np.mean(props))}
+
+
+def overlap_only(rd: Path, out: Path) -> dict:
+    """:func:`overlap` and :func:`cell_overlap` of one trained seed on val (no mAP; a few seconds)."""
+    model, cfg = load_trained(rd / "last.pt")
+    ds = read_configured_dataset(cfg)
+    part_items = {Path(k).name: v for k, v in read_part_file(out / "parts" / "parts_proposals.jsonl").items()}
+    d, size = cfg.data.num_parts, tuple(cfg.data.input_size)
+    msize = mask_size(model, size)
+    head, props, head_masks, prop_masks = [], [], [], []
+    with torch.no_grad():
+        for rec in [*ds.query, *ds.gallery]:
+            item = part_items[Path(rec.path).name]
+            top = select_top_d(item.boxes, d)
+            scale = np.array([item.width, item.height] * 2, dtype=np.float64)
+            props.append(np.array([[b.x1, b.y1, b.x2, b.y2] for b in top]).reshape(-1, 4) / scale)
+            prop_masks.append(boxes_to_masks(top, item.width, item.height, msize[0], msize[1], d,
+                                             mode=cfg.data.mask_mode))
+            masks, hb, scores = model.part_box_head.decoder(
+                model.part_box_head(model.forward_features(network_input(decode(rec.path), size)[None])), msize)
+            head.append(hb[0][scores[0] > 0].numpy().astype(np.float64))
+            head_masks.append(masks[0].numpy())
+    sizes = np.concatenate([p[:, 2:] - p[:, :2] for p in props])
+    return {**overlap(head, props), **cell_overlap(head_masks, prop_masks), "mask_grid": list(msize),
+            "proposal_size_median": [float(v) for v in np.median(sizes, axis=0)]}
+
+
 def evaluate_seed(rd: Path, out: Path) -> dict:
     """Val mAP with the proposals' and with the head's masks (same weights), box overlap and CPU timings."""
     model, cfg = load_trained(rd / "last.pt")
@@ -123,26 +167,20 @@ def evaluate_seed(rd: Path, out: Path) -> dict:
         metrics = evaluate_protocol("custom", feats[0], feats[1], sets.query.records, sets.gallery.records).metrics
         res[f"mAP_{name}"], res[f"rank1_{name}"] = float(metrics["mAP"]), float(metrics["rank1"])
     model.parts_from_head = False
-    part_items = {Path(k).name: v for k, v in read_part_file(out / "parts" / "parts_proposals.jsonl").items()}
     d, size = cfg.data.num_parts, tuple(cfg.data.input_size)
     msize = mask_size(model, size)
-    head, props, t_prop, t_masks, t_own, t_extra = [], [], [], [], [], []
+    t_prop, t_masks, t_own, t_extra = [], [], [], []
     with torch.no_grad():
         for rec in [*ds.query, *ds.gallery]:
             im = decode(rec.path)
             t0 = time.perf_counter()
             select_top_d(propose_boxes(im.rgb), d)  # what the service does per photo
             t_prop.append(time.perf_counter() - t0)
-            item = part_items[Path(rec.path).name]
-            scale = np.array([item.width, item.height] * 2, dtype=np.float64)
-            props.append(np.array([[b.x1, b.y1, b.x2, b.y2] for b in select_top_d(item.boxes, d)]).reshape(-1, 4)
-                         / scale)
             x = network_input(im, size)[None]
             fmap = model.forward_features(x)
             t0 = time.perf_counter()
-            masks, hb, scores = model.part_box_head.decoder(model.part_box_head(fmap), msize)
+            masks = model.part_box_head.decoder(model.part_box_head(fmap), msize)[0]
             t_extra.append(time.perf_counter() - t0)
-            head.append(hb[0][scores[0] > 0].numpy().astype(np.float64))
             t0 = time.perf_counter()
             model(x, masks)
             t_masks.append(time.perf_counter() - t0)
@@ -150,7 +188,7 @@ def evaluate_seed(rd: Path, out: Path) -> dict:
             model(x)
             t_own.append(time.perf_counter() - t0)
     ms = lambda t: 1000.0 * float(np.median(t))  # noqa: E731
-    res.update(overlap(head, props))
+    res.update(overlap_only(rd, out))
     res.update({"cpu_ms_proposals": ms(t_prop), "cpu_ms_head_extra": ms(t_extra),
                 "cpu_ms_network_given_masks": ms(t_masks), "cpu_ms_network_head_parts": ms(t_own),
                 "cpu_ms_photos": len(t_prop), "torch_threads": torch.get_num_threads(),
@@ -250,6 +288,7 @@ def summarise(out: Path, docs: Path) -> dict:
     summary: dict = {"seeds": [r["seed"] for r in rows]}
     for key in ("mAP_proposals", "mAP_head", "proposal_recall_iou", "head_precision_iou",
                 "chance_proposal_recall_iou", "chance_head_precision_iou", "head_boxes_per_photo",
+                "cell_iou", "chance_cell_iou", "head_cells_share", "proposal_cells_share",
                 "cpu_ms_proposals", "cpu_ms_head_extra", "cpu_ms_network_given_masks",
                 "cpu_ms_network_head_parts"):
         vals = [r[key] for r in rows if r.get(key) is not None]
@@ -273,16 +312,21 @@ def summarise(out: Path, docs: Path) -> dict:
             "onnx_timing": json.loads(timing.read_text()) if timing.is_file() else None}
 
 
+def cell(r: dict) -> str:
+    return f"{r['cell_iou']:.2f} ({r['chance_cell_iou']:.2f})" if "cell_iou" in r else "–"
+
+
 def markdown(result: dict) -> str:
     s = result["summary"]
     pct = lambda k: f"{100 * s[k + '_mean']:.1f} ± {100 * s[k + '_std']:.1f}" if k + "_mean" in s else "–"  # noqa
     lines = ["| seed | val mAP, proposals (%) | val mAP, head boxes (%) | head - proposals | same seed in the "
-             "24-epoch study (%) | proposal recall IoU (chance) | head precision IoU (chance) |",
-             "|---|---|---|---|---|---|---|"]
+             "24-epoch study (%) | cell IoU (chance) | proposal recall IoU (chance) | "
+             "head precision IoU (chance) |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         study = f"{100 * r['mAP_study_same_seed']:.2f}" if r.get("mAP_study_same_seed") is not None else "–"
         lines.append(f"| {r['seed']} | {100 * r['mAP_proposals']:.2f} | {100 * r['mAP_head']:.2f} | "
-                     f"{100 * (r['mAP_head'] - r['mAP_proposals']):+.2f} | {study} | "
+                     f"{100 * (r['mAP_head'] - r['mAP_proposals']):+.2f} | {study} | {cell(r)} | "
                      f"{r['proposal_recall_iou']:.2f} ({r['chance_proposal_recall_iou']:.2f}) | "
                      f"{r['head_precision_iou']:.2f} ({r['chance_head_precision_iou']:.2f}) |")
     lines += ["", f"Mean over seeds {s['seeds']}: proposals {pct('mAP_proposals')}, head boxes {pct('mAP_head')}."]
@@ -294,6 +338,21 @@ def markdown(result: dict) -> str:
         st = s["study_row_all_seeds"]
         lines.append(f"The 24-epoch study's row over its {st['n']} seeds: {100 * st['mean']:.1f} ± "
                      f"{100 * st['std']:.1f} (range {100 * st['min']:.1f}-{100 * st['max']:.1f}).")
+    if "cell_iou_mean" in s:
+        r0 = result["rows"][0]
+        lines.append(f"Cells marked as parts on the {r0['mask_grid'][0]} x {r0['mask_grid'][1]} mask grid: "
+                     f"{100 * s['head_cells_share_mean']:.0f}% by the head, "
+                     f"{100 * s['proposal_cells_share_mean']:.0f}% by the proposals; a median proposal is "
+                     f"{100 * r0['proposal_size_median'][0]:.1f}% x {100 * r0['proposal_size_median'][1]:.1f}% "
+                     f"of the photo, smaller than one cell, so "
+                     f"a box-level IoU with the head's boxes (at least half a cell wide) stays low even where "
+                     f"both switch on the same cells; the cell IoU is what the network sees. The head's cells "
+                     f"match the proposals' of the same photo with IoU {s['cell_iou_mean']:.2f}, another photo's "
+                     f"with {s['chance_cell_iou_mean']:.2f}.")
+        if s["cell_iou_mean"] - s["chance_cell_iou_mean"] < 0.1 and "mAP_head_minus_proposals" in s:
+            lines.append("The head has barely learnt where the proposals are, yet val mAP with its boxes is that "
+                         "with the proposals': this model's ranking hardly depends on where its part masks are "
+                         "(its global branch carries it).")
     if "cpu_ms_proposals_mean" in s:
         lines.append(f"CPU per photo (one thread, median): proposals {s['cpu_ms_proposals_mean']:.1f} ms; the "
                      f"head's extra work (head, decoding, masks) {s['cpu_ms_head_extra_mean']:.2f} ms; the "
@@ -323,7 +382,9 @@ and part masks from the model's own box head (`--parts model`, what the service 
 proposals step). The head is trained on a detached feature map, so the proposals column repeats the
 24-epoch study's row for the same seed ([real_dev_24ep.md](real_dev_24ep.md)). *Recall IoU*: each
 proposal's best IoU with a head box (top-8 proposals); *precision IoU*: each head box's best IoU with a
-proposal; in brackets the same against another photo's head boxes (chance).
+proposal; *cell IoU*: per photo, the cells of the part-mask grid that any head mask switches on against
+those any proposal mask does (what the network is given); in brackets the same against another photo's
+head boxes (chance).
 
 """
 
@@ -339,6 +400,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--summarise-only", action="store_true")
     ap.add_argument("--onnx-timing", action="store_true", help="time the int8 service paths, then summarise")
+    ap.add_argument("--overlap", action="store_true",
+                    help="recompute the box and cell overlap of finished seeds (no mAP, seconds), then summarise")
     ap.add_argument("--unfinished", action="store_true",
                     help="evaluate the latest checkpoint of seeds still training (kept apart), then summarise")
     args = ap.parse_args(argv)
@@ -351,6 +414,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.onnx_timing:
         torch.set_num_threads(1)
         onnx_timing(out)
+    elif args.overlap:
+        torch.set_num_threads(1)
+        for seed in args.seeds:
+            if result_path(out, seed).is_file():
+                row = json.loads(result_path(out, seed).read_text())
+                atomic_write_json(result_path(out, seed), {**row, **overlap_only(run_dir(out, seed), out)})
     elif args.unfinished:
         evaluate_unfinished(out, args.seeds)
     elif not args.summarise_only:
