@@ -5,9 +5,13 @@
    the model's ONNX export (fp32) and its static int8 quantisation (calibrated on training
    images), and a second index built with the int8 model (its embeddings are another model's:
    the fp32 export serves the eager index, whose fingerprint it shares). The ``baseline*``
-   services get the same from a baseline model (no parts) trained with the same recipe.
+   services get the same from a baseline model (no parts) trained with the same recipe, and the
+   ``boxhead*`` services from PGAN trained with ``model.box_head=true`` (same recipe and seed,
+   ``--boxhead-epochs`` epochs: see :data:`BOXHEAD_EPOCHS`), served
+   with ``--parts model``: the network's own box head finds an upload's parts in the same forward
+   pass, so the service makes no proposals.
 2. For each service in ``--services`` (default ``eager onnx-fp32 onnx-int8 baseline
-   baseline-onnx-int8``), one after the other in the same run: starts ``python -m pgan serve`` as
+   baseline-onnx-int8 boxhead-onnx-int8``), one after the other in the same run: starts ``python -m pgan serve`` as
    a subprocess on 127.0.0.1 (a free port, ``--threads`` model threads, ``--prep-threads``
    preparation threads) and waits for ``/api/health``.
 3. Runs ``--clients`` threads of searches (uploads of the query split's photos) for
@@ -72,19 +76,39 @@ from pgan.utils.atomic import atomic_write_json
 ROOT = Path(__file__).resolve().parents[1]
 SYNTH = {"num_train_ids": 40, "num_test_ids": 20, "images_per_id": [6, 8], "num_cameras": 6,
          "image_size": 160, "seed": 0, "workers": 1}
-SERVICES = ("eager", "onnx-fp32", "onnx-int8", "baseline", "baseline-onnx-int8")
+SERVICES = ("eager", "onnx-fp32", "onnx-int8", "baseline", "baseline-onnx-int8", "boxhead-onnx-int8")
 CALIBRATION_IMAGES = 32
+# The box head needs longer than the other models' 2 epochs before its heat map clears the decoding
+# threshold: on this synthetic set it found 0 parts a photo after 2 epochs, 1.7 after 6 and 2.7 after 12.
+# The service's CPU does not depend on the weights (the network always renders D masks), but a head that
+# finds nothing would make the service a PGAN with empty masks, so it trains 12 (the rows record the
+# parts found per query: ``query_parts_per_photo``).
+BOXHEAD_EPOCHS = 12
 STAGES = ("decode", "part_boxes", "resize_normalise", "model_batch1", "index_search")  # one search, in order
 
 
-MODELS = {"pgan": ("eager", "onnx-fp32", "onnx-int8"), "baseline": ("baseline", "baseline-onnx-int8")}
+MODELS = {"pgan": ("eager", "onnx-fp32", "onnx-int8"), "baseline": ("baseline", "baseline-onnx-int8"),
+          "boxhead": ("boxhead-onnx-int8",)}
+PREFIXES = ("baseline", "boxhead")  # services of the models other than the plain PGAN are named <prefix>-...
 
 
-def prepare(work: Path, epochs: int, parts: str, services: list[str] | tuple[str, ...] = SERVICES
-            ) -> dict[str, Path]:
+def model_of(service: str) -> str:
+    """The model a service serves: ``pgan``, ``baseline`` or ``boxhead``."""
+    return next((m for m in PREFIXES if service.startswith(m)), "pgan")
+
+
+def service_parts(service: str, parts: str) -> str:
+    """The part source of a service's uploads: the box-head model finds its own (``model``); the others use
+    ``--parts``."""
+    return "model" if model_of(service) == "boxhead" else parts
+
+
+def prepare(work: Path, epochs: int, parts: str, services: list[str] | tuple[str, ...] = SERVICES,
+            boxhead_epochs: int = BOXHEAD_EPOCHS) -> dict[str, Path]:
     """The data root and, for each model the services need, its checkpoint, ONNX exports and indexes,
     each made only if missing. Keys: ``data``; ``checkpoint``, ``onnx-fp32``, ``onnx-int8``, ``index``,
-    ``index-int8`` (PGAN) and the same with ``baseline-`` in front."""
+    ``index-int8`` (PGAN) and the same with ``baseline-`` and ``boxhead-`` in front. The box-head model
+    trains ``boxhead_epochs`` (its files carry the number, so another value trains anew)."""
     from pgan.engine.train import train
     from pgan.index import build_index
     from pgan.inference import FeatureExtractor, export_onnx, quantize_int8
@@ -100,23 +124,29 @@ def prepare(work: Path, epochs: int, parts: str, services: list[str] | tuple[str
         if not set(served) & set(services):
             continue
         pre = "" if variant == "pgan" else f"{variant}-"
-        run = work / ("model" if variant == "pgan" else variant)  # the PGAN folder keeps its first name
+        tag = f"boxhead-e{boxhead_epochs}" if variant == "boxhead" else variant
+        run = work / ("model" if variant == "pgan" else tag)  # the PGAN folder keeps its first name
         ckpt = run / "last.pt"
+        model_parts = service_parts(served[0], parts)
         if not (run / "result.json").is_file():
-            cfg = synth_cpu_config(variant, str(data), str(run), 0, optim__epochs=epochs, optim__warmup_epochs=0.0,
-                                   optim__milestones=(100,), run__progress=False)
+            extra = {"model__box_head": True} if variant == "boxhead" else {}
+            cfg = synth_cpu_config("baseline" if variant == "baseline" else "pgan", str(data), str(run), 0,
+                                   optim__epochs=boxhead_epochs if variant == "boxhead" else epochs,
+                                   optim__warmup_epochs=0.0, optim__milestones=(100,), run__progress=False,
+                                   **extra)
             train(cfg, resume=ckpt.is_file())
-        fp32, int8 = work / f"{variant}.onnx", work / f"{variant}-int8.onnx"
+        fp32, int8 = work / f"{tag}.onnx", work / f"{tag}-int8.onnx"
         if not fp32.is_file():
             export_onnx(ckpt, fp32)
         if not int8.is_file():
             calibration = sorted((data / "image_train").glob("*.jpg"))[:CALIBRATION_IMAGES]
-            quantize_int8(fp32, int8, calibration, parts=parts)
-        found = {"checkpoint": ckpt, "onnx-fp32": fp32, "onnx-int8": int8, "index": work / f"{pre}index",
-                 "index-int8": work / f"{pre}index-int8"}
+            quantize_int8(fp32, int8, calibration, parts=model_parts)
+        index_pre = "" if variant == "pgan" else f"{tag}-"
+        found = {"checkpoint": ckpt, "onnx-fp32": fp32, "onnx-int8": int8, "index": work / f"{index_pre}index",
+                 "index-int8": work / f"{index_pre}index-int8"}
         for name, model, runtime in (("index", ckpt, "torch"), ("index-int8", int8, "onnx")):
             if not (found[name] / "index.done").is_file():
-                fx = FeatureExtractor(model, parts=parts, runtime=runtime, device="cpu")
+                fx = FeatureExtractor(model, parts=model_parts, runtime=runtime, device="cpu")
                 build_index(gallery, found[name], extractor=fx, progress=False)
                 (found[name] / "index.done").write_text("ok\n")
         paths.update({f"{pre}{k}": v for k, v in found.items()})
@@ -125,8 +155,9 @@ def prepare(work: Path, epochs: int, parts: str, services: list[str] | tuple[str
 
 def service_model(name: str, paths: dict[str, Path]) -> dict[str, Path | str]:
     """What one service serves: ``runtime`` (torch or onnx), ``model`` (checkpoint or ONNX file), ``index``."""
-    pre = "baseline-" if name.startswith("baseline") else ""
-    kind = name.removeprefix("baseline").lstrip("-") or "eager"
+    model = model_of(name)
+    pre = "" if model == "pgan" else f"{model}-"
+    kind = name.removeprefix(model).lstrip("-") or "eager"
     if kind == "eager":
         return {"runtime": "torch", "model": paths[f"{pre}checkpoint"], "index": paths[f"{pre}index"]}
     index = paths[f"{pre}index-int8"] if kind == "onnx-int8" else paths[f"{pre}index"]
@@ -147,9 +178,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(args: argparse.Namespace, model_args: list[str], port: int, log_file: Path) -> subprocess.Popen:
+def start_server(args: argparse.Namespace, model_args: list[str], port: int, log_file: Path, parts: str
+                 ) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "pgan", "serve", *model_args, "--host", "127.0.0.1", "--port", str(port),
-           "--threads", str(args.threads), "--prep-threads", str(args.prep_threads), "--parts", args.parts,
+           "--threads", str(args.threads), "--prep-threads", str(args.prep_threads), "--parts", parts,
            "--max-batch", str(args.max_batch), "--device", "cpu"]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     proc = subprocess.Popen(cmd, stdout=log_file.open("w"), stderr=subprocess.STDOUT, env=env)
@@ -306,13 +338,19 @@ def run_clients(args: argparse.Namespace, base: str, queries: list[tuple[bytes, 
     return load, cpu1 - cpu0
 
 
-def fixed_answers(base: str, queries: list[tuple[bytes, int]]) -> list[list[tuple[int, float]]]:
+def fixed_answers(base: str, queries: list[tuple[bytes, int]], parts: list[int] | None = None
+                  ) -> list[list[tuple[int, float]]]:
+    """Each query's ranked ``(image_id, score)``; ``parts`` (when given) gets the number of part boxes the
+    service found in each query photo."""
     out = []
     for data, _ in queries:
         r = httpx.post(f"{base}/api/search", files={"image": ("q.jpg", data, "image/jpeg")}, data={"topk": "10"},
                        timeout=60)
         r.raise_for_status()
-        out.append([(h["image_id"], h["score"]) for h in r.json()["results"]])
+        body = r.json()
+        out.append([(h["image_id"], h["score"]) for h in body["results"]])
+        if parts is not None:
+            parts.append(len(body["query"]["boxes"]))
     return out
 
 
@@ -471,11 +509,12 @@ def run_load(args: argparse.Namespace, name: str, model_args: list[str], queries
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     t_start = time.perf_counter()
-    proc = start_server(args, model_args, port, args.work / f"server-{name}.log")
+    proc = start_server(args, model_args, port, args.work / f"server-{name}.log", service_parts(name, args.parts))
     startup = time.perf_counter() - t_start
     try:
         fixed = queries[:: max(1, len(queries) // 5)][:5]
-        before = fixed_answers(base, fixed)  # also the warm-up
+        parts: list[int] = []
+        before = fixed_answers(base, fixed, parts)  # also the warm-up
         info0 = httpx.get(f"{base}/api/info").json()
         load, server_cpu = run_clients(args, base, queries, psutil.Process(proc.pid))
         info1 = httpx.get(f"{base}/api/info").json()
@@ -484,18 +523,20 @@ def run_load(args: argparse.Namespace, name: str, model_args: list[str], queries
     finally:
         proc.terminate()
         proc.wait(30)
-    return service_row(name, info0, info1, load, server_cpu, startup, same_answers(before, after), alive)
+    row = service_row(name, info0, info1, load, server_cpu, startup, same_answers(before, after), alive)
+    return {**row, "query_parts_per_photo": round(float(np.mean(parts)), 2) if parts else None}
 
 
 def table(results: dict[str, dict]) -> str:
     """The markdown table of the services' figures."""
     lines = ["| service | valid searches | errors | corrupt refused | p50 ms | p95 ms | p99 ms | req/s "
-             "| mean batch | server CPU ms / request |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| mean batch | server CPU ms / request | parts found / query |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         lines.append(f"| {name} ({r['runtime']}) | {r['requests']} | {r['errors']} | "
                      f"{r['corrupt_refused_4xx']}/{r['corrupt_uploads']} | {r['p50_ms']} | {r['p95_ms']} | "
                      f"{r['p99_ms']} | {r['throughput_rps']} | {r['mean_batch']} | "
-                     f"{r.get('server_cpu_ms_per_request')} |")
+                     f"{r.get('server_cpu_ms_per_request')} | {r.get('query_parts_per_photo')} |")
     return "\n".join(lines)
 
 
@@ -516,7 +557,7 @@ def ratios(results: dict[str, dict]) -> dict[str, float]:
     """Throughput and p95 latency of each ONNX service over the eager one's (same run)."""
     out = {}
     eager = results.get("eager")
-    for name, short in (("onnx-int8", "int8"), ("onnx-fp32", "fp32")):
+    for name, short in (("onnx-int8", "int8"), ("onnx-fp32", "fp32"), ("boxhead-onnx-int8", "boxhead_int8")):
         r = results.get(name)
         if eager and r and eager["throughput_rps"] and eager["p95_ms"] and r["p95_ms"]:
             out[f"throughput_{short}_over_eager"] = round(r["throughput_rps"] / eager["throughput_rps"], 2)
@@ -528,6 +569,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--work", type=Path, default=ROOT / "data" / "serve-bench")
     ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--boxhead-epochs", type=int, default=BOXHEAD_EPOCHS,
+                    help="epochs of the box-head model (its head needs more to find parts)")
     ap.add_argument("--parts", default="proposals", help="part source for photos (FeatureExtractor parts=)")
     ap.add_argument("--services", nargs="+", default=list(SERVICES), choices=SERVICES)
     ap.add_argument("--clients", type=int, default=8)
@@ -544,7 +587,7 @@ def main() -> None:
 
     load_start = os.getloadavg()[0]
     t0 = time.perf_counter()
-    paths = prepare(args.work, args.epochs, args.parts, args.services)
+    paths = prepare(args.work, args.epochs, args.parts, args.services, args.boxhead_epochs)
     prepared_s = time.perf_counter() - t0
     photos = sorted((paths["data"] / "image_query").glob("*.jpg"))
     queries = [(p.read_bytes(), int(p.name[:4])) for p in photos]
@@ -552,7 +595,8 @@ def main() -> None:
     for name in args.services:
         results[name] = run_load(args, name, service_args(name, paths), queries)
         if not args.no_stages:
-            stages = measure_stages(name, paths, args.parts, [q for q, _ in queries], args.max_batch)
+            stages = measure_stages(name, paths, service_parts(name, args.parts), [q for q, _ in queries],
+                                    args.max_batch)
             results[name] = service_row_with_stages(results[name], stages)
         print(f"{name}: {results[name]['throughput_rps']} req/s, p95 {results[name]['p95_ms']} ms, "
               f"{results[name]['server_cpu_ms_per_request']} ms server CPU per request, "
@@ -577,7 +621,9 @@ def main() -> None:
            "total_s": round(time.perf_counter() - t0, 1),
            "model": f"pgan mobilenet_v2 160 px, {args.epochs} epochs of the synthetic CPU recipe; int8: static "
                     f"QDQ calibrated on {CALIBRATION_IMAGES} training images, served with its own index; "
-                    f"baseline: the same recipe's baseline variant (no parts)"}
+                    f"baseline: the same recipe's baseline variant (no parts); boxhead: PGAN with model.box_head="
+                    f"true (same recipe and seed, {args.boxhead_epochs} epochs), served with --parts model "
+                    f"(no proposals)"}
     out["table_md"] = table(results)
     if not args.no_stages:
         out["stage_table_md"] = stage_table(results)

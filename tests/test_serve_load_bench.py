@@ -136,12 +136,28 @@ def test_client_core_and_process_cpu():
     ("eager", "torch", "checkpoint", "index"), ("onnx-fp32", "onnx", "onnx-fp32", "index"),
     ("onnx-int8", "onnx", "onnx-int8", "index-int8"),
     ("baseline", "torch", "baseline-checkpoint", "baseline-index"),
-    ("baseline-onnx-int8", "onnx", "baseline-onnx-int8", "baseline-index-int8")])
+    ("baseline-onnx-int8", "onnx", "baseline-onnx-int8", "baseline-index-int8"),
+    ("boxhead-onnx-int8", "onnx", "boxhead-onnx-int8", "boxhead-index-int8")])
 def test_each_service_serves_its_own_model_and_index(name, runtime, model, index):
     keys = ("checkpoint", "onnx-fp32", "onnx-int8", "index", "index-int8")
-    paths = {f"{pre}{k}": Path(f"/w/{pre}{k}") for pre in ("", "baseline-") for k in keys}
+    paths = {f"{pre}{k}": Path(f"/w/{pre}{k}") for pre in ("", "baseline-", "boxhead-") for k in keys}
     m = serve_load.service_model(name, paths)
     assert (m["runtime"], m["model"], m["index"]) == (runtime, paths[model], paths[index])
     args = serve_load.service_args(name, paths)
     assert args[:2] == ["--index", str(paths[index])] and str(paths[model]) in args
     assert ("--runtime" in args) == (runtime == "onnx")
+
+
+def test_the_box_head_service_finds_its_own_parts():
+    assert [serve_load.service_parts(s, "proposals") for s in serve_load.SERVICES] == [
+        "proposals"] * 5 + ["model"]
+    assert {serve_load.model_of(s) for s in serve_load.SERVICES} == set(serve_load.MODELS)
+    assert all(serve_load.model_of(s) == m for m, served in serve_load.MODELS.items() for s in served)
+
+
+def test_the_table_shows_the_parts_each_service_found():
+    row = serve_load.service_row("boxhead-onnx-int8", {}, {"runtime": "onnx"}, fake_load(), 0.12, 1.0, True, True)
+    md = serve_load.table({"boxhead-onnx-int8": {**row, "query_parts_per_photo": 2.4}})
+    assert md.splitlines()[0].endswith("| parts found / query |")
+    assert md.splitlines()[2].startswith("| boxhead-onnx-int8 (onnx) | 4 | 0 | 2/2 |")
+    assert md.splitlines()[2].endswith("| 2.4 |")
