@@ -7,6 +7,12 @@ which itself uses :mod:`pgan.inference.onnx`: imports point one way.
 A box-head model's export (:mod:`pgan.inference.onnx`) keeps its box decoding in float: the nodes the
 exporter names ``.../decoder/...`` (peak picking compares a max-pooled map with the map itself, which
 quantised copies of the two would break, and box edges decide which mask cells switch on).
+
+The Part Attention Module's masked softmax also stays in float (its nodes other than convolutions and
+matrix products, ``.../pam/...``): it sets the scores of absent parts to ``-inf``, and a calibration set
+with an absent part gave that tensor an infinite range, so onnxruntime computed a NaN zero point for it
+(seen with a box-head model, which often finds fewer parts than ``D``). It is a handful of numbers per
+image, so float costs nothing measurable.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from pgan.inference.extractor import FeatureExtractor
 from pgan.inference.onnx import save_model, set_metadata
 
 __all__ = ["quantize_int8"]
+
+_PAM_QUANTISED = ("Conv", "Gemm", "MatMul")  # the PAM's ops that int8 pays for; the rest stays in float
 
 
 class _Calibration:
@@ -56,7 +64,8 @@ def quantize_int8(onnx_path: str | Path, out: str | Path, calibration: Sequence,
     raw = out.with_name(f".{out.name}.q.tmp")
     try:
         quant_pre_process(str(onnx_path), str(pre), skip_symbolic_shape=True)
-        keep_float = [n.name for n in onnx.load(str(pre)).graph.node if "/decoder/" in n.name]
+        keep_float = [n.name for n in onnx.load(str(pre)).graph.node if "/decoder/" in n.name or (
+            "/pam/" in n.name and n.op_type not in _PAM_QUANTISED)]
         quantize_static(str(pre), str(raw), _Calibration(batches), quant_format=QuantFormat.QDQ,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
                         calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=keep_float)
