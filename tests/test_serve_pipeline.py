@@ -179,3 +179,16 @@ def test_new_settings_are_validated():
         ServeSettings(thumbnail_sizes=(8,))
     with pytest.raises(PganError, match="decode_side"):
         ServeSettings(decode_side=-1)
+
+
+def test_image_sizes_are_cached_within_a_bound_oldest_first():
+    from pgan.serve.thumbnails import UNKNOWN, ImageSizes
+
+    sizes = ImageSizes(max_items=3)
+    assert sizes.get(1) is UNKNOWN
+    assert sizes.put(1, (640, 480)) == (640, 480) and sizes.put(2, None) is None  # None: unreadable, cached
+    assert sizes.get(1) == (640, 480) and sizes.get(2) is None
+    for i in range(3, 10):
+        sizes.put(i, (i, i))
+    assert len(sizes) == 3  # a long-running service over a large gallery does not grow without bound
+    assert sizes.get(1) is UNKNOWN and sizes.get(2) is UNKNOWN and sizes.get(9) == (9, 9)

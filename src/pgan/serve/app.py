@@ -63,7 +63,7 @@ from pgan.serve.pipeline import Pipeline
 from pgan.serve.schemas import Error, Health, Info, SearchResponse
 from pgan.serve.settings import ServeSettings
 from pgan.serve.sightings import DEFAULT_MIN_SCORE, parse_group, sightings_view
-from pgan.serve.thumbnails import ThumbnailCache
+from pgan.serve.thumbnails import UNKNOWN, ImageSizes, ThumbnailCache
 from pgan.serve.uploads import BadImage, load_gallery_image, thumbnail_jpeg
 from pgan.serve.worker import WorkerStopped
 
@@ -90,7 +90,7 @@ class _State:
         self.active = 0  # admitted requests in progress (changed on the event loop only)
         self.refused = 0
         self.stop_reload = threading.Event()
-        self.sizes: dict[int, tuple[int, int] | None] = {}
+        self.sizes = ImageSizes()
         self.thumbs = ThumbnailCache(settings.thumbnail_cache_bytes)
 
     def gallery_size(self) -> int:
@@ -141,20 +141,21 @@ class _State:
     def size_of(self, image_id: int, path: Path | None) -> tuple[int, int] | None:
         if path is None:
             return None
-        if image_id not in self.sizes:
+        size = self.sizes.get(image_id)
+        if size is UNKNOWN:
             try:
-                self.sizes[image_id] = uploads.image_size(path)
+                size = uploads.image_size(path)
             except (OSError, ValueError):
-                self.sizes[image_id] = None
-        return self.sizes[image_id]
+                size = None
+            self.sizes.put(image_id, size)
+        return size
 
     async def results(self, hits: list) -> list[dict]:
         """The hits as ``Result`` dicts with their images' sizes (read from the headers once, on a
         preparation thread; once all are known, no thread hop)."""
         paths = [Path(str(h.path)) if getattr(h, "path", None) else None for h in hits]
-        if all(p is None or h.image_id in self.sizes for h, p in zip(hits, paths)):
-            sizes = [self.sizes[h.image_id] if p else None for h, p in zip(hits, paths)]
-        else:
+        sizes = [self.sizes.get(h.image_id) if p else None for h, p in zip(hits, paths)]
+        if any(s is UNKNOWN for s in sizes):
             sizes = await self.decode(lambda: [self.size_of(h.image_id, p) for h, p in zip(hits, paths)])
         return [responses.hit_json(h, s) for h, s in zip(hits, sizes)]
 

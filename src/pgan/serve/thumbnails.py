@@ -1,4 +1,5 @@
-"""Gallery thumbnails: JPEG bytes per (image id, fixed size), kept in a bounded LRU.
+"""Gallery thumbnails: JPEG bytes per (image id, fixed size), kept in a bounded LRU; and the gallery
+images' pixel sizes the answers carry, kept in a bounded cache (:class:`ImageSizes`).
 
 ``GET /api/images/{id}?size=N`` is served at one of a few fixed sizes
 (:meth:`ServeSettings.thumbnail_side`), so the page's requests and a client's arbitrary ``N``
@@ -20,7 +21,9 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 
-__all__ = ["ThumbnailCache"]
+__all__ = ["ImageSizes", "ThumbnailCache", "UNKNOWN"]
+
+UNKNOWN = object()  # ImageSizes.get: not cached (None is a cached answer: the file could not be read)
 
 
 class ThumbnailCache:
@@ -66,3 +69,29 @@ class ThumbnailCache:
                 _, dropped = self._items.popitem(last=False)
                 self._bytes -= len(dropped)
         return data
+
+
+class ImageSizes:
+    """``(width, height)`` of gallery images by id, read from their headers once and kept for the next
+    answers that return them; at most ``max_items`` (about 100 bytes each), the oldest dropped first, so
+    a long-running service over a large gallery does not grow without bound. ``get`` takes no lock (one
+    dictionary look-up); writers do."""
+
+    def __init__(self, max_items: int = 100_000) -> None:
+        self.max_items = max_items
+        self._items: dict[int, tuple[int, int] | None] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, image_id: int) -> tuple[int, int] | None | object:
+        """The cached size, None when the file could not be read, or :data:`UNKNOWN`."""
+        return self._items.get(image_id, UNKNOWN)
+
+    def put(self, image_id: int, size: tuple[int, int] | None) -> tuple[int, int] | None:
+        with self._lock:
+            self._items[image_id] = size
+            while len(self._items) > self.max_items:
+                del self._items[next(iter(self._items))]
+        return size
