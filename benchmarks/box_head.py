@@ -344,15 +344,15 @@ def markdown(result: dict) -> str:
                      f"{100 * s['head_cells_share_mean']:.0f}% by the head, "
                      f"{100 * s['proposal_cells_share_mean']:.0f}% by the proposals; a median proposal is "
                      f"{100 * r0['proposal_size_median'][0]:.1f}% x {100 * r0['proposal_size_median'][1]:.1f}% "
-                     f"of the photo, smaller than one cell, so "
-                     f"a box-level IoU with the head's boxes (at least half a cell wide) stays low even where "
+                     f"of the photo, smaller than one cell, so a box-level IoU with the head's boxes (at least "
+                     f"half a backbone-grid cell wide) stays low even where "
                      f"both switch on the same cells; the cell IoU is what the network sees. The head's cells "
                      f"match the proposals' of the same photo with IoU {s['cell_iou_mean']:.2f}, another photo's "
                      f"with {s['chance_cell_iou_mean']:.2f}.")
         if s["cell_iou_mean"] - s["chance_cell_iou_mean"] < 0.1 and "mAP_head_minus_proposals" in s:
             lines.append("The head has barely learnt where the proposals are, yet val mAP with its boxes is that "
                          "with the proposals': this model's ranking hardly depends on where its part masks are "
-                         "(its global branch carries it).")
+                         "(most likely its global branch carries it; not measured here).")
     if "cpu_ms_proposals_mean" in s:
         lines.append(f"CPU per photo (one thread, median): proposals {s['cpu_ms_proposals_mean']:.1f} ms; the "
                      f"head's extra work (head, decoding, masks) {s['cpu_ms_head_extra_mean']:.2f} ms; the "

@@ -33,6 +33,8 @@ __all__ = ["MADV_POPULATE_READ", "PREFETCH_MIN", "mapped_ranges", "populate", "p
 
 PREFETCH_MIN = 64 << 20  # segment files from this size are warmed by a background thread
 MADV_POPULATE_READ = 22  # <linux/mman.h>: fault the pages of a range in (page tables too), reading them
+# faiss >= 1.10 holds flat codes in this type; an older faiss reads them into memory (nothing to map)
+_MAYBE_OWNED = getattr(faiss, "MaybeOwnedVectorUInt8", ())
 
 
 def _mem_available() -> int | None:
@@ -54,7 +56,7 @@ def mapped_ranges(index: faiss.Index) -> list[tuple[int, int]]:
     while todo:
         sub = faiss.downcast_index(todo.pop())
         codes = getattr(sub, "codes", None)
-        if isinstance(codes, faiss.MaybeOwnedVectorUInt8) and not codes.is_owned and codes.size():
+        if isinstance(codes, _MAYBE_OWNED) and not codes.is_owned and codes.size():
             out.append((int(faiss.rev_swig_ptr(codes.data(), 1).ctypes.data), int(codes.size())))
         todo += [getattr(sub, name) for name in ("refine_index", "base_index", "storage")
                  if getattr(sub, name, None) is not None]
