@@ -126,10 +126,8 @@ def cell_overlap(head_masks: list[np.ndarray], prop_masks: list[np.ndarray]) -> 
             "head_cells_share": float(np.mean(heads)), "proposal_cells_share": float(np.mean(props))}
 
 
-def overlap_only(rd: Path, out: Path) -> dict:
-    """:func:`overlap` and :func:`cell_overlap` of one trained seed on val (no mAP; a few seconds)."""
-    model, cfg = load_trained(rd / "last.pt")
-    ds = read_configured_dataset(cfg)
+def overlap_only(model, cfg, ds, out: Path) -> dict:
+    """:func:`overlap` and :func:`cell_overlap` of one loaded trained model on val (no mAP; a few seconds)."""
     part_items = {Path(k).name: v for k, v in read_part_file(out / "parts" / "parts_proposals.jsonl").items()}
     d, size = cfg.data.num_parts, tuple(cfg.data.input_size)
     msize = mask_size(model, size)
@@ -188,7 +186,7 @@ def evaluate_seed(rd: Path, out: Path) -> dict:
             model(x)
             t_own.append(time.perf_counter() - t0)
     ms = lambda t: 1000.0 * float(np.median(t))  # noqa: E731
-    res.update(overlap_only(rd, out))
+    res.update(overlap_only(model, cfg, ds, out))
     res.update({"cpu_ms_proposals": ms(t_prop), "cpu_ms_head_extra": ms(t_extra),
                 "cpu_ms_network_given_masks": ms(t_masks), "cpu_ms_network_head_parts": ms(t_own),
                 "cpu_ms_photos": len(t_prop), "torch_threads": torch.get_num_threads(),
@@ -419,7 +417,9 @@ def main(argv: list[str] | None = None) -> None:
         for seed in args.seeds:
             if result_path(out, seed).is_file():
                 row = json.loads(result_path(out, seed).read_text())
-                atomic_write_json(result_path(out, seed), {**row, **overlap_only(run_dir(out, seed), out)})
+                model, cfg = load_trained(run_dir(out, seed) / "last.pt")
+                overlaps = overlap_only(model, cfg, read_configured_dataset(cfg), out)
+                atomic_write_json(result_path(out, seed), {**row, **overlaps})
     elif args.unfinished:
         evaluate_unfinished(out, args.seeds)
     elif not args.summarise_only:

@@ -132,11 +132,14 @@ def custom_recipes_table(docs: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+LEGACY_SCALE_SETTING = "HNSW32,Flat"  # the first scale runs' rows predate the "setting" key: all HNSW
+
+
 def scale_index(r: dict) -> str:
     """A scale row's index: the setting asked for and, where it differs, what the segments hold."""
     if r["backend"] != "faiss":
         return r.get("index_type") or "HNSW"
-    setting = r.get("setting", "HNSW32,Flat")  # the first scale runs predate the key: all HNSW
+    setting = r.get("setting", LEGACY_SCALE_SETTING)
     types = ", ".join(r.get("segment_types") or {})
     return setting if not types or types == setting else f"{setting}: {types}"
 
@@ -150,7 +153,7 @@ def search_scale_table(docs: Path) -> str:
     adds = []
     for r in rows:
         if "add_1000_s" in r:
-            adds.append(f"{r['backend']} {r.get('setting', 'HNSW32,Flat')} {r['generator']} {r['n']:,}: "
+            adds.append(f"{r['backend']} {r.get('setting', LEGACY_SCALE_SETTING)} {r['generator']} {r['n']:,}: "
                         f"{r['add_1000_s']:.2f} s")
             continue
         f = r.get("filter")
